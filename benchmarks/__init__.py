@@ -1,0 +1,1 @@
+"""Load-test client and benchmark scripts; they talk to a server only over HTTP and WebRTC."""

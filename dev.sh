@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# LiveCart's two commands:
+#   ./dev.sh demo   install into .venv and start the server with a live demo stream
+#   ./dev.sh test   install everything the tests need into .venv and run the whole suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${LIVECART_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "dev.sh: need root (or sudo) to run: $*" >&2; exit 1; fi; }
+
+ensure_venv() {
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "dev.sh: LiveCart needs Python 3.11 or newer ($PY is $("$PY" --version 2>&1))" >&2; exit 1
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+      # Debian/Ubuntu ship venv separately.
+      rm -rf "$VENV"
+      as_root apt-get update -qq
+      as_root apt-get install -y -qq python3-venv >/dev/null
+      "$PY" -m venv "$VENV"
+    fi
+  fi
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+}
+
+case "${1:-}" in
+  demo)
+    shift
+    ensure_venv
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check .
+    exec "$VENV/bin/livecart" serve --demo "$@"
+    ;;
+  test)
+    shift
+    ensure_venv
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "== ruff"; "$VENV/bin/ruff" check ingest transcode relay benchmarks tests
+    echo "== mypy"; "$VENV/bin/mypy"
+    echo "== pytest"; exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh demo [livecart serve options] | ./dev.sh test [pytest options]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,1 @@
+"""WHIP ingest: publisher sessions and the decoded media they deliver."""

@@ -1,0 +1,20 @@
+"""The boundary between ingest and transcode: where a publisher's decoded media goes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import av
+
+
+class FrameSink(Protocol):
+    """Receives one publisher's decoded media, on the event loop, in arrival order.
+
+    Implementations must return at once (queue or drop); they never block the loop.
+    """
+
+    def on_video(self, frame: av.VideoFrame) -> None: ...
+
+    def on_audio(self, frame: av.AudioFrame) -> None: ...
+
+    def on_source_started(self) -> None: ...

@@ -1,0 +1,44 @@
+"""Reading what a WHIP/WHEP client sends: the bearer token and a bounded SDP body."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from ingest.errors import BadRequest, BodyTooLarge, Forbidden, Unauthorized, UnsupportedMediaType
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None when there is none."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def check_bearer(request: web.Request, expected: str) -> None:
+    """Raise Unauthorized/Forbidden unless the request carries ``expected`` (constant time)."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <publish key>'")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Forbidden("wrong bearer token for this stream")
+
+
+async def read_body(request: web.Request, *, content_type: str, max_bytes: int) -> str:
+    """Read a text body of ``content_type`` of at most ``max_bytes``, without trusting headers."""
+    if request.content_type != content_type:
+        got = request.content_type or "none"
+        raise UnsupportedMediaType(f"Content-Type must be {content_type}, got {got}")
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"body of {declared} bytes is over the {max_bytes}-byte limit")
+    data = await request.content.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BodyTooLarge(f"body is over the {max_bytes}-byte limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 text (byte {exc.start})") from None

@@ -1,0 +1,56 @@
+"""Creating, negotiating and closing one aiortc peer connection the way LiveCart needs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from ingest.errors import BadOffer
+from ingest.sdp import add_rtcp_mux_only
+
+log = logging.getLogger(__name__)
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    """A peer connection that never contacts a STUN server (aiortc uses a public one by default)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
+    """Set the remote offer; aiortc's assorted exceptions on odd SDP become BadOffer."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    except Exception as exc:  # noqa: BLE001 - aiortc raises many types on odd SDP
+        raise BadOffer(f"offer could not be applied: {type(exc).__name__}: {exc}") from None
+
+
+async def make_answer(pc: RTCPeerConnection, *, timeout_s: float) -> str:
+    """Create and set the answer (waits for host candidates); returns the RFC 9725 answer SDP."""
+    try:
+        answer = await pc.createAnswer()
+        await asyncio.wait_for(pc.setLocalDescription(answer), timeout_s)
+    except TimeoutError:
+        raise BadOffer("gathering ICE candidates timed out") from None
+    except Exception as exc:  # noqa: BLE001 - aiortc raises many types on odd SDP
+        raise BadOffer(f"no answer possible for this offer: {type(exc).__name__}: {exc}") from None
+    local_sdp: str = pc.localDescription.sdp
+    return add_rtcp_mux_only(local_sdp)
+
+
+async def close_quietly(pc: RTCPeerConnection, who: str) -> None:
+    """Close ``pc``; aiortc's close can raise, and a session's end must not."""
+    try:
+        await pc.close()
+    except Exception as exc:
+        log.warning("%s: closing peer connection raised %s: %s", who, type(exc).__name__, exc)
+
+
+def watch_state(pc: RTCPeerConnection, on_change: Callable[[str], None]) -> None:
+    """Call ``on_change(state)`` with each new connection state."""
+
+    @pc.on("connectionstatechange")
+    def _changed() -> None:
+        on_change(pc.connectionState)

@@ -1,0 +1,1 @@
+"""Static viewer pages served by the LiveCart server (HTML, CSS and JS modules; no logic)."""

@@ -1,0 +1,145 @@
+"""The HTTP application: WHIP, WHEP, the stream API and the player pages.
+
+Handlers stay thin: read and check the request, call the registry, shape the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
+from relay.config import Config
+
+from ingest.http_input import check_bearer, read_body
+from relay.http_errors import Handler, error_middleware
+from relay.registry import Registry
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+REGISTRY = web.AppKey("registry", Registry)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post",
+}
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browser publishers and players may live on another origin."""
+    response = await handler(request)
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+            "Access-Control-Max-Age": "86400",
+            "Accept-Post": "application/sdp",
+        },
+    )
+
+
+def _created(location: str, answer: str) -> web.Response:
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": location},
+    )
+
+
+async def whip_post(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    limits = request.app[CONFIG].limits
+    stream = registry.stream(request.match_info["stream"])
+    check_bearer(request, stream.config.publish_key)
+    sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
+    offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
+    check_publish_offer(offer)
+    session_id, answer = await registry.open_publisher(stream, sdp, offer)
+    return _created(f"/whip/{stream.name}/{session_id}", answer)
+
+
+async def whip_delete(request: web.Request) -> web.Response:
+    await request.app[REGISTRY].close_publisher(request.match_info["stream"], request.match_info["session"])
+    return web.Response(status=200, text="session ended\n", content_type="text/plain")
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    limits = request.app[CONFIG].limits
+    stream = registry.stream(request.match_info["stream"])
+    sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
+    offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
+    check_view_offer(offer)
+    session_id, answer = await registry.open_viewer(stream, sdp, offer)
+    return _created(f"/whep/{stream.name}/{session_id}", answer)
+
+
+async def whep_delete(request: web.Request) -> web.Response:
+    await request.app[REGISTRY].close_viewer(request.match_info["stream"], request.match_info["session"])
+    return web.Response(status=200, text="session ended\n", content_type="text/plain")
+
+
+async def api_streams(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REGISTRY].snapshot())
+
+
+async def api_stream(request: web.Request) -> web.Response:
+    stream = request.app[REGISTRY].stream(request.match_info["stream"])
+    return web.json_response(stream.snapshot())
+
+
+def _pages_dir() -> Path:
+    return Path(str(resources.files("player_demo")))
+
+
+async def page_index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(_pages_dir() / "index.html")
+
+
+async def page_watch(request: web.Request) -> web.FileResponse:
+    request.app[REGISTRY].stream(request.match_info["stream"])
+    return web.FileResponse(_pages_dir() / "watch.html")
+
+
+def build_app(config: Config) -> web.Application:
+    """The whole server as an aiohttp application; the registry lives in its cleanup context."""
+    app = web.Application(middlewares=[cors_middleware, error_middleware])
+    app[CONFIG] = config
+
+    async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
+        registry = Registry(config)
+        app[REGISTRY] = registry
+        if config.server.demo:
+            registry.start_demo(registry.stream("demo"))
+        yield
+        await registry.close()
+
+    app.cleanup_ctx.append(registry_ctx)
+    stream = r"{stream:[A-Za-z0-9_-]{1,64}}"
+    session = r"{session:[A-Za-z0-9_-]{1,64}}"
+    app.router.add_post(f"/whip/{stream}", whip_post)
+    app.router.add_route("OPTIONS", f"/whip/{stream}", preflight)
+    app.router.add_delete(f"/whip/{stream}/{session}", whip_delete)
+    app.router.add_route("OPTIONS", f"/whip/{stream}/{session}", preflight)
+    app.router.add_post(f"/whep/{stream}", whep_post)
+    app.router.add_route("OPTIONS", f"/whep/{stream}", preflight)
+    app.router.add_delete(f"/whep/{stream}/{session}", whep_delete)
+    app.router.add_route("OPTIONS", f"/whep/{stream}/{session}", preflight)
+    app.router.add_get("/api/streams", api_streams)
+    app.router.add_get(f"/api/streams/{stream}", api_stream)
+    app.router.add_get("/", page_index)
+    app.router.add_get(f"/watch/{stream}", page_watch)
+    app.router.add_static("/static", _pages_dir(), show_index=False)
+    return app

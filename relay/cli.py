@@ -1,0 +1,86 @@
+"""The ``livecart`` command: ``livecart serve`` runs the server (later: ``livecart bench``)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
+
+from relay.app import build_app
+
+log = logging.getLogger("livecart")
+
+SHUTDOWN_DEADLINE_S = 10.0
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aioice and aiortc log every candidate pair at INFO; keep their noise out of operator logs.
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+async def serve(config: Config) -> int:
+    """Run the server until SIGINT/SIGTERM, then close every session within the deadline."""
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"livecart: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    port = runner.addresses[0][1]
+    shown = dataclasses.replace(config, server=dataclasses.replace(config.server, port=port))
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
+    print(f"LiveCart listening on http://{host}:{port}", flush=True)
+    for stream in shown.streams:
+        if stream.name in shown.generated_keys:
+            print(obs_settings_text(shown, stream), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(runner.cleanup(), SHUTDOWN_DEADLINE_S)
+    except TimeoutError:
+        log.warning("shutdown took over %.0f s; exiting anyway", SHUTDOWN_DEADLINE_S)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args, os.environ)
+    except ConfigError as exc:
+        print(f"livecart: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.server.log_level)
+    if config.server.loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(serve(config))
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""LiveCart's configuration: one frozen dataclass tree, loaded once at start.
+
+Precedence: command-line flags > environment (``LIVECART_*``) > TOML file > defaults.
+Every value is validated here, with an error that names the flag, variable or key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """One stream a publisher may go live on."""
+
+    name: str
+    publish_key: str
+    takeover: bool = True
+    max_viewers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Capacity limits and deadlines."""
+
+    max_publishers: int = 16
+    max_viewers_per_stream: int = 200
+    max_body_bytes: int = 32768
+    max_media_sections: int = 8
+    setup_timeout_s: float = 15.0
+    media_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeConfig:
+    """The rendition every stream is encoded to."""
+
+    max_width: int = 1280
+    max_height: int = 720
+    fps: int = 30
+    video_kbps: int = 2500
+    audio_kbps: int = 64
+    gop_s: float = 2.0
+    keyframe_min_interval_ms: int = 500
+    encoder_threads: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where and how the server runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    loop: str = "uvloop"
+    demo: bool = False
+    log_level: str = "info"
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, passed down explicitly."""
+
+    server: ServerConfig
+    limits: LimitsConfig
+    transcode: TranscodeConfig
+    streams: tuple[StreamConfig, ...]
+    generated_keys: frozenset[str] = field(default_factory=frozenset)
+
+    def stream(self, name: str) -> StreamConfig | None:
+        return next((s for s in self.streams if s.name == name), None)
+
+
+# (section, key, flag, env, converter, help)
+_Option = tuple[str, str, str, str, Callable[[str], Any], str]
+_OPTIONS: tuple[_Option, ...] = (
+    ("server", "host", "--host", "LIVECART_HOST", str, "address to listen on"),
+    ("server", "port", "--port", "LIVECART_PORT", int, "TCP port (0 picks a free one)"),
+    ("server", "loop", "--loop", "LIVECART_LOOP", str, "event loop: uvloop or asyncio"),
+    ("server", "log_level", "--log-level", "LIVECART_LOG_LEVEL", str, "debug, info, warning or error"),
+    ("server", "public_url", "--public-url", "LIVECART_PUBLIC_URL", str, "base URL printed for OBS"),
+    ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
+    ("limits", "max_viewers_per_stream", "--max-viewers-per-stream", "LIVECART_MAX_VIEWERS_PER_STREAM", int,
+     "viewers of one stream"),
+    ("limits", "setup_timeout_s", "--setup-timeout", "LIVECART_SETUP_TIMEOUT", float,
+     "seconds a session may take to connect"),
+    ("limits", "media_timeout_s", "--media-timeout", "LIVECART_MEDIA_TIMEOUT", float,
+     "seconds without media before a publisher is ended"),
+    ("transcode", "video_kbps", "--video-kbps", "LIVECART_VIDEO_KBPS", int, "video bitrate"),
+    ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest encoded width"),
+    ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest encoded height"),
+    ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
+)
+_SECTIONS: dict[str, type[Any]] = {"server": ServerConfig, "limits": LimitsConfig, "transcode": TranscodeConfig}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecart", description="LiveCart media server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the LiveCart server. Precedence: flags > LIVECART_* environment > TOML > defaults.",
+    )
+    serve.add_argument("--config", metavar="PATH", default=None,
+                       help="TOML configuration file (env LIVECART_CONFIG; default: none)")
+    serve.add_argument("--demo", action="store_true", default=None,
+                       help="publish a built-in test pattern and tone on stream 'demo' (env LIVECART_DEMO=1)")
+    for section, key, flag, env, conv, text in _OPTIONS:
+        default = getattr(_SECTIONS[section](), key)
+        kwargs: dict[str, Any] = {"default": None, "metavar": key.upper(), "help": f"{text} (env {env}; default {default})"}
+        if key == "loop":
+            kwargs["choices"] = ["uvloop", "asyncio"]
+        elif key == "log_level":
+            kwargs["choices"] = ["debug", "info", "warning", "error"]
+        else:
+            kwargs["type"] = conv
+        serve.add_argument(flag, dest=f"{section}.{key}", **kwargs)
+    return parser
+
+
+def _check_type(where: str, value: Any, expected: Any) -> Any:
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    wanted = kinds.get(str(expected).replace("| None", "").strip(), None)
+    if wanted is None:
+        return value
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {wanted.__name__}, got {value!r}")
+    return value
+
+
+def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config {path}: [{cls.__name__}] must be a table")
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields or key == "demo":
+            raise ConfigError(f"config {path}: unknown key {key!r}; known: {', '.join(sorted(fields))}")
+        out[key] = _check_type(f"config {path}: {key}", value, fields[key])
+    return out
+
+
+def _load_toml(path_text: str) -> dict[str, Any]:
+    path = Path(path_text)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path_text} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path_text} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path_text} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"server", "limits", "transcode", "streams"}
+    if unknown:
+        raise ConfigError(f"config {path_text}: unknown table(s) {', '.join(sorted(unknown))}")
+    return data
+
+
+def _streams(path: str, table: Any) -> list[StreamConfig]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config {path}: [streams] must hold [streams.NAME] tables")
+    streams = []
+    for name, values in table.items():
+        if not STREAM_NAME.match(name):
+            raise ConfigError(f"config {path}: stream name {name!r} must match [A-Za-z0-9_-]{{1,64}}")
+        fields = _section_values(f"{path} [streams.{name}]", values, StreamConfig)
+        if "name" in fields:
+            raise ConfigError(f"config {path}: [streams.{name}] must not set name")
+        if "publish_key" not in fields:
+            raise ConfigError(f"config {path}: [streams.{name}] needs a publish_key")
+        streams.append(StreamConfig(name=name, **fields))
+    return streams
+
+
+def _validate(config: Config) -> None:
+    s, lim, t = config.server, config.limits, config.transcode
+    problems = [
+        (not 0 <= s.port <= 65535, f"port must be 0..65535, got {s.port}"),
+        (s.loop not in ("uvloop", "asyncio"), f"loop must be uvloop or asyncio, got {s.loop!r}"),
+        (s.log_level not in ("debug", "info", "warning", "error"), f"log_level is {s.log_level!r}"),
+        (lim.max_publishers < 1, f"max_publishers must be positive, got {lim.max_publishers}"),
+        (lim.max_viewers_per_stream < 1, f"max_viewers_per_stream must be positive, got {lim.max_viewers_per_stream}"),
+        (lim.max_body_bytes < 1024, f"max_body_bytes must be at least 1024, got {lim.max_body_bytes}"),
+        (lim.max_media_sections < 1, f"max_media_sections must be positive, got {lim.max_media_sections}"),
+        (lim.setup_timeout_s <= 0, f"setup_timeout_s must be positive, got {lim.setup_timeout_s}"),
+        (lim.media_timeout_s <= 0, f"media_timeout_s must be positive, got {lim.media_timeout_s}"),
+        (not 1 <= t.fps <= 60, f"fps must be 1..60, got {t.fps}"),
+        (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
+        (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
+        (t.video_kbps < 50, f"video_kbps must be at least 50, got {t.video_kbps}"),
+        (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
+    ]
+    for stream in config.streams:
+        problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
+        if stream.max_viewers is not None:
+            problems.append((stream.max_viewers < 1, f"stream {stream.name}: max_viewers must be positive"))
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_config(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    *,
+    token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+) -> Config:
+    """Merge flags, environment, TOML and defaults into one validated Config."""
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    path = getattr(args, "config", None) or env.get("LIVECART_CONFIG") or None
+    data = _load_toml(path) if path else {}
+    for name, cls in _SECTIONS.items():
+        if name in data:
+            values[name].update(_section_values(f"{path} [{name}]", data[name], cls))
+    streams = _streams(str(path), data["streams"]) if "streams" in data else []
+    for section, key, _flag, env_name, conv, _text in _OPTIONS:
+        if env_name in env and env[env_name] != "":
+            try:
+                values[section][key] = conv(env[env_name])
+            except ValueError:
+                raise ConfigError(f"environment {env_name}={env[env_name]!r} is not a valid {conv.__name__}") from None
+        flag_value = getattr(args, f"{section}.{key}", None)
+        if flag_value is not None:
+            values[section][key] = flag_value
+    demo = bool(getattr(args, "demo", None)) or _truthy(env.get("LIVECART_DEMO", ""))
+    values["server"]["demo"] = demo
+    generated: set[str] = set()
+    demo_key = env.get("LIVECART_DEMO_KEY") or None
+    if not streams or (demo and not any(s.name == "demo" for s in streams)):
+        key = demo_key or token_factory()
+        if demo_key is None:
+            generated.add("demo")
+        streams.append(StreamConfig(name="demo", publish_key=key))
+    elif demo_key is not None:
+        streams = [dataclasses.replace(s, publish_key=demo_key) if s.name == "demo" else s for s in streams]
+    config = Config(
+        server=ServerConfig(**values["server"]),
+        limits=LimitsConfig(**values["limits"]),
+        transcode=TranscodeConfig(**values["transcode"]),
+        streams=tuple(streams),
+        generated_keys=frozenset(generated),
+    )
+    _validate(config)
+    return config
+
+
+def obs_settings_text(config: Config, stream: StreamConfig) -> str:
+    """What the server prints so a host can point OBS (or a browser) at ``stream``."""
+    server = config.server
+    if server.public_url:
+        base = server.public_url.rstrip("/")
+    else:
+        host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+        base = f"http://{host}:{server.port}"
+    return (
+        "OBS: Settings -> Stream -> Service: WHIP\n"
+        f"     Server:       {base}/whip/{stream.name}\n"
+        f"     Bearer Token: {stream.publish_key}\n"
+        f"Watch: {base}/watch/{stream.name}"
+    )

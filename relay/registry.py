@@ -1,0 +1,194 @@
+"""The stream registry: which streams exist, who publishes and who watches, and the limits.
+
+It opens and ends sessions; the HTTP handlers only translate requests into calls here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from aiortc import RTCRtpSender
+from ingest.sdp import OfferSummary
+from relay.config import Config
+
+from ingest.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
+from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection
+from ingest.publisher import PublisherSession
+from ingest.synthetic import SyntheticSource
+from relay.introspect import process_counts
+from relay.stream import Stream
+from relay.viewer import ViewerSession
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 5.0  # OBS gives up after 8 s; the answer must be well inside that
+
+
+def new_session_id() -> str:
+    """An unguessable session id: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def _h264_preferences() -> list[Any]:
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
+
+
+class Registry:
+    """Owns every stream and session of the server; closes them all in ``close``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.streams: dict[str, Stream] = {
+            s.name: Stream(s, config.transcode) for s in config.streams
+        }
+        self.publishers: dict[str, PublisherSession] = {}
+        self.viewers: dict[str, ViewerSession] = {}
+        self._negotiating_publishers = 0
+        self._negotiating_viewers: dict[str, int] = {}
+        self._demo: SyntheticSource | None = None
+
+    def stream(self, name: str) -> Stream:
+        stream = self.streams.get(name)
+        if stream is None:
+            raise StreamNotFound(f"unknown stream {name!r}")
+        return stream
+
+    # ---- publishers -------------------------------------------------------------------
+    async def open_publisher(self, stream: Stream, offer_sdp: str, offer: OfferSummary) -> tuple[str, str]:
+        """Negotiate a WHIP publisher on ``stream``; returns (session id, answer SDP)."""
+        del offer  # validated by the caller; kept for future codec decisions
+        limits = self.config.limits
+        if stream.live and not stream.config.takeover:
+            raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
+        others = sum(1 for s in self.streams.values() if s.live and s is not stream)
+        if others + self._negotiating_publishers >= limits.max_publishers:
+            raise LimitReached(f"publisher limit of {limits.max_publishers} reached, retry later")
+        self._negotiating_publishers += 1
+        pc = new_peer_connection()
+        try:
+            session = PublisherSession(
+                new_session_id(),
+                stream.name,
+                pc,
+                stream.transcoder,
+                setup_timeout_s=limits.setup_timeout_s,
+                media_timeout_s=limits.media_timeout_s,
+                on_end=self._publisher_ended,
+            )
+            await apply_offer(pc, offer_sdp)
+            answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
+        except BaseException:
+            await close_quietly(pc, f"publisher {stream.name} (negotiation)")
+            raise
+        finally:
+            self._negotiating_publishers -= 1
+        previous = stream.publisher
+        if previous is not None:
+            if not stream.config.takeover:  # a publisher went live while we negotiated
+                await close_quietly(pc, session.label)
+                raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
+            await previous.close("taken over by a new publisher")
+        self.publishers[session.id] = session
+        stream.set_publisher(session)
+        session.start()
+        log.info("%s: publishing", session.label)
+        return session.id, answer
+
+    async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
+        self.publishers.pop(session.id, None)
+        stream = self.streams.get(session.stream)
+        if stream is not None and stream.publisher is session:
+            stream.set_publisher(None)
+
+    async def close_publisher(self, stream_name: str, session_id: str) -> None:
+        session = self.publishers.get(session_id)
+        if session is None or session.stream != stream_name:
+            raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
+        await session.close("DELETE by client")
+
+    def start_demo(self, stream: Stream) -> None:
+        demo = SyntheticSource(stream.name, stream.transcoder)
+        self._demo = demo
+        stream.set_publisher(demo)
+        demo.start()
+        log.info("%s: publishing", demo.label)
+
+    # ---- viewers ----------------------------------------------------------------------
+    async def open_viewer(self, stream: Stream, offer_sdp: str, offer: OfferSummary) -> tuple[str, str]:
+        """Negotiate a WHEP viewer of ``stream``; returns (session id, answer SDP)."""
+        limit = stream.config.max_viewers or self.config.limits.max_viewers_per_stream
+        pending = self._negotiating_viewers.get(stream.name, 0)
+        if len(stream.viewers) + pending >= limit:
+            raise LimitReached(f"stream {stream.name!r} has reached its limit of {limit} viewers")
+        self._negotiating_viewers[stream.name] = pending + 1
+        pc = new_peer_connection()
+        tracks = stream.fanout.new_tracks(with_audio=offer.audio is not None)
+        try:
+            session = ViewerSession(
+                new_session_id(),
+                stream.name,
+                pc,
+                tracks,
+                setup_timeout_s=self.config.limits.setup_timeout_s,
+                on_end=self._viewer_ended,
+                greeting=lambda: [stream.state_message()],
+            )
+            # Our transceivers exist before the offer is applied, so aiortc matches them to the
+            # offer's m-lines and negotiates only H.264 for video (the only codec we send).
+            video = pc.addTransceiver(tracks.video, direction="sendonly")
+            video.setCodecPreferences(_h264_preferences())
+            if tracks.audio is not None:
+                pc.addTransceiver(tracks.audio, direction="sendonly")
+            await apply_offer(pc, offer_sdp)
+            answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
+        except BaseException:
+            await close_quietly(pc, f"viewer {stream.name} (negotiation)")
+            raise
+        finally:
+            self._negotiating_viewers[stream.name] -= 1
+        self.viewers[session.id] = session
+        stream.add_viewer(session)
+        session.start()
+        log.info("%s: watching", session.label)
+        return session.id, answer
+
+    async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
+        self.viewers.pop(session.id, None)
+        stream = self.streams.get(session.stream)
+        if stream is not None:
+            stream.remove_viewer(session.id)
+
+    async def close_viewer(self, stream_name: str, session_id: str) -> None:
+        session = self.viewers.get(session_id)
+        if session is None or session.stream != stream_name:
+            raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
+        await session.close("DELETE by client")
+
+    # ---- introspection and shutdown -----------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        negotiating = self._negotiating_publishers + sum(self._negotiating_viewers.values())
+        session_tasks = sum(p.task_count for p in self.publishers.values()) + sum(
+            v.task_count for v in self.viewers.values()
+        )
+        return {
+            "streams": [s.snapshot() for s in self.streams.values()],
+            "sessions": {
+                "publishers": len(self.publishers),
+                "viewers": len(self.viewers),
+                "negotiating": negotiating,
+                "peer_connections": len(self.publishers) + len(self.viewers) + negotiating,
+                "session_tasks": session_tasks,
+            },
+            "process": process_counts(),
+        }
+
+    async def close(self) -> None:
+        sessions: list[Any] = [*self.publishers.values(), *self.viewers.values()]
+        if self._demo is not None:
+            sessions.append(self._demo)
+        await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in self.streams.values()), return_exceptions=True)

@@ -1,0 +1,118 @@
+"""One WHEP viewer: its peer connection, outgoing tracks and optional ``cards`` data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from ingest.peer import close_quietly, watch_state
+from relay.fanout import ViewerTracks
+
+log = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "cards"
+MAX_CHANNEL_BUFFER = 256 * 1024  # bytes queued on a slow viewer's channel before we skip
+
+
+class ViewerSession:
+    """Owns one viewer's peer connection and watchdog; ``on_end`` is awaited once at the end."""
+
+    def __init__(
+        self,
+        session_id: str,
+        stream: str,
+        pc: RTCPeerConnection,
+        tracks: ViewerTracks,
+        *,
+        setup_timeout_s: float,
+        on_end: Callable[[ViewerSession, str], Awaitable[None]],
+        greeting: Callable[[], list[str]],
+    ) -> None:
+        self.id = session_id
+        self.stream = stream
+        self.pc = pc
+        self.tracks = tracks
+        self._setup_timeout_s = setup_timeout_s
+        self._on_end = on_end
+        self._greeting = greeting
+        self._channel: RTCDataChannel | None = None
+        self._connected = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self.messages_dropped = 0
+        watch_state(pc, self._on_state)
+        pc.on("datachannel", self._on_datachannel)
+
+    @property
+    def label(self) -> str:
+        return f"viewer {self.stream}/{self.id[:8]}"
+
+    @property
+    def task_count(self) -> int:
+        return int(self._watchdog is not None and not self._watchdog.done())
+
+    def start(self) -> None:
+        self._watchdog = asyncio.ensure_future(self._watch())
+        self._watchdog.set_name(f"{self.label} watchdog")
+
+    def _on_state(self, state: str) -> None:
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            self._failed.set()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL:
+            return
+        self._channel = channel
+        if channel.readyState == "open":
+            self._greet()
+        else:
+            channel.on("open", self._greet)
+
+    def _greet(self) -> None:
+        for message in self._greeting():
+            self.send(message)
+
+    def send(self, message: str) -> None:
+        """Send a pre-serialised JSON message if the viewer has an open ``cards`` channel."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        if channel.bufferedAmount > MAX_CHANNEL_BUFFER:
+            self.messages_dropped += 1
+            return
+        channel.send(message)
+
+    async def _watch(self) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._setup_timeout_s)
+        except TimeoutError:
+            self.close_soon(f"not connected within {self._setup_timeout_s:g} s")
+            return
+        await self._failed.wait()
+        self.close_soon(f"connection {self.pc.connectionState}")
+
+    def close_soon(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close(reason))
+
+    async def close(self, reason: str) -> None:
+        self.close_soon(reason)
+        assert self._closing is not None
+        await asyncio.shield(self._closing)
+
+    async def _close(self, reason: str) -> None:
+        log.info("%s: ending (%s)", self.label, reason)
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        await close_quietly(self.pc, self.label)
+        await self._on_end(self, reason)

@@ -1,0 +1,1 @@
+"""Transcode: decoded publisher media in, encoded frames of each rendition out."""

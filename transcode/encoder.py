@@ -1,0 +1,126 @@
+"""PyAV encoders for one rung of video (libx264) and for the stream's audio (libopus).
+
+These run in worker threads: PyAV releases the GIL while scaling and encoding. They hold no
+locks; each instance is only ever used by one thread at a time (its rung's executor).
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import av
+from av.video.reformatter import VideoReformatter
+
+from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
+from transcode.rendition import Rendition, fit_within
+
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
+AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK_HZ)
+OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+
+
+class VideoEncoder:
+    """Scales decoded frames to one rendition and encodes them as constrained-baseline H.264.
+
+    Rebuilds its codec context when the source size changes (a new publisher, a resolution
+    switch in OBS); the first frame after that is an IDR with SPS/PPS in band.
+    """
+
+    def __init__(self, rendition: Rendition, *, threads: int = 1) -> None:
+        self.rendition = rendition
+        self._threads = threads
+        self._ctx: av.VideoCodecContext | None = None
+        self._source_size: tuple[int, int] | None = None
+        self._reformatter = VideoReformatter()
+        self.width = 0
+        self.height = 0
+        self.encode_seconds = 0.0
+
+    def _open(self, src_w: int, src_h: int) -> av.VideoCodecContext:
+        r = self.rendition
+        w, h = fit_within(src_w, src_h, r.max_width, r.max_height)
+        ctx = av.CodecContext.create("libx264", "w")
+        assert isinstance(ctx, av.VideoCodecContext)
+        ctx.width, ctx.height = w, h
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = VIDEO_TIME_BASE
+        ctx.framerate = Fraction(r.fps, 1)
+        ctx.bit_rate = r.video_kbps * 1000
+        ctx.gop_size = r.gop_frames
+        ctx.max_b_frames = 0
+        ctx.thread_count = self._threads
+        kbps = r.video_kbps
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            # In-band SPS/PPS on every IDR (viewers join mid-stream), forced frames are IDRs,
+            # no scene-cut keyframes beyond the GOP, and a VBV cap so a rung keeps its rate.
+            "x264-params": (
+                f"keyint={r.gop_frames}:min-keyint={r.gop_frames}:scenecut=0:"
+                f"repeat-headers=1:forced-idr=1:vbv-maxrate={kbps}:vbv-bufsize={kbps}"
+            ),
+        }
+        ctx.open()
+        self._ctx = ctx
+        self._source_size = (src_w, src_h)
+        self.width, self.height = w, h
+        return ctx
+
+    def encode(self, frame: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
+        started = time.perf_counter()
+        ctx = self._ctx
+        if ctx is None or self._source_size != (frame.width, frame.height):
+            ctx = self._open(frame.width, frame.height)
+            force_keyframe = True
+        out = self._reformatter.reformat(frame, self.width, self.height, format="yuv420p")
+        out.pts = pts
+        out.time_base = VIDEO_TIME_BASE
+        out.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
+        packets = ctx.encode(out)
+        self.encode_seconds += time.perf_counter() - started
+        name = self.rendition.name
+        return [
+            EncodedFrame("video", name, bytes(p), p.pts if p.pts is not None else pts, p.is_keyframe)
+            for p in packets
+        ]
+
+
+class AudioEncoder:
+    """Encodes the stream's audio once as 20 ms Opus packets, whatever the input framing."""
+
+    def __init__(self, *, kbps: int = 64) -> None:
+        ctx = av.CodecContext.create("libopus", "w")
+        assert isinstance(ctx, av.AudioCodecContext)
+        ctx.sample_rate = AUDIO_CLOCK_HZ
+        ctx.layout = "stereo"
+        ctx.format = "s16"
+        ctx.bit_rate = kbps * 1000
+        ctx.time_base = AUDIO_TIME_BASE
+        ctx.options = {"application": "lowdelay", "frame_duration": "20"}
+        ctx.open()
+        self._ctx = ctx
+        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK_HZ)
+        self._fifo = av.AudioFifo()
+        self._next_pts: int | None = None
+
+    def encode(self, frame: av.AudioFrame, pts: int) -> list[EncodedFrame]:
+        """Encode ``frame`` captured at ``pts`` (48 kHz units from the stream's start)."""
+        if self._next_pts is None or abs(pts - self._next_pts) > AUDIO_CLOCK_HZ // 5:
+            # First frame, or a gap/drift of over 200 ms (new publisher): re-anchor the clock.
+            self._next_pts = pts - self._fifo.samples
+        frame.pts = None
+        for resampled in self._resampler.resample(frame):
+            self._fifo.write(resampled)
+        encoded: list[EncodedFrame] = []
+        while self._fifo.samples >= OPUS_FRAME_SAMPLES:
+            chunk = self._fifo.read(OPUS_FRAME_SAMPLES)
+            if chunk is None:
+                break
+            chunk.pts = self._next_pts
+            chunk.time_base = AUDIO_TIME_BASE
+            self._next_pts += OPUS_FRAME_SAMPLES
+            for p in self._ctx.encode(chunk):
+                encoded.append(EncodedFrame("audio", "audio", bytes(p), int(p.pts or 0), True))
+        return encoded

@@ -1,0 +1,41 @@
+"""The values that flow from ``transcode`` to ``relay``: encoded frames and encoder counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+VIDEO_CLOCK_HZ = 90_000
+AUDIO_CLOCK_HZ = 48_000
+
+
+class EncodedFrame(NamedTuple):
+    """One encoded access unit of one rendition ("rung"), ready to packetise.
+
+    ``data`` is Annex-B H.264 for video and one Opus packet for audio. ``pts`` counts in the
+    media clock of its kind (90 kHz video, 48 kHz audio) from the stream's start, so it stays
+    continuous when a publisher is replaced.
+    """
+
+    kind: str  # "video" | "audio"
+    rung: str
+    data: bytes
+    pts: int
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderStats:
+    """A snapshot of one rung's counters, for the API and later the metrics endpoint."""
+
+    rung: str
+    width: int
+    height: int
+    frames_in: int
+    frames_out: int
+    frames_dropped: int
+    encode_calls: int
+    keyframes: int
+    keyframes_forced: int
+    bytes_out: int
+    encode_ms_total: float
