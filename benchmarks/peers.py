@@ -21,7 +21,6 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
-
 from yarl import URL
 
 from benchmarks.pattern import draw_counter, read_counter

@@ -23,7 +23,7 @@ async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
     """Set the remote offer; aiortc's assorted exceptions on odd SDP become BadOffer."""
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-    except Exception as exc:  # noqa: BLE001 - aiortc raises many types on odd SDP
+    except Exception as exc:
         raise BadOffer(f"offer could not be applied: {type(exc).__name__}: {exc}") from None
 
 
@@ -34,7 +34,7 @@ async def make_answer(pc: RTCPeerConnection, *, timeout_s: float) -> str:
         await asyncio.wait_for(pc.setLocalDescription(answer), timeout_s)
     except TimeoutError:
         raise BadOffer("gathering ICE candidates timed out") from None
-    except Exception as exc:  # noqa: BLE001 - aiortc raises many types on odd SDP
+    except Exception as exc:
         raise BadOffer(f"no answer possible for this offer: {type(exc).__name__}: {exc}") from None
     local_sdp: str = pc.localDescription.sdp
     return add_rtcp_mux_only(local_sdp)

@@ -114,9 +114,10 @@ def _attr(value: str) -> tuple[str, str | None]:
 def _split_lines(text: str) -> list[str]:
     if not isinstance(text, str):
         raise BadOffer("offer is not text: send the SDP offer as an application/sdp body")
+    text = text.removeprefix("\ufeff")
     if not text.strip():
         raise BadOffer("offer is empty: send the SDP offer as the request body")
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.removeprefix("\ufeff").split("\n")]
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     if lines[0].rstrip(" \t") != "v=0":

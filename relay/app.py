@@ -11,10 +11,10 @@ from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
-from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
-from relay.config import Config
 
 from ingest.http_input import check_bearer, read_body
+from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
+from relay.config import Config
 from relay.http_errors import Handler, error_middleware
 from relay.registry import Registry
 

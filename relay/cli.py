@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
-from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 
 from relay.app import build_app
+from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 
 log = logging.getLogger("livecart")
 

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="publish a built-in test pattern and tone on stream 'demo' (env LIVECART_DEMO=1)")
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)
-        kwargs: dict[str, Any] = {"default": None, "metavar": key.upper(), "help": f"{text} (env {env}; default {default})"}
+        help_text = f"{text} (env {env}; default {default})"
+        kwargs: dict[str, Any] = {"default": None, "metavar": key.upper(), "help": help_text}
         if key == "loop":
             kwargs["choices"] = ["uvloop", "asyncio"]
         elif key == "log_level":

@@ -11,13 +11,13 @@ import secrets
 from typing import Any
 
 from aiortc import RTCRtpSender
-from ingest.sdp import OfferSummary
-from relay.config import Config
 
 from ingest.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection
 from ingest.publisher import PublisherSession
+from ingest.sdp import OfferSummary
 from ingest.synthetic import SyntheticSource
+from relay.config import Config
 from relay.introspect import process_counts
 from relay.stream import Stream
 from relay.viewer import ViewerSession

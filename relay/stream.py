@@ -8,7 +8,6 @@ import logging
 from typing import Protocol
 
 from relay.config import StreamConfig, TranscodeConfig
-
 from relay.fanout import Fanout
 from relay.viewer import ViewerSession
 from transcode.frames import EncodedFrame

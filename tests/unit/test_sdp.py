@@ -274,6 +274,7 @@ def test_viewer_without_data_channel_or_audio_is_served() -> None:
     [
         pytest.param("", "empty", id="empty"),
         pytest.param(" \r\n\t\n", "empty", id="whitespace"),
+        pytest.param("\ufeff\r\n", "empty", id="bom-only"),
         pytest.param("<html>hello</html>", "v=0", id="not-sdp"),
         pytest.param(sdp(VIDEO).replace("v=0", "v=1"), "v=0", id="wrong-version"),
         pytest.param("\r\n" + sdp(VIDEO), "v=0", id="leading-blank-line"),

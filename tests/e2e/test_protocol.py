@@ -1,0 +1,118 @@
+"""WHIP/WHEP protocol details real clients insist on, checked against a running server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from benchmarks.peers import WhepViewer, WhipPublisher
+from tests.e2e.conftest import Server, api, start_server, stop_server, wait_until, write_config
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sdp"
+KEY = "protocol-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose sessions must connect within 2 s, with a stream for third-party offers."""
+    tmp = tmp_path_factory.mktemp("protocol")
+    config = write_config(tmp / "livecart.toml", f'[streams.interop]\npublish_key = "{KEY}"\n')
+    server = start_server(["--config", str(config), "--setup-timeout", "2"], tmp / "server.log")
+    yield server
+    assert stop_server(server) == 0
+    assert "Traceback" not in server.log()
+
+
+def _fixture(name: str) -> str:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"{path} is missing (shared/ must sit beside the checkout)")
+    return path.read_text()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "obs-offer-reconstructed.sdp",
+        "whip-test-offer.sdp",
+        "whip-ffmpeg-offer.sdp",
+        "whip-gst-offer.sdp",
+        "whip-node-offer.sdp",
+    ],
+)
+async def test_real_client_whip_offers_get_201_with_a_complete_answer(
+    quick_server: Server, name: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"}
+        async with http.post(f"{quick_server.base}/whip/interop", data=_fixture(name), headers=headers) as res:
+            answer = await res.text()
+            assert res.status == 201, answer
+            assert res.headers["Content-Type"].startswith("application/sdp")
+            location = res.headers["Location"]
+        session = location.rsplit("/", 1)[-1]
+        assert location.startswith("/whip/interop/") and len(session) >= 22  # >= 128 random bits
+        assert "a=candidate:" in answer and "a=end-of-candidates" in answer
+        media = [s for s in answer.split("m=")[1:] if s.startswith(("audio", "video"))]
+        assert media and all("a=rtcp-mux-only" in s for s in media)
+        # These peers never connect here: the setup deadline must drop them, leaving nothing.
+        await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)
+
+
+@pytest.mark.parametrize(("name", "status"), [
+    ("whep-test-offer.sdp", 201),
+    ("whep-node-offer.sdp", 201),
+    ("whep-gst-offer.sdp", 400),  # offers VP8 only; LiveCart sends H.264
+])
+async def test_real_client_whep_offers(quick_server: Server, name: str, status: int) -> None:
+    async with aiohttp.ClientSession() as http:
+        headers = {"Content-Type": "application/sdp"}
+        async with http.post(f"{quick_server.base}/whep/interop", data=_fixture(name), headers=headers) as res:
+            body = await res.text()
+            assert res.status == status, body
+        if status == 400:
+            assert "H.264" in body
+        await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)
+
+
+async def _no_sessions(http: aiohttp.ClientSession, server: Server) -> bool:
+    sessions = (await api(http, server))["sessions"]
+    assert isinstance(sessions, dict)
+    return sessions["peer_connections"] == 0
+
+
+async def test_cors_preflight_advertises_sdp(quick_server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        headers = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+        async with http.options(f"{quick_server.base}/whip/interop", headers=headers) as res:
+            assert res.status in (200, 204)
+            assert res.headers["Accept-Post"] == "application/sdp"
+            assert res.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Authorization" in res.headers["Access-Control-Allow-Headers"]
+            assert "Location" in res.headers["Access-Control-Expose-Headers"]
+
+
+async def test_h264_publisher_like_obs_reaches_viewers_and_takeover_works(quick_server: Server) -> None:
+    """OBS sends H.264; a second publisher with the key takes the stream over (OBS reconnect)."""
+    async with aiohttp.ClientSession() as http:
+        first = WhipPublisher(quick_server.base, "interop", KEY, width=480, height=270, video_codec="H264")
+        await first.start(http)
+        viewer = WhepViewer(quick_server.base, "interop")
+        await viewer.start(http)
+        try:
+            await viewer.wait_for(lambda r: len(r.frames) >= 20, timeout=15)
+            assert {(f.width, f.height) for f in viewer.record.frames} == {(480, 270)}
+            second = WhipPublisher(quick_server.base, "interop", KEY, width=320, height=180)
+            await second.start(http)
+            # The viewer keeps its session and switches to the new publisher's picture.
+            await viewer.wait_for(lambda r: r.frames[-1].width == 320, timeout=15)
+            assert viewer.record.frames[-1].height == 180
+            # The first publisher's session is gone: its DELETE finds nothing.
+            assert await first.stop(http) == 404
+            assert await second.stop(http) == 200
+        finally:
+            await viewer.stop(http)
+        await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)
