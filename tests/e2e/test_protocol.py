@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import av
 import pytest
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import Server, api, start_server, stop_server, wait_until, write_config
@@ -17,10 +21,12 @@ KEY = "protocol-test-key-0123456789"
 
 @pytest.fixture(scope="module")
 def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose sessions must connect within 2 s, with a stream for third-party offers."""
+    """A server whose sessions must connect within 2 s and whose publishers may be silent 2 s."""
     tmp = tmp_path_factory.mktemp("protocol")
     config = write_config(tmp / "livecart.toml", f'[streams.interop]\npublish_key = "{KEY}"\n')
-    server = start_server(["--config", str(config), "--setup-timeout", "2"], tmp / "server.log")
+    server = start_server(
+        ["--config", str(config), "--setup-timeout", "2", "--media-timeout", "2"], tmp / "server.log"
+    )
     yield server
     assert stop_server(server) == 0
     assert "Traceback" not in server.log()
@@ -113,6 +119,57 @@ async def test_h264_publisher_like_obs_reaches_viewers_and_takeover_works(quick_
             # The first publisher's session is gone: its DELETE finds nothing.
             assert await first.stop(http) == 404
             assert await second.stop(http) == 200
+            # The viewer stays connected and is told the stream went offline.
+            await viewer.wait_for(lambda r: any('"live": false' in m for m in r.messages), timeout=5)
         finally:
             await viewer.stop(http)
         await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)
+
+
+class SilentTrack(MediaStreamTrack):
+    """A video track that never produces a frame: a publisher that connects and goes quiet."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._never = asyncio.Event()
+
+    async def recv(self) -> av.VideoFrame:
+        await self._never.wait()
+        raise MediaStreamError
+
+
+async def test_silent_publisher_is_ended_and_its_stream_goes_offline(quick_server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(SilentTrack(), direction="sendonly")
+        connected = asyncio.Event()
+
+        @pc.on("connectionstatechange")
+        def _state() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
+
+        await pc.setLocalDescription(await pc.createOffer())
+        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"}
+        async with http.post(f"{quick_server.base}/whip/interop", data=pc.localDescription.sdp,
+                             headers=headers) as res:
+            assert res.status == 201
+            answer = await res.text()
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        try:
+            await asyncio.wait_for(connected.wait(), 5)
+            await wait_until(lambda: _stream_live(http, quick_server, "interop"), timeout=3)
+            # media_timeout is 2 s: the server ends the session on its own.
+            await wait_until(lambda: _no_sessions(http, quick_server), timeout=8)
+            assert not await _stream_live(http, quick_server, "interop")
+        finally:
+            await pc.close()
+    assert "no media for 2 s" in quick_server.log()
+
+
+async def _stream_live(http: aiohttp.ClientSession, server: Server, name: str) -> bool:
+    async with http.get(f"{server.base}/api/streams/{name}") as res:
+        data = await res.json()
+    return bool(data["live"])
