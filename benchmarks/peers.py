@@ -143,8 +143,16 @@ class ViewerRecord:
 class WhepViewer:
     """Watches ``{base}/whep/{stream}``, decoding every frame and reading its counter."""
 
-    def __init__(self, base: str, stream: str, *, data_channel: bool = True, read_pattern: bool = True) -> None:
-        self.url = f"{base}/whep/{stream}"
+    def __init__(
+        self,
+        base: str,
+        stream: str,
+        *,
+        data_channel: bool = True,
+        read_pattern: bool = True,
+        rendition: str | None = None,
+    ) -> None:
+        self.url = f"{base}/whep/{stream}" + (f"?rendition={rendition}" if rendition else "")
         self.pc = _pc()
         self.record = ViewerRecord()
         self.location: str | None = None

@@ -1,15 +1,11 @@
-"""Vetting of untrusted WHIP/WHEP SDP offers, and the one fix-up LiveCart's answers need.
+"""Vetting untrusted WHIP/WHEP SDP offers, and the one fix-up LiveCart's SDP answers need.
 
 Owns: turning an offer body into a small typed summary (``parse_offer``), deciding whether a
-publisher's or a viewer's offer is one LiveCart can serve (``check_publish_offer``,
-``check_view_offer``), and adding RFC 9725's ``a=rtcp-mux-only`` to aiortc's answers
-(``add_rtcp_mux_only``).
-
-Pure and stdlib only (no aiortc): the body comes straight from an HTTP request, so every
-problem ends in ``BadOffer`` with a one-line reason for the client and no other exception
-escapes. Odd but valid offers (unknown attributes, simulcast, ``a=group:LS``, no mid, ...)
-are accepted; anything aiortc would choke on in an obscure way is refused here with a clear
-reason instead.
+publisher's or viewer's offer is one LiveCart can serve (``check_publish_offer``,
+``check_view_offer``), and RFC 9725's ``a=rtcp-mux-only`` in answers (``add_rtcp_mux_only``).
+Pure and stdlib only. Every problem ends in ``BadOffer`` with a one-line reason, never another
+exception. Odd but valid offers are accepted; what aiortc would fail on obscurely (or crash on)
+is refused here with a clear reason instead.
 """
 
 from __future__ import annotations
@@ -87,11 +83,12 @@ class OfferSummary:
 
 
 class _SessionDefaults(NamedTuple):
-    """Session-level values that media sections inherit when they do not set their own."""
+    """Session-level values: media sections inherit them unless they set their own."""
 
     ice: dict[str, str]
     fingerprint: bool
     direction: str
+    bundle: tuple[str, ...]
 
 
 def _show(value: str) -> str:
@@ -140,7 +137,7 @@ def _check_fingerprint(value: str | None, where: str) -> None:
 
 def _check_setup(value: str | None, where: str) -> None:
     if value not in _SETUP_ROLES:
-        raise BadOffer(f"a=setup:{value or ''} in {where} is not accepted: use actpass, active or passive")
+        raise BadOffer(f"a=setup value {_show(value or '')} in {where}: use actpass, active or passive")
 
 
 def _parse_session(lines: list[str]) -> _SessionDefaults:
@@ -151,11 +148,14 @@ def _parse_session(lines: list[str]) -> _SessionDefaults:
     ice: dict[str, str] = {}
     fingerprint = False
     direction = "sendrecv"
+    bundle: list[str] = []
     for line in lines:
         if not line.startswith("a="):
             continue
         name, value = _attr(line[2:])
-        if name in ("ice-ufrag", "ice-pwd"):
+        if name == "group" and value is not None and value.startswith("BUNDLE "):
+            bundle.extend(value.split()[1:])
+        elif name in ("ice-ufrag", "ice-pwd"):
             ice[name] = value or ""
         elif name == "fingerprint":
             _check_fingerprint(value, "the session part")
@@ -164,7 +164,7 @@ def _parse_session(lines: list[str]) -> _SessionDefaults:
             _check_setup(value, "the session part")
         elif name in _DIRECTIONS:
             direction = name
-    return _SessionDefaults(ice, fingerprint, direction)
+    return _SessionDefaults(ice, fingerprint, direction, tuple(bundle))
 
 
 def _parse_mline(value: str, number: int) -> tuple[str, int, str, list[str]]:
@@ -223,7 +223,7 @@ def _parse_section(lines: list[str], number: int, session: _SessionDefaults) -> 
             _check_setup(value, where)
         elif name == "rtcp-mux":
             rtcp_mux = True
-        elif rtp and name == "rtpmap":
+        elif name == "rtpmap":  # aiortc reads rtpmap and fmtp in every section, even application
             match = _RTPMAP.fullmatch(value or "")
             pt = _int(match.group(1), 0, 127) if match else None
             rate = _int(match.group(3), 1, 10_000_000) if match else None
@@ -232,7 +232,7 @@ def _parse_section(lines: list[str], number: int, session: _SessionDefaults) -> 
             entry = (match.group(2).upper(), rate)
             if rtpmaps.setdefault(pt, entry) != entry:
                 raise BadOffer(f"payload type {pt} has two different a=rtpmap lines in {where}")
-        elif rtp and name == "fmtp":
+        elif name == "fmtp":
             match = _FMTP.fullmatch(value or "")
             pt = _int(match.group(1), 0, 127) if match else None
             if match is None or pt is None:
@@ -270,15 +270,15 @@ def parse_offer(text: str, *, max_media_sections: int = 8) -> OfferSummary:
         _parse_section(lines[start:end], number, session)
         for number, (start, end) in enumerate(zip(starts, ends, strict=True), start=1)
     )
+    mids = {section.mid for section in media}
+    for mid in session.bundle:
+        if mid not in mids:  # aiortc fails with an AttributeError on these
+            raise BadOffer(f"a=group:BUNDLE names mid {_show(mid)}, which no m-line has: add its a=mid")
     return OfferSummary(media)
 
 
 def _is_h264_mode1(codec: Codec) -> bool:
     return codec.name == "H264" and codec.clock_rate == 90000 and codec.h264_packetization_mode == 1
-
-
-def _is_vp8(codec: Codec) -> bool:
-    return codec.name == "VP8" and codec.clock_rate == 90000
 
 
 def _has_opus(section: MediaSection) -> bool:
@@ -292,7 +292,7 @@ def check_publish_offer(offer: OfferSummary) -> None:
         raise BadOffer("offer has no video m-line: publish a video track")
     if video.direction in ("recvonly", "inactive"):
         raise BadOffer(f"video m-line is {video.direction}: a WHIP publisher must send video (sendonly)")
-    if not any(_is_h264_mode1(c) or _is_vp8(c) for c in video.codecs):
+    if not any(_is_h264_mode1(c) or (c.name, c.clock_rate) == ("VP8", 90000) for c in video.codecs):
         raise BadOffer("no video codec in common: offer H.264 (packetization-mode=1) or VP8")
     audio = offer.audio
     if audio is not None and audio.direction != "inactive" and not _has_opus(audio):
@@ -316,30 +316,22 @@ def check_view_offer(offer: OfferSummary) -> None:
 def add_rtcp_mux_only(answer: str) -> str:
     """Add ``a=rtcp-mux-only`` after ``a=rtcp-mux`` in each audio/video section (RFC 9725).
 
-    Keeps the answer's line endings and every other byte; applying it twice changes nothing.
+    Keeps the answer's line endings and every other character; applying it twice changes nothing.
     """
-    lines = answer.split("\n")  # a line keeps its "\r", so CRLF answers stay CRLF
-    crlf = "\r\n" in answer
-    out: list[str] = []
-    section: list[str] = []
-
-    def flush() -> None:
-        bare = [line.removesuffix("\r") for line in section]
-        kind = bare[0][2:].split(" ", 1)[0] if bare and bare[0].startswith("m=") else ""
-        if kind in ("audio", "video") and "a=rtcp-mux" in bare and "a=rtcp-mux-only" not in bare:
-            at = bare.index("a=rtcp-mux")
-            if at == len(section) - 1 and len(out) + len(section) == len(lines):
-                # the last line of an answer without a final newline: give it one first
-                section[at] += "\r" if crlf else ""
-                section.insert(at + 1, "a=rtcp-mux-only")
-            else:
-                section.insert(at + 1, "a=rtcp-mux-only" + ("\r" if section[at].endswith("\r") else ""))
-        out.extend(section)
-        section.clear()
-
-    for line in lines:
-        if line.startswith("m="):
-            flush()
-        section.append(line)
-    flush()
-    return "\n".join(out)
+    lines = answer.splitlines(keepends=True)  # "".join(lines) == answer, whatever the endings
+    starts = [i for i, line in enumerate(lines) if line.startswith("m=")]
+    if not starts:
+        return answer
+    targets = []
+    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):
+        bare = [line.rstrip("\r\n") for line in lines[start:end]]
+        if bare[0][2:].split(" ", 1)[0] in ("audio", "video") and "a=rtcp-mux-only" not in bare:
+            if "a=rtcp-mux" in bare:
+                targets.append(start + bare.index("a=rtcp-mux"))
+    for at in reversed(targets):
+        line = lines[at]
+        ending = line[len(line.rstrip("\r\n")) :]
+        # an answer that ends in a=rtcp-mux without a newline: that line needs one now
+        missing = "" if ending else ("\r\n" if "\r\n" in answer else "\n")
+        lines[at : at + 1] = [line + missing, "a=rtcp-mux-only" + ending]
+    return "".join(lines)

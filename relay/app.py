@@ -82,7 +82,8 @@ async def whep_post(request: web.Request) -> web.Response:
     sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
-    session_id, answer = await registry.open_viewer(stream, sdp, offer)
+    rendition = request.query.get("rendition", "auto")
+    session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition)
     return _created(f"/whep/{stream.name}/{session_id}", answer)
 
 

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RUNG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+# (name, box width, box height, kbps), highest first: mirrors transcode.rendition.DEFAULT_LADDER.
+Ladder = tuple[tuple[str, int, int, int], ...]
+DEFAULT_LADDER: Ladder = (("720p", 1280, 720, 2500), ("480p", 854, 480, 1000), ("240p", 426, 240, 350))
 
 
 class ConfigError(Exception):
@@ -31,6 +36,7 @@ class StreamConfig:
     publish_key: str
     takeover: bool = True
     max_viewers: int | None = None
+    ladder: Ladder | None = None  # None: the [transcode] ladder
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +53,12 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class TranscodeConfig:
-    """The rendition every stream is encoded to."""
+    """How streams are encoded: the rendition ladder and the encoder settings."""
 
-    max_width: int = 1280
-    max_height: int = 720
+    max_width: int = 1920  # rungs whose box is larger than this are left out of every ladder
+    max_height: int = 1080
     fps: int = 30
-    video_kbps: int = 2500
+    ladder: Ladder = DEFAULT_LADDER
     audio_kbps: int = 64
     gop_s: float = 2.0
     keyframe_min_interval_ms: int = 500
@@ -100,9 +106,8 @@ _OPTIONS: tuple[_Option, ...] = (
      "seconds a session may take to connect"),
     ("limits", "media_timeout_s", "--media-timeout", "LIVECART_MEDIA_TIMEOUT", float,
      "seconds without media before a publisher is ended"),
-    ("transcode", "video_kbps", "--video-kbps", "LIVECART_VIDEO_KBPS", int, "video bitrate"),
-    ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest encoded width"),
-    ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest encoded height"),
+    ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest rendition width"),
+    ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest rendition height"),
     ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
 )
 _SECTIONS: dict[str, type[Any]] = {"server": ServerConfig, "limits": LimitsConfig, "transcode": TranscodeConfig}
@@ -146,6 +151,28 @@ def _check_type(where: str, value: Any, expected: Any) -> Any:
     return value
 
 
+def _ladder(where: str, value: Any) -> Ladder:
+    """``[[...ladder]]`` tables of name/width/height/kbps -> a ladder, highest rung first."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: ladder must be a non-empty array of {{name, width, height, kbps}} tables")
+    rungs = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"name", "width", "height", "kbps"}:
+            raise ConfigError(f"{where}: each ladder rung needs exactly name, width, height and kbps")
+        name, width, height, kbps = item["name"], item["width"], item["height"], item["kbps"]
+        if not isinstance(name, str) or not RUNG_NAME.match(name):
+            raise ConfigError(f"{where}: ladder rung name {name!r} must match [A-Za-z0-9_-]{{1,16}}")
+        for key, number, low in (("width", width, 16), ("height", height, 16), ("kbps", kbps, 50)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < low:
+                raise ConfigError(f"{where}: ladder rung {name}: {key} must be an integer >= {low}")
+        if width % 2 or height % 2:
+            raise ConfigError(f"{where}: ladder rung {name}: width and height must be even")
+        rungs.append((name, width, height, kbps))
+    if len({r[0] for r in rungs}) != len(rungs):
+        raise ConfigError(f"{where}: ladder rung names must be unique")
+    return tuple(sorted(rungs, key=lambda r: r[1] * r[2], reverse=True))
+
+
 def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"config {path}: [{cls.__name__}] must be a table")
@@ -154,6 +181,9 @@ def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
     for key, value in table.items():
         if key not in fields or key == "demo":
             raise ConfigError(f"config {path}: unknown key {key!r}; known: {', '.join(sorted(fields))}")
+        if key == "ladder":
+            out[key] = _ladder(f"config {path}", value)
+            continue
         out[key] = _check_type(f"config {path}: {key}", value, fields[key])
     return out
 
@@ -205,7 +235,6 @@ def _validate(config: Config) -> None:
         (not 1 <= t.fps <= 60, f"fps must be 1..60, got {t.fps}"),
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
-        (t.video_kbps < 50, f"video_kbps must be at least 50, got {t.video_kbps}"),
         (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
     ]
     for stream in config.streams:

@@ -1,9 +1,13 @@
-"""Fan-out: one stream's encoded frames to every viewer's outgoing tracks.
+"""Fan-out: one stream's encoded frames to every viewer, each on the rung it watches.
 
-This is the per-frame, per-viewer path. For now each viewer has one aiortc ``RTCRtpSender``
-per track fed with pre-encoded ``av.Packet``s (the sender only packetises them). The packet is
-built once per frame and shared by every viewer. A later fast path replaces ``PacketTrack`` and
-the senders behind this same ``Fanout`` interface.
+This is the per-frame, per-viewer path. Each viewer has one aiortc ``RTCRtpSender`` per track
+fed with pre-encoded ``av.Packet``s (the sender only packetises them); the packet is built once
+per frame and shared by every viewer of that rung. A later fast path replaces ``PacketTrack``
+and the senders behind this same ``Fanout`` interface.
+
+Rung switches take effect on a keyframe of the target rung. The viewer's sender keeps its SSRC
+and sequence numbers, and every rung's timestamps come from the stream's one media clock, so the
+viewer sees one continuous RTP stream whose resolution changes.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from aiortc.mediastreams import MediaStreamError
 
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
 
-_TIME_BASES = {"video": Fraction(1, VIDEO_CLOCK_HZ), "audio": Fraction(1, AUDIO_CLOCK_HZ)}
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
+AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK_HZ)
 VIDEO_QUEUE_FRAMES = 30  # ~1 s at 30 fps; past that the viewer skips to the next keyframe
 AUDIO_QUEUE_FRAMES = 50  # ~1 s of 20 ms Opus packets; past that the oldest are dropped
+GOP_CACHE_FRAMES = 90  # frames kept since each rung's last keyframe, for instant joins
 
 
 class PacketTrack(MediaStreamTrack):
@@ -73,58 +79,161 @@ class PacketTrack(MediaStreamTrack):
 
 
 class ViewerTracks:
-    """The outgoing tracks of one viewer, as the fan-out sees them."""
+    """The outgoing tracks of one viewer and the rung it watches, as the fan-out sees them."""
 
-    __slots__ = ("audio", "video")
+    __slots__ = ("audio", "pending", "rung", "video")
 
     def __init__(self, video: PacketTrack, audio: PacketTrack | None) -> None:
         self.video = video
         self.audio = audio
+        self.rung: str | None = None  # the rung whose frames it gets now
+        self.pending: str | None = None  # the rung it moves to at that rung's next keyframe
 
 
 class Fanout:
-    """Delivers each encoded frame of one stream to all attached viewers.
+    """Delivers each encoded frame of one stream to the viewers of its rung.
 
-    ``request_keyframe`` is called when a viewer joins or has to resynchronise.
+    ``request_keyframe(rung)`` asks the transcoder for an IDR; ``on_switched(viewer_id, rung)``
+    is told when a viewer's switch took effect.
     """
 
-    def __init__(self, request_keyframe: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        request_keyframe: Callable[[str], None],
+        on_switched: Callable[[str, str], None],
+        *,
+        keyframe_min_interval_s: float = 0.5,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._request_keyframe = request_keyframe
+        self._on_switched = on_switched
         self._viewers: dict[str, ViewerTracks] = {}
+        self._by_rung: dict[str, dict[str, ViewerTracks]] = {}
+        self._pending: dict[str, dict[str, ViewerTracks]] = {}
+        self._gop: dict[str, list[tuple[av.Packet[Any], bool]]] = {}
+        self._gop_started_at: dict[str, float] = {}
+        self._join_window_s = keyframe_min_interval_s
+        self._clock = clock or asyncio.get_running_loop().time
         self.frames_forwarded = 0
 
     def __len__(self) -> int:
         return len(self._viewers)
 
-    def new_tracks(self, with_audio: bool) -> ViewerTracks:
-        video = PacketTrack("video", self._request_keyframe)
-        audio = PacketTrack("audio", self._request_keyframe) if with_audio else None
+    def new_tracks(self, viewer_id: str, with_audio: bool) -> ViewerTracks:
+        video = PacketTrack("video", lambda: self._resync(viewer_id))
+        audio = PacketTrack("audio", lambda: None) if with_audio else None
         return ViewerTracks(video, audio)
 
-    def attach(self, viewer_id: str, tracks: ViewerTracks) -> None:
+    def viewers_on(self, rung: str) -> int:
+        return len(self._by_rung.get(rung, ()))
+
+    def rung_of(self, viewer_id: str) -> str | None:
+        tracks = self._viewers.get(viewer_id)
+        return None if tracks is None else (tracks.pending or tracks.rung)
+
+    def attach(self, viewer_id: str, tracks: ViewerTracks, rung: str) -> None:
+        """Start sending ``rung`` to a new viewer.
+
+        If that rung made a keyframe moments ago, the viewer starts from it (the cached frames
+        since) and no new IDR is needed; otherwise it waits for one, which is requested.
+        """
         self._viewers[viewer_id] = tracks
-        self._request_keyframe()
+        gop = self._gop.get(rung)
+        started = self._gop_started_at.get(rung)
+        if gop and started is not None and self._clock() - started < self._join_window_s:
+            tracks.rung = rung
+            self._by_rung.setdefault(rung, {})[viewer_id] = tracks
+            for packet, is_keyframe in gop:
+                tracks.video.push(packet, is_keyframe)
+            self._on_switched(viewer_id, rung)
+            return
+        tracks.pending = rung
+        self._pending.setdefault(rung, {})[viewer_id] = tracks
+        self._request_keyframe(rung)
+
+    def switch(self, viewer_id: str, rung: str) -> None:
+        """Move a viewer to ``rung`` at that rung's next keyframe (requested now)."""
+        tracks = self._viewers.get(viewer_id)
+        if tracks is None:
+            return
+        if tracks.pending is not None:
+            self._pending.get(tracks.pending, {}).pop(viewer_id, None)
+            tracks.pending = None
+        if rung == tracks.rung:
+            return
+        tracks.pending = rung
+        self._pending.setdefault(rung, {})[viewer_id] = tracks
+        self._request_keyframe(rung)
+
+    def _resync(self, viewer_id: str) -> None:
+        tracks = self._viewers.get(viewer_id)
+        if tracks is not None and tracks.rung is not None:
+            self._request_keyframe(tracks.rung)
 
     def detach(self, viewer_id: str) -> None:
         tracks = self._viewers.pop(viewer_id, None)
-        if tracks is not None:
-            tracks.video.stop()
-            if tracks.audio is not None:
-                tracks.audio.stop()
+        if tracks is None:
+            return
+        for table in (self._by_rung, self._pending):
+            for members in table.values():
+                members.pop(viewer_id, None)
+        tracks.video.stop()
+        if tracks.audio is not None:
+            tracks.audio.stop()
 
     def publish(self, frame: EncodedFrame) -> None:
         """Hot path: one av.Packet per frame, shared by every viewer; no await, no logging."""
-        if not self._viewers:
-            return
         packet = av.Packet(frame.data)
         packet.pts = frame.pts
-        packet.time_base = _TIME_BASES[frame.kind]
-        keyframe = frame.keyframe
-        if frame.kind == "video":
-            for tracks in self._viewers.values():
-                tracks.video.push(packet, keyframe)
-        else:
+        if frame.kind == "audio":
+            packet.time_base = AUDIO_TIME_BASE
             for tracks in self._viewers.values():
                 if tracks.audio is not None:
-                    tracks.audio.push(packet, keyframe)
-        self.frames_forwarded += len(self._viewers)
+                    tracks.audio.push(packet, True)
+            self.frames_forwarded += len(self._viewers)
+            return
+        packet.time_base = VIDEO_TIME_BASE
+        rung = frame.rung
+        keyframe = frame.keyframe
+        if keyframe:
+            self._gop[rung] = [(packet, True)]
+            self._gop_started_at[rung] = self._clock()
+            waiting = self._pending.get(rung)
+            if waiting:
+                self._promote(rung, waiting)
+        else:
+            gop = self._gop.get(rung)
+            if gop is not None and len(gop) < GOP_CACHE_FRAMES:
+                gop.append((packet, False))
+        members = self._by_rung.get(rung)
+        if not members:
+            return
+        for tracks in members.values():
+            tracks.video.push(packet, keyframe)
+        self.frames_forwarded += len(members)
+
+    def _promote(self, rung: str, waiting: dict[str, ViewerTracks]) -> None:
+        """Viewers waiting for ``rung`` switch to it now, on its keyframe."""
+        self._pending[rung] = {}
+        target = self._by_rung.setdefault(rung, {})
+        for viewer_id, tracks in waiting.items():
+            if tracks.rung is not None:
+                self._by_rung.get(tracks.rung, {}).pop(viewer_id, None)
+            tracks.rung = rung
+            tracks.pending = None
+            target[viewer_id] = tracks
+            self._on_switched(viewer_id, rung)
+
+    def remap(self, available: list[str], choose: Callable[[str], str]) -> None:
+        """The stream's rungs changed: move viewers off rungs that no longer exist."""
+        for table in (self._by_rung, self._pending):
+            for rung in [r for r in table if r not in available]:
+                for viewer_id in list(table[rung]):
+                    tracks = self._viewers[viewer_id]
+                    if table is self._by_rung:
+                        tracks.rung = None
+                    self.switch(viewer_id, choose(rung))
+                table.pop(rung, None)
+        for rung in [r for r in self._gop if r not in available]:
+            self._gop.pop(rung)
+            self._gop_started_at.pop(rung, None)

@@ -18,6 +18,7 @@ from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary
 from ingest.synthetic import SyntheticSource
 from relay.config import Config
+from relay.feedback import observe_sender
 from relay.introspect import process_counts
 from relay.stream import Stream
 from relay.viewer import ViewerSession
@@ -118,29 +119,35 @@ class Registry:
         log.info("%s: publishing", demo.label)
 
     # ---- viewers ----------------------------------------------------------------------
-    async def open_viewer(self, stream: Stream, offer_sdp: str, offer: OfferSummary) -> tuple[str, str]:
-        """Negotiate a WHEP viewer of ``stream``; returns (session id, answer SDP)."""
+    async def open_viewer(
+        self, stream: Stream, offer_sdp: str, offer: OfferSummary, rendition: str = "auto"
+    ) -> tuple[str, str]:
+        """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
+        stream.check_rendition(rendition)
         limit = stream.config.max_viewers or self.config.limits.max_viewers_per_stream
         pending = self._negotiating_viewers.get(stream.name, 0)
         if len(stream.viewers) + pending >= limit:
             raise LimitReached(f"stream {stream.name!r} has reached its limit of {limit} viewers")
         self._negotiating_viewers[stream.name] = pending + 1
         pc = new_peer_connection()
-        tracks = stream.fanout.new_tracks(with_audio=offer.audio is not None)
+        session_id = new_session_id()
+        tracks = stream.fanout.new_tracks(session_id, with_audio=offer.audio is not None)
         try:
             session = ViewerSession(
-                new_session_id(),
+                session_id,
                 stream.name,
                 pc,
                 tracks,
                 setup_timeout_s=self.config.limits.setup_timeout_s,
                 on_end=self._viewer_ended,
                 greeting=lambda: [stream.state_message()],
+                on_message=stream.on_viewer_message,
             )
             # Our transceivers exist before the offer is applied, so aiortc matches them to the
             # offer's m-lines and negotiates only H.264 for video (the only codec we send).
             video = pc.addTransceiver(tracks.video, direction="sendonly")
             video.setCodecPreferences(_h264_preferences())
+            observe_sender(video.sender, lambda feedback: stream.on_viewer_feedback(session_id, feedback))
             if tracks.audio is not None:
                 pc.addTransceiver(tracks.audio, direction="sendonly")
             await apply_offer(pc, offer_sdp)
@@ -151,7 +158,7 @@ class Registry:
         finally:
             self._negotiating_viewers[stream.name] -= 1
         self.viewers[session.id] = session
-        stream.add_viewer(session)
+        stream.add_viewer(session, rendition)
         session.start()
         log.info("%s: watching", session.label)
         return session.id, answer

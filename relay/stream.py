@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Protocol
 
+from ingest.errors import BadRequest
+from relay.abr import AbrPolicy, RungRate
 from relay.config import StreamConfig, TranscodeConfig
 from relay.fanout import Fanout
+from relay.feedback import Feedback
 from relay.viewer import ViewerSession
 from transcode.frames import EncodedFrame
 from transcode.pipeline import StreamTranscoder
 from transcode.rendition import Rendition
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
 
 
 class Publisher(Protocol):
@@ -31,20 +37,31 @@ class Publisher(Protocol):
     async def close(self, reason: str) -> None: ...
 
 
-def rendition_for(transcode: TranscodeConfig) -> Rendition:
-    """The one rung of the walking skeleton: the source capped at the configured box."""
-    return Rendition(
-        name=f"{transcode.max_height}p",
-        max_width=transcode.max_width,
-        max_height=transcode.max_height,
-        video_kbps=transcode.video_kbps,
-        fps=transcode.fps,
-        gop_frames=max(1, round(transcode.gop_s * transcode.fps)),
-    )
+def ladder_for(stream: StreamConfig, transcode: TranscodeConfig) -> list[Rendition]:
+    """The stream's rungs (its own ladder or the global one), capped at the configured box."""
+    gop = max(1, round(transcode.gop_s * transcode.fps))
+    rungs = [
+        Rendition(name, width, height, kbps, transcode.fps, gop)
+        for name, width, height, kbps in (stream.ladder or transcode.ladder)
+        if width <= transcode.max_width and height <= transcode.max_height
+    ]
+    if not rungs:
+        raise ValueError(f"stream {stream.name}: no ladder rung fits {transcode.max_width}x{transcode.max_height}")
+    return rungs
+
+
+class ViewerChoice:
+    """A viewer's rendition wish: a fixed rung, or ``auto`` with its own ABR policy."""
+
+    __slots__ = ("abr", "fixed")
+
+    def __init__(self, fixed: str | None, abr: AbrPolicy) -> None:
+        self.fixed = fixed
+        self.abr = abr
 
 
 class Stream:
-    """Owns one stream's transcoder and fan-out; tracks who publishes and who watches.
+    """Owns one stream's transcoder and fan-out; tracks who publishes, who watches which rung.
 
     Viewers stay connected while the stream is offline and resume at the next keyframe when
     a publisher returns; the ``cards`` channel tells them ``{"type": "stream", "live": ...}``.
@@ -56,18 +73,26 @@ class Stream:
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         self._loop = loop
+        self.ladder = ladder_for(config, transcode)
+        self._kbps = {r.name: r.video_kbps for r in self.ladder}
         self.transcoder = StreamTranscoder(
             config.name,
-            rendition_for(transcode),
+            self.ladder,
             clock=self.media_time,
             on_frame=self._on_frame,
+            on_rungs=self._on_rungs,
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
             audio_kbps=transcode.audio_kbps,
             encoder_threads=transcode.encoder_threads,
         )
-        self.fanout = Fanout(self.transcoder.request_keyframe)
+        self.fanout = Fanout(
+            self.transcoder.request_keyframe,
+            self._on_switched,
+            keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
+        )
         self.publisher: Publisher | None = None
         self.viewers: dict[str, ViewerSession] = {}
+        self._choices: dict[str, ViewerChoice] = {}
 
     def media_time(self) -> float:
         """Seconds since the stream object was created: the stream's media clock."""
@@ -77,9 +102,51 @@ class Stream:
     def live(self) -> bool:
         return self.publisher is not None
 
+    def available_rungs(self) -> list[str]:
+        """Rungs being encoded now, highest first; the whole ladder while nothing is encoded."""
+        return list(self.transcoder.sizes) or [r.name for r in self.ladder]
+
+    def _rates(self) -> list[RungRate]:
+        return [RungRate(name, self._kbps[name]) for name in self.available_rungs()]
+
+    def _nearest(self, wanted: str) -> str:
+        """``wanted`` if it is encoded, else the next lower encoded rung, else the lowest."""
+        available = self.available_rungs()
+        if wanted in available:
+            return wanted
+        names = [r.name for r in self.ladder]
+        below = names[names.index(wanted) + 1 :] if wanted in names else []
+        return next((n for n in below if n in available), available[-1])
+
+    def check_rendition(self, requested: str) -> str:
+        names = [r.name for r in self.ladder]
+        if requested != AUTO and requested not in names:
+            raise BadRequest(f"unknown rendition {requested!r}: choose auto or one of {', '.join(names)}")
+        return requested
+
+    # ---- frames -----------------------------------------------------------------------------
     def _on_frame(self, frame: EncodedFrame) -> None:
         self.fanout.publish(frame)
 
+    def _on_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
+        available = list(sizes)
+        now = time.monotonic()
+        for choice in self._choices.values():
+            choice.abr.set_rungs(self._rates(), now)
+        self.fanout.remap(available, self._nearest)
+        for viewer_id, choice in self._choices.items():
+            target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
+            if self.fanout.rung_of(viewer_id) != target:
+                self.fanout.switch(viewer_id, target)
+
+    def _on_switched(self, viewer_id: str, rung: str) -> None:
+        viewer = self.viewers.get(viewer_id)
+        if viewer is None:
+            return
+        width, height = self.transcoder.sizes.get(rung, (0, 0))
+        viewer.send(json.dumps({"type": "rendition", "name": rung, "width": width, "height": height}))
+
+    # ---- publisher ----------------------------------------------------------------------------
     def state_message(self) -> str:
         return json.dumps({"type": "stream", "stream": self.name, "live": self.live})
 
@@ -94,16 +161,67 @@ class Stream:
             log.info("stream %s is %s", self.name, "live" if self.live else "offline")
             self.broadcast(self.state_message())
 
-    def add_viewer(self, viewer: ViewerSession) -> None:
+    # ---- viewers --------------------------------------------------------------------------------
+    def add_viewer(self, viewer: ViewerSession, rendition: str) -> None:
+        fixed = None if rendition == AUTO else rendition
+        start = "480p" if "480p" in self.available_rungs() else None
+        abr = AbrPolicy(self._rates(), start=start)
+        self._choices[viewer.id] = ViewerChoice(fixed, abr)
         self.viewers[viewer.id] = viewer
-        self.fanout.attach(viewer.id, viewer.tracks)
+        self.fanout.attach(viewer.id, viewer.tracks, self._nearest(fixed) if fixed else abr.current)
 
     def remove_viewer(self, viewer_id: str) -> None:
         self.viewers.pop(viewer_id, None)
+        self._choices.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
 
+    def on_viewer_message(self, viewer: ViewerSession, text: str) -> None:
+        """A control message on a viewer's ``cards`` channel (never trusted, never raises)."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            viewer.bad_messages += 1
+            return
+        if not isinstance(message, dict) or message.get("type") != "rendition":
+            viewer.bad_messages += 1
+            return
+        name = message.get("name")
+        choice = self._choices.get(viewer.id)
+        if choice is None or not isinstance(name, str):
+            viewer.bad_messages += 1
+            return
+        try:
+            self.check_rendition(name)
+        except BadRequest as exc:
+            viewer.send(json.dumps({"type": "error", "reason": exc.reason}))
+            return
+        choice.fixed = None if name == AUTO else name
+        target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
+        log.info("viewer %s/%s: rendition %s -> %s", self.name, viewer.id[:8], name, target)
+        self.fanout.switch(viewer.id, target)
+
+    def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
+        choice = self._choices.get(viewer_id)
+        if choice is None:
+            return
+        if feedback.keyframe_request:
+            rung = self.fanout.rung_of(viewer_id)
+            if rung is not None:
+                self.transcoder.request_keyframe(rung)
+            return
+        now = time.monotonic()
+        if feedback.remb_bps is not None:
+            decision = choice.abr.on_remb(feedback.remb_bps, now)
+        elif feedback.loss is not None:
+            decision = choice.abr.on_loss(feedback.loss, now)
+        else:
+            return
+        if decision is not None and choice.fixed is None:
+            log.info("viewer %s/%s: auto -> %s", self.name, viewer_id[:8], decision)
+            self.fanout.switch(viewer_id, decision)
+
+    # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
-        stats = self.transcoder.stats()
         return {
             "name": self.name,
             "live": self.live,
@@ -111,18 +229,21 @@ class Stream:
             "viewers": len(self.viewers),
             "rungs": [
                 {
-                    "name": stats.rung,
-                    "width": stats.width,
-                    "height": stats.height,
-                    "frames_in": stats.frames_in,
-                    "frames_out": stats.frames_out,
-                    "frames_dropped": stats.frames_dropped,
-                    "encode_calls": stats.encode_calls,
-                    "keyframes": stats.keyframes,
-                    "keyframes_forced": stats.keyframes_forced,
-                    "bytes_out": stats.bytes_out,
-                    "encode_ms_total": stats.encode_ms_total,
+                    "name": s.rung,
+                    "width": s.width,
+                    "height": s.height,
+                    "viewers": self.fanout.viewers_on(s.rung),
+                    "kbps_target": self._kbps.get(s.rung, 0),
+                    "frames_in": s.frames_in,
+                    "frames_out": s.frames_out,
+                    "frames_dropped": s.frames_dropped,
+                    "encode_calls": s.encode_calls,
+                    "keyframes": s.keyframes,
+                    "keyframes_forced": s.keyframes_forced,
+                    "bytes_out": s.bytes_out,
+                    "encode_ms_total": s.encode_ms_total,
                 }
+                for s in self.transcoder.stats()
             ],
             "frames_forwarded": self.fanout.frames_forwarded,
         }

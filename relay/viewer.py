@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "cards"
 MAX_CHANNEL_BUFFER = 256 * 1024  # bytes queued on a slow viewer's channel before we skip
+MAX_INCOMING_MESSAGE = 1024  # a viewer only ever sends small control messages
 
 
 class ViewerSession:
@@ -31,6 +32,7 @@ class ViewerSession:
         setup_timeout_s: float,
         on_end: Callable[[ViewerSession, str], Awaitable[None]],
         greeting: Callable[[], list[str]],
+        on_message: Callable[[ViewerSession, str], None],
     ) -> None:
         self.id = session_id
         self.stream = stream
@@ -39,12 +41,14 @@ class ViewerSession:
         self._setup_timeout_s = setup_timeout_s
         self._on_end = on_end
         self._greeting = greeting
+        self._on_message = on_message
         self._channel: RTCDataChannel | None = None
         self._connected = asyncio.Event()
         self._failed = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self.messages_dropped = 0
+        self.bad_messages = 0
         watch_state(pc, self._on_state)
         pc.on("datachannel", self._on_datachannel)
 
@@ -70,10 +74,23 @@ class ViewerSession:
         if channel.label != DATA_CHANNEL_LABEL:
             return
         self._channel = channel
+        channel.on("message", self._received)
         if channel.readyState == "open":
             self._greet()
         else:
             channel.on("open", self._greet)
+
+    def _received(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            try:
+                message = message.decode()
+            except UnicodeDecodeError:
+                self.bad_messages += 1
+                return
+        if len(message) > MAX_INCOMING_MESSAGE:
+            self.bad_messages += 1
+            return
+        self._on_message(self, message)
 
     def _greet(self) -> None:
         for message in self._greeting():

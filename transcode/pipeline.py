@@ -1,25 +1,25 @@
-"""One stream's transcoder: decoded frames in (on the loop), encoded frames out (on the loop).
+"""One stream's transcoder: decoded frames in (on the loop), encoded frames of each rung out.
 
-Encoding runs in one worker thread per rung and one for audio. Input is never queued deeper
-than one frame per rung: when the encoder is still busy, the newer frame replaces the waiting
-one and the replaced frame is counted as dropped, so delay never builds up.
+The publisher's video is decoded once (by its receiver); each rung scales that decoded frame
+with its own reused scaler and encodes it once, in its own worker thread. Audio is encoded once
+for all rungs, in one more thread. The set of rungs follows the source size: rungs above the
+source are never encoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import av
 
-from transcode.encoder import AudioEncoder, VideoEncoder
+from transcode.encoder import AudioEncoder
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame, EncoderStats
-from transcode.keyframes import KeyframeGate
-from transcode.rendition import Rendition
+from transcode.rendition import Rendition, active_rungs, fit_within
+from transcode.rung import RungEncoder
 
 log = logging.getLogger(__name__)
 
@@ -27,63 +27,56 @@ AUDIO_QUEUE_FRAMES = 25  # 0.5 s of 20 ms frames; older audio is dropped when fu
 
 
 class StreamTranscoder:
-    """Owns one stream's encoders, their worker threads and the tasks feeding them.
+    """Owns one stream's rung encoders, the audio encoder, their threads and tasks.
 
-    ``clock()`` returns seconds since the stream started; every output ``pts`` is taken from
-    it when the frame arrives, so timestamps stay continuous across publishers.
-    ``on_frame`` receives every encoded frame on the event loop.
+    ``clock()`` returns seconds since the stream started; every output ``pts`` is taken from it
+    when the frame arrives, so timestamps stay continuous across publishers and rungs.
+    ``on_frame`` receives every encoded frame on the event loop; ``on_rungs`` is told the active
+    rungs (name -> encoded size) whenever the source size changes them.
     """
 
     def __init__(
         self,
         name: str,
-        rendition: Rendition,
+        ladder: Sequence[Rendition],
         *,
         clock: Callable[[], float],
         on_frame: Callable[[EncodedFrame], None],
+        on_rungs: Callable[[dict[str, tuple[int, int]]], None],
         keyframe_min_interval_s: float,
         audio_kbps: int = 64,
         encoder_threads: int = 1,
     ) -> None:
         self.name = name
-        self.rendition = rendition
+        self.ladder = tuple(ladder)
         self._clock = clock
         self._on_frame = on_frame
-        self._video = VideoEncoder(rendition, threads=encoder_threads)
+        self._on_rungs = on_rungs
+        self._keyframe_min_interval_s = keyframe_min_interval_s
+        self._encoder_threads = encoder_threads
+        self.rungs: dict[str, RungEncoder] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self._retired: list[RungEncoder] = []
+        self._source_size: tuple[int, int] | None = None
         self._audio_kbps = audio_kbps
         self._audio: AudioEncoder | None = None
-        self.gate = KeyframeGate(keyframe_min_interval_s)
-        self._video_pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{name}-{rendition.name}")
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{name}-audio")
-        self._pending_video: tuple[av.VideoFrame, int] | None = None
-        self._video_ready = asyncio.Event()
         self._audio_queue: deque[tuple[av.AudioFrame, int]] = deque(maxlen=AUDIO_QUEUE_FRAMES)
         self._audio_ready = asyncio.Event()
-        self._tasks = [
-            asyncio.ensure_future(self._video_loop()),
-            asyncio.ensure_future(self._audio_loop()),
-        ]
-        for task, what in zip(self._tasks, ("video", "audio"), strict=True):
-            task.set_name(f"transcode {name} {what}")
-        self.frames_in = 0
-        self.frames_out = 0
-        self.frames_dropped = 0
-        self.encode_calls = 0
-        self.keyframes = 0
-        self.keyframes_forced = 0
-        self.bytes_out = 0
+        self._audio_task = asyncio.ensure_future(self._audio_loop())
+        self._audio_task.set_name(f"transcode {name} audio")
         self.audio_frames_dropped = 0
         self._closed = False
 
-    # FrameSink (called on the loop by a publisher session or the demo source)
+    # ---- FrameSink: called on the loop by a publisher session or the demo source ----------
     def on_video(self, frame: av.VideoFrame) -> None:
         if self._closed:
             return
-        self.frames_in += 1
-        if self._pending_video is not None:
-            self.frames_dropped += 1
-        self._pending_video = (frame, round(self._clock() * VIDEO_CLOCK_HZ))
-        self._video_ready.set()
+        if self._source_size != (frame.width, frame.height):
+            self._resize(frame.width, frame.height)
+        pts = round(self._clock() * VIDEO_CLOCK_HZ)
+        for rung in self.rungs.values():
+            rung.offer(frame, pts)
 
     def on_audio(self, frame: av.AudioFrame) -> None:
         if self._closed:
@@ -95,38 +88,44 @@ class StreamTranscoder:
 
     def on_source_started(self) -> None:
         """A new publisher: viewers must get a keyframe of its picture at once."""
-        self.request_keyframe()
+        for rung in self.rungs.values():
+            rung.request_keyframe()
 
-    def request_keyframe(self) -> None:
-        self.gate.request(time.monotonic())
+    # ---- rungs ------------------------------------------------------------------------------
+    def _resize(self, width: int, height: int) -> None:
+        self._source_size = (width, height)
+        wanted = {r.name: r for r in active_rungs(self.ladder, width, height)}
+        for name in list(self.rungs):
+            if name not in wanted:
+                self._retired.append(self.rungs.pop(name))
+        for name, rendition in wanted.items():
+            if name not in self.rungs:
+                self.rungs[name] = RungEncoder(
+                    self.name,
+                    rendition,
+                    on_frame=self._on_frame,
+                    keyframe_min_interval_s=self._keyframe_min_interval_s,
+                    threads=self._encoder_threads,
+                )
+        # Keep ladder order (highest first) so callers can rely on it.
+        self.rungs = {name: self.rungs[name] for name in wanted}
+        self.sizes = {
+            name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()
+        }
+        log.info("transcode %s: source %dx%d -> %s", self.name, width, height,
+                 ", ".join(f"{n} {w}x{h}" for n, (w, h) in self.sizes.items()))
+        self._on_rungs(dict(self.sizes))
 
-    async def _video_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._video_ready.wait()
-            self._video_ready.clear()
-            pending, self._pending_video = self._pending_video, None
-            if pending is None:
-                continue
-            frame, pts = pending
-            now = time.monotonic()
-            force = self.gate.should_force(now)
-            try:
-                out = await loop.run_in_executor(self._video_pool, self._video.encode, frame, pts, force)
-            except (av.FFmpegError, ValueError) as exc:
-                log.warning("transcode %s: video encode failed: %s", self.name, exc)
-                continue
-            self.encode_calls += 1
-            for encoded in out:
-                self.frames_out += 1
-                self.bytes_out += len(encoded.data)
-                if encoded.keyframe:
-                    self.keyframes += 1
-                    if force:
-                        self.keyframes_forced += 1
-                    self.gate.keyframe_sent(now)
-                self._on_frame(encoded)
+    def request_keyframe(self, rung: str) -> None:
+        encoder = self.rungs.get(rung)
+        if encoder is not None:
+            encoder.request_keyframe()
 
+    def last_keyframe_at(self, rung: str) -> float | None:
+        encoder = self.rungs.get(rung)
+        return encoder.last_keyframe_at if encoder is not None else None
+
+    # ---- audio ------------------------------------------------------------------------------
     async def _audio_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -153,27 +152,14 @@ class StreamTranscoder:
             out.extend(self._audio.encode(frame, pts))
         return out
 
-    def stats(self) -> EncoderStats:
-        return EncoderStats(
-            rung=self.rendition.name,
-            width=self._video.width,
-            height=self._video.height,
-            frames_in=self.frames_in,
-            frames_out=self.frames_out,
-            frames_dropped=self.frames_dropped,
-            encode_calls=self.encode_calls,
-            keyframes=self.keyframes,
-            keyframes_forced=self.keyframes_forced,
-            bytes_out=self.bytes_out,
-            encode_ms_total=round(self._video.encode_seconds * 1000, 1),
-        )
+    # ---- introspection and shutdown -------------------------------------------------------
+    def stats(self) -> list[EncoderStats]:
+        return [rung.stats() for rung in self.rungs.values()]
 
     async def close(self) -> None:
-        """Stop the tasks and join the worker threads."""
+        """Stop every task and join every worker thread."""
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._video_pool.shutdown)
-        await loop.run_in_executor(None, self._audio_pool.shutdown)
+        self._audio_task.cancel()
+        await asyncio.gather(self._audio_task, return_exceptions=True)
+        await asyncio.gather(*(r.close() for r in [*self.rungs.values(), *self._retired]))
+        await asyncio.get_running_loop().run_in_executor(None, self._audio_pool.shutdown)

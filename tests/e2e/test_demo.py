@@ -15,7 +15,7 @@ async def test_demo_stream_decodes_at_720p_and_prints_obs_settings(tmp_path: Pat
     server = start_server(["--demo"], tmp_path / "server.log", env={"LIVECART_CONFIG": ""})
     try:
         async with aiohttp.ClientSession() as http:
-            viewer = WhepViewer(server.base, "demo", read_pattern=False)
+            viewer = WhepViewer(server.base, "demo", read_pattern=False, rendition="720p")
             await viewer.start(http)
             try:
                 await viewer.wait_for(lambda r: len(r.frames) >= 30 and r.audio_frames >= 10, timeout=20)

@@ -64,7 +64,7 @@ def reason_of(call: Callable[[], object]) -> str:
 # A minimal valid WHIP offer, built from line lists so each test changes exactly one thing.
 FP = "sha-256 " + ":".join(["AB"] * 32)
 CREDS = ["a=ice-ufrag:abcd", "a=ice-pwd:0123456789abcdefghijkl", f"a=fingerprint:{FP}", "a=setup:actpass"]
-SESSION = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1"]
+SESSION = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0"]
 AUDIO = [
     "m=audio 9 UDP/TLS/RTP/SAVPF 111",
     "c=IN IP4 0.0.0.0",
@@ -91,7 +91,11 @@ DATA = ["m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:2", *CREDS, "
 
 
 def sdp(*sections: list[str], session: list[str] = SESSION, eol: str = "\r\n") -> str:
-    return eol.join([*session, *(line for section in sections for line in section)]) + eol
+    """An offer of ``sections``, with a BUNDLE group of their mids as every browser sends."""
+    media = [line for section in sections for line in section]
+    mids = [line.removeprefix("a=mid:") for line in media if line.startswith("a=mid:")]
+    bundle = ["a=group:BUNDLE " + " ".join(mids)] if mids else []
+    return eol.join([*session, *bundle, *media]) + eol
 
 
 def swap(lines: list[str], old: str, *new: str) -> list[str]:
@@ -136,6 +140,7 @@ def test_publisher_fixtures_are_accepted_for_publish_and_refused_for_view(name: 
 def test_viewer_fixtures_are_served_when_they_offer_h264(name: str, refusal: str | None) -> None:
     offer = parse_offer(fixture(name))
     assert offer.video is not None and offer.video.direction == "recvonly"
+    assert offer.has_datachannel  # all three captured viewers happen to offer one
     offers_h264 = any(c.name == "H264" and c.h264_packetization_mode == 1 for c in offer.video.codecs)
     assert offers_h264 == (refusal is None)
     if refusal is None:
@@ -205,12 +210,8 @@ def test_minimal_offer_summary() -> None:
             sdp(AUDIO, [*VIDEO, "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid", "a=extmap-allow-mixed"]),
             id="extmap",
         ),
-        pytest.param(
-            sdp(AUDIO, [*VIDEO, "a=ssrc-group:FID 1 2", "a=ssrc:1 cname:x", "a=ssrc:2 cname:x"]), id="ssrc"
-        ),
-        pytest.param(
-            sdp(AUDIO, [*VIDEO, "a=rid:h send", "a=rid:l send", "a=simulcast:send h;l"]), id="simulcast"
-        ),
+        pytest.param(sdp(AUDIO, [*VIDEO, "a=ssrc-group:FID 1 2", "a=ssrc:1 cname:x", "a=ssrc:2 cname:x"]), id="ssrc"),
+        pytest.param(sdp(AUDIO, [*VIDEO, "a=rid:h send", "a=rid:l send", "a=simulcast:send h;l"]), id="simulcast"),
         pytest.param(
             sdp(AUDIO, VIDEO, session=[*SESSION, "a=group:LS 0 1", "a=msid-semantic:WMS *", "b=AS:5000"]),
             id="session-attributes",
@@ -219,11 +220,16 @@ def test_minimal_offer_summary() -> None:
             sdp(without(AUDIO, *CREDS), without(VIDEO, *CREDS), session=[*SESSION, *CREDS]),
             id="session-level-ice-and-fingerprint",
         ),
-        pytest.param(sdp(VIDEO, session=[*SESSION[:-1], "s=Caf\u00e9 live\u00a0\u2603", "i=\tinfo"]), id="utf8"),
+        pytest.param(
+            sdp(VIDEO, session=[*SESSION, "u=http://caf\u00e9.example/", "e=Caf\u00e9\u00a0\u2603", "i=\tinfo"]),
+            id="utf8",
+        ),
         pytest.param(sdp(AUDIO, [*VIDEO, "a=rtpmap:96 H264/90000"]), id="identical-duplicate-rtpmap"),
         pytest.param(sdp(AUDIO, [*VIDEO, "a=rtpmap:100 VP9/90000"]), id="rtpmap-not-in-m-line"),
-        pytest.param(sdp(swap(AUDIO, "m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=audio 0 UDP/TLS/RTP/SAVPF 111"), VIDEO),
-                     id="port-zero"),
+        pytest.param(
+            sdp(swap(AUDIO, "m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=audio 0 UDP/TLS/RTP/SAVPF 111"), VIDEO),
+            id="port-zero",
+        ),
         pytest.param(sdp(swap(AUDIO, "a=sendonly", "a=inactive", "a=foo"), VIDEO), id="inactive-audio"),
         pytest.param(sdp(AUDIO, swap(VIDEO, "a=setup:actpass", "a=setup:passive")), id="setup-passive"),
         pytest.param(sdp(AUDIO, without(VIDEO, "a=setup")), id="no-setup"),
@@ -250,8 +256,14 @@ def test_static_payload_types_without_rtpmap_are_known_codecs() -> None:
 
 @pytest.mark.parametrize(
     ("fmtp", "mode"),
-    [("", 0), ("packetization-mode=1", 1), ("profile-level-id=42e01f; Packetization-Mode = 1 ", 1),
-     ("packetization-mode=0", 0), ("packetization-mode=x", 0), ("packetization-mode", 0)],
+    [
+        ("", 0),
+        ("packetization-mode=1", 1),
+        ("profile-level-id=42e01f; Packetization-Mode = 1 ", 1),
+        ("packetization-mode=0", 0),
+        ("packetization-mode=x", 0),
+        ("packetization-mode", 0),
+    ],
 )
 def test_h264_packetization_mode_reads_the_fmtp(fmtp: str, mode: int) -> None:
     assert Codec(96, "H264", 90000, fmtp).h264_packetization_mode == mode
@@ -278,7 +290,7 @@ def test_viewer_without_data_channel_or_audio_is_served() -> None:
         pytest.param("<html>hello</html>", "v=0", id="not-sdp"),
         pytest.param(sdp(VIDEO).replace("v=0", "v=1"), "v=0", id="wrong-version"),
         pytest.param("\r\n" + sdp(VIDEO), "v=0", id="leading-blank-line"),
-        pytest.param(sdp(VIDEO, session=[*SESSION, ""]), "line 6 is not <letter>=<value>", id="blank-line"),
+        pytest.param(sdp(VIDEO, session=[*SESSION, ""]), "line 5 is not <letter>=<value>", id="blank-line"),
         pytest.param(sdp(VIDEO, session=[*SESSION, "A=foo"]), "<letter>=<value>", id="upper-case-type"),
         pytest.param(sdp(VIDEO, session=[*SESSION, "ab=foo"]), "<letter>=<value>", id="two-letter-type"),
         pytest.param(sdp(VIDEO, session=[*SESSION, " a=foo"]), "<letter>=<value>", id="leading-space"),
@@ -297,19 +309,22 @@ def test_viewer_without_data_channel_or_audio_is_served() -> None:
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9/2 UDP/TLS/RTP/SAVPF 96")), "port", id="port-count"),
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9 RTP/AVP 96")), "not a WebRTC offer", id="rtp-avp"),
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9 RTP/SAVPF 96")), "UDP/TLS/RTP/SAVPF", id="sdes"),
-        pytest.param(sdp(VIDEO, swap(DATA, DATA[0], "m=application 9 UDP/TLS/RTP/SAVPF 5000")),
-                     "UDP/DTLS/SCTP", id="app-proto"),
+        pytest.param(
+            sdp(VIDEO, swap(DATA, DATA[0], "m=application 9 UDP/TLS/RTP/SAVPF 5000")), "UDP/DTLS/SCTP", id="app-proto"
+        ),
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9 UDP/TLS/RTP/SAVPF 96 abc")), "'abc'", id="pt-word"),
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9 UDP/TLS/RTP/SAVPF 96 128")), "0..127", id="pt-128"),
         pytest.param(sdp(swap(VIDEO, VIDEO[0], "m=video 9 UDP/TLS/RTP/SAVPF 96 72")), "RTCP", id="pt-72"),
         pytest.param(sdp(AUDIO, without(VIDEO, "a=ice-ufrag")), "no a=ice-ufrag", id="no-ufrag"),
         pytest.param(sdp(AUDIO, without(VIDEO, "a=ice-pwd")), "no a=ice-pwd", id="no-pwd"),
-        pytest.param(sdp(AUDIO, swap(VIDEO, "a=ice-pwd:0123456789abcdefghijkl", "a=ice-pwd:")), "ice-pwd",
-                     id="empty-pwd"),
+        pytest.param(
+            sdp(AUDIO, swap(VIDEO, "a=ice-pwd:0123456789abcdefghijkl", "a=ice-pwd:")), "ice-pwd", id="empty-pwd"
+        ),
         pytest.param(sdp(VIDEO, without(DATA, "a=fingerprint")), "no a=fingerprint", id="no-fingerprint"),
         pytest.param(sdp(VIDEO, session=[*SESSION, "a=fingerprint:sha-256"]), "fingerprint", id="bad-fp"),
-        pytest.param(sdp(swap(VIDEO, f"a=fingerprint:{FP}", "a=fingerprint:sha-256 zz:zz")), "fingerprint",
-                     id="bad-fp-hex"),
+        pytest.param(
+            sdp(swap(VIDEO, f"a=fingerprint:{FP}", "a=fingerprint:sha-256 zz:zz")), "fingerprint", id="bad-fp-hex"
+        ),
         pytest.param(sdp(swap(VIDEO, "a=setup:actpass", "a=setup:holdconn")), "holdconn", id="holdconn"),
         pytest.param(sdp(VIDEO, session=[*SESSION, "a=setup"]), "a=setup", id="setup-empty"),
         pytest.param(sdp(without(VIDEO, "a=rtcp-mux")), "no a=rtcp-mux", id="no-rtcp-mux"),
@@ -321,6 +336,15 @@ def test_viewer_without_data_channel_or_audio_is_served() -> None:
         pytest.param(sdp([*VIDEO, "a=fmtp:96"]), "a=fmtp", id="fmtp-no-params"),
         pytest.param(sdp([*VIDEO, "a=fmtp:x apt=1"]), "a=fmtp", id="fmtp-pt-word"),
         pytest.param(sdp([*VIDEO, "a=fmtp:98 apt=96"]), "no matching a=rtpmap:98", id="fmtp-orphan"),
+        pytest.param(sdp(VIDEO, [*DATA, "a=fmtp:45 x=1"]), "no matching a=rtpmap:45", id="fmtp-in-data"),
+        pytest.param(
+            sdp(VIDEO, session=[*SESSION, "a=group:BUNDLE 0 1"]), "BUNDLE names mid '0'", id="bundle-unknown-mid"
+        ),
+        pytest.param(
+            sdp(without(VIDEO, "a=mid"), session=[*SESSION, "a=group:BUNDLE 1"]),
+            "BUNDLE names mid '1'",
+            id="bundle-mid-missing",
+        ),
     ],
 )
 def test_parse_offer_refuses_with_a_reason_naming_the_problem(text: str, mentions: str) -> None:
@@ -350,8 +374,9 @@ VP8_VIDEO = swap(
     swap(VIDEO, "a=rtpmap:96 H264/90000", "a=rtpmap:96 VP8/90000"),
     "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
 )
-VIDEO_MODE0 = swap(VIDEO, "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-                   H264_MODE0)
+VIDEO_MODE0 = swap(
+    VIDEO, "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", H264_MODE0
+)
 AUDIO_PCMU = swap(without(AUDIO, "a=rtpmap", "a=fmtp"), AUDIO[0], "m=audio 9 UDP/TLS/RTP/SAVPF 0")
 
 
@@ -362,11 +387,15 @@ AUDIO_PCMU = swap(without(AUDIO, "a=rtpmap", "a=fmtp"), AUDIO[0], "m=audio 9 UDP
         pytest.param([AUDIO, swap(VIDEO, "a=sendonly", "a=recvonly")], "recvonly", id="video-recvonly"),
         pytest.param([AUDIO, swap(VIDEO, "a=sendonly", "a=inactive")], "inactive", id="video-inactive"),
         pytest.param([AUDIO, VIDEO_MODE0], "no video codec in common", id="h264-mode0"),
-        pytest.param([AUDIO, swap(VIDEO, "a=rtpmap:96 H264/90000", "a=rtpmap:96 AV1/90000")],
-                     "no video codec in common", id="av1"),
+        pytest.param(
+            [AUDIO, swap(VIDEO, "a=rtpmap:96 H264/90000", "a=rtpmap:96 AV1/90000")],
+            "no video codec in common",
+            id="av1",
+        ),
         pytest.param([AUDIO_PCMU, VIDEO], "no audio codec in common", id="audio-pcmu"),
-        pytest.param([swap(AUDIO, "a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/16000/2"), VIDEO],
-                     "Opus/48000", id="opus-16k"),
+        pytest.param(
+            [swap(AUDIO, "a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/16000/2"), VIDEO], "Opus/48000", id="opus-16k"
+        ),
     ],
 )
 def test_check_publish_offer_refuses(sections: list[list[str]], mentions: str) -> None:
@@ -381,13 +410,27 @@ def test_check_publish_offer_refuses(sections: list[list[str]], mentions: str) -
         pytest.param([swap(AUDIO_PCMU, "a=sendonly", "a=inactive"), VIDEO], id="inactive-pcmu-audio"),
         pytest.param([AUDIO, swap(VIDEO, "a=sendonly", "a=sendrecv")], id="video-sendrecv"),
         pytest.param(
-            [AUDIO, [*swap(VIDEO_MODE0, VIDEO[0], VIDEO[0] + " 98"), "a=rtpmap:98 H264/90000",
-                     "a=fmtp:98 packetization-mode=1"]],
+            [
+                AUDIO,
+                [
+                    *swap(VIDEO_MODE0, VIDEO[0], VIDEO[0] + " 98"),
+                    "a=rtpmap:98 H264/90000",
+                    "a=fmtp:98 packetization-mode=1",
+                ],
+            ],
             id="mode1-among-mode0",
         ),
-        pytest.param([AUDIO, swap(VIDEO, "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;"
-                                  "profile-level-id=42e01f", "a=fmtp:96 packetization-mode=1;profile-level-id=640c1f")],
-                     id="h264-high-profile"),
+        pytest.param(
+            [
+                AUDIO,
+                swap(
+                    VIDEO,
+                    "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                    "a=fmtp:96 packetization-mode=1;profile-level-id=640c1f",
+                ),
+            ],
+            id="h264-high-profile",
+        ),
     ],
 )
 def test_check_publish_offer_accepts(sections: list[list[str]]) -> None:
@@ -509,8 +552,7 @@ sdp_like = st.lists(
         st.sampled_from(["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", *AUDIO, *VIDEO, *DATA, *CREDS]),
         st.from_regex(r"[a-z]=[ -~]{0,30}", fullmatch=True),
         st.from_regex(r"a=(rtpmap|fmtp|setup|mid|ice-ufrag|fingerprint):[ -~]{0,20}", fullmatch=True),
-        st.from_regex(r"m=(audio|video|application|x) [0-9/ -]{0,8} [A-Z/]{0,20}( [0-9a-z]{0,4}){0,3}",
-                      fullmatch=True),
+        st.from_regex(r"m=(audio|video|application|x) [0-9/ -]{0,8} [A-Z/]{0,20}( [0-9a-z]{0,4}){0,3}", fullmatch=True),
     ),
     max_size=30,
 ).map(lambda lines: "\r\n".join(["v=0", *lines]))
@@ -520,6 +562,14 @@ sdp_like = st.lists(
 @given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")), sdp_like))
 def test_random_text_parses_or_raises_bad_offer(text: str) -> None:
     must_not_crash(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.text(), sdp_like.map(lambda text: text.replace("v=0", "", 1))))
+def test_add_rtcp_mux_only_never_raises_and_only_ever_adds_its_line(text: str) -> None:
+    once = add_rtcp_mux_only(text)
+    assert add_rtcp_mux_only(once) == once
+    assert once.replace("a=rtcp-mux-only", "").split() == text.replace("a=rtcp-mux-only", "").split()
 
 
 @needs_fixtures
