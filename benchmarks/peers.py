@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import fractions
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import av
@@ -21,6 +23,8 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from yarl import URL
 
 from benchmarks.pattern import draw_counter, read_counter
@@ -47,6 +51,68 @@ class PatternVideoTrack(VideoStreamTrack):
         frame.pts = pts
         frame.time_base = time_base
         return frame
+
+
+class NoisyH264Track(MediaStreamTrack):
+    """Camera-like video pre-encoded as H.264 at a high bitrate: a moving gradient and box with
+    grain noise and the frame counter. The server's re-encode then sees real detail, so its
+    rungs run at their target bitrates (a flat pattern would not).
+    """
+
+    kind = "video"
+
+    def __init__(
+        self, width: int = 1280, height: int = 720, *, fps: int = 30, kbps: int = 8000, noise: bool = True
+    ) -> None:
+        super().__init__()
+        self._with_noise = noise
+        self.width, self.height, self.fps = width, height, fps
+        self.counter = 0
+        ctx = av.CodecContext.create("libx264", "w")
+        assert isinstance(ctx, av.VideoCodecContext)
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+        ctx.time_base = fractions.Fraction(1, 90000)
+        ctx.framerate = fractions.Fraction(fps, 1)
+        ctx.bit_rate = kbps * 1000
+        ctx.gop_size = fps
+        ctx.max_b_frames = 0
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                       "x264-params": "repeat-headers=1"}
+        ctx.open()
+        self._ctx = ctx
+        rng = np.random.default_rng(7)
+        self._noise = [rng.integers(-24, 24, (height, width), dtype=np.int16) for _ in range(8)]
+        self._ramp = np.tile(np.arange(width, dtype=np.int16) % 200, (height, 1))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="noisy-h264")
+        self._started: float | None = None
+
+    def _encode(self, n: int) -> av.Packet[Any]:
+        luma = (self._ramp + n * 3) % 200 + 28
+        if self._with_noise:
+            luma += self._noise[n % len(self._noise)]
+        box = (n * 7) % max(1, self.width - 200)
+        luma[self.height // 3 : self.height // 3 + 150, box : box + 200] += 60
+        yuv = np.full((self.height * 3 // 2, self.width), 128, dtype=np.uint8)
+        yuv[: self.height] = np.clip(luma, 0, 255).astype(np.uint8)
+        draw_counter(yuv[: self.height], n)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = n * (90000 // self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        packets = self._ctx.encode(frame)
+        return packets[0]
+
+    async def recv(self) -> av.Packet[Any]:  # type: ignore[override]
+        loop = asyncio.get_running_loop()
+        if self._started is None:
+            self._started = loop.time()
+        self.counter += 1
+        # Pace to real time (this is the camera's clock, not synchronisation).
+        await asyncio.sleep(max(0.0, self._started + self.counter / self.fps - loop.time()))
+        return await loop.run_in_executor(self._pool, self._encode, self.counter)
+
+    def stop(self) -> None:
+        super().stop()
+        self._pool.shutdown(wait=False)
 
 
 class ToneAudioTrack(AudioStreamTrack):
@@ -92,10 +158,18 @@ class WhipPublisher:
     """Publishes a pattern video (and a tone) to ``{base}/whip/{stream}``."""
 
     def __init__(self, base: str, stream: str, key: str, *, width: int = 640, height: int = 360,
-                 audio: bool = True, video_codec: str | None = None) -> None:
+                 audio: bool = True, video_codec: str | None = None, noisy: bool = False,
+                 h264: bool = False) -> None:
         self.url = f"{base}/whip/{stream}"
         self.key = key
-        self.video = PatternVideoTrack(width, height)
+        self.video: PatternVideoTrack | NoisyH264Track
+        if noisy or h264:
+            # Pre-encoded with x264 ultrafast: far cheaper for the test process than aiortc's
+            # own VP8/H.264 encoders at 720p.
+            self.video = NoisyH264Track(width, height, noise=noisy)
+            video_codec = "H264"
+        else:
+            self.video = PatternVideoTrack(width, height)
         self.audio = ToneAudioTrack() if audio else None
         self.video_codec = video_codec
         self.pc = _pc()
@@ -151,6 +225,8 @@ class WhepViewer:
         data_channel: bool = True,
         read_pattern: bool = True,
         rendition: str | None = None,
+        remb: bool = True,
+        audio: bool = True,
     ) -> None:
         self.url = f"{base}/whep/{stream}" + (f"?rendition={rendition}" if rendition else "")
         self.pc = _pc()
@@ -160,12 +236,17 @@ class WhepViewer:
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._data_channel = data_channel
+        self._remb = remb
+        self._audio = audio
+        self.channel: RTCDataChannel | None = None
 
     async def start(self, http: aiohttp.ClientSession) -> None:
         self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
+        if self._audio:
+            self.pc.addTransceiver("audio", direction="recvonly")
         if self._data_channel:
             channel = self.pc.createDataChannel("cards")
+            self.channel = channel
 
             @channel.on("message")
             def _message(message: str | bytes) -> None:
@@ -175,7 +256,12 @@ class WhepViewer:
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.record.posted_at = time.monotonic()
-        self.location, answer = await _post_sdp(http, self.url, self.pc.localDescription.sdp, None)
+        offer = self.pc.localDescription.sdp
+        if not self._remb:
+            # Without abs-send-time aiortc's receiver never estimates bandwidth, so the only
+            # REMB the server sees is what ``send_remb`` says: a viewer on a link we dictate.
+            offer = "".join(ln for ln in offer.splitlines(keepends=True) if "abs-send-time" not in ln)
+        self.location, answer = await _post_sdp(http, self.url, offer, None)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -194,6 +280,32 @@ class WhepViewer:
                 else:
                     self.record.audio_frames += 1
                 self._changed.set()
+
+    def _video_receiver(self) -> Any:
+        return next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")
+
+    async def bytes_received(self) -> int:
+        """Bytes received on the bundled transport so far (the standard "transport" stats).
+
+        aiortc's inbound-rtp stats carry no byte count; with ``audio=False`` and no data channel
+        traffic this is the video's SRTP bytes plus a little RTCP.
+        """
+        report = await self.pc.getStats()
+        return sum(int(getattr(s, "bytesReceived", 0)) for s in report.values() if s.type == "transport")
+
+    async def send_remb(self, bps: int) -> None:
+        """Tell the server this viewer's bandwidth estimate, as a browser's REMB would.
+
+        aiortc has no public API to send RTCP, so this uses its receiver's RTCP send path.
+        """
+        receiver = self._video_receiver()
+        ssrcs = [s.source for s in receiver.getSynchronizationSources()]
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(bps, ssrcs))
+        await receiver._send_rtcp(packet)
+
+    def send(self, message: str) -> None:
+        assert self.channel is not None and self.channel.readyState == "open"
+        self.channel.send(message)
 
     async def wait_for(self, predicate: object, timeout: float) -> None:
         """Wait until ``predicate(record)`` is true; raise TimeoutError after ``timeout`` s."""

@@ -16,12 +16,14 @@ from ingest.http_input import check_bearer, read_body
 from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
 from relay.config import Config
 from relay.http_errors import Handler, error_middleware
+from relay.looplag import LoopLagMonitor
 from relay.registry import Registry
 
 log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", Registry)
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -93,7 +95,11 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 
 async def api_streams(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REGISTRY].snapshot())
+    snapshot = request.app[REGISTRY].snapshot()
+    snapshot["loop"] = request.app[LOOP_LAG].snapshot()
+    if request.query.get("reset_loop_lag") == "1":  # start a fresh measurement window
+        request.app[LOOP_LAG].reset()
+    return web.json_response(snapshot)
 
 
 async def api_stream(request: web.Request) -> web.Response:
@@ -120,12 +126,16 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG] = config
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
+        lag = LoopLagMonitor()
+        lag.start()
+        app[LOOP_LAG] = lag
         registry = Registry(config)
         app[REGISTRY] = registry
         if config.server.demo:
             registry.start_demo(registry.stream("demo"))
         yield
         await registry.close()
+        await lag.close()
 
     app.cleanup_ctx.append(registry_ctx)
     stream = r"{stream:[A-Za-z0-9_-]{1,64}}"

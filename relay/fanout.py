@@ -112,6 +112,7 @@ class Fanout:
         self._pending: dict[str, dict[str, ViewerTracks]] = {}
         self._gop: dict[str, list[tuple[av.Packet[Any], bool]]] = {}
         self._gop_started_at: dict[str, float] = {}
+        self._last_pts: dict[str, int] = {}  # the newest video pts each rung has sent
         self._join_window_s = keyframe_min_interval_s
         self._clock = clock or asyncio.get_running_loop().time
         self.frames_forwarded = 0
@@ -198,27 +199,42 @@ class Fanout:
         if keyframe:
             self._gop[rung] = [(packet, True)]
             self._gop_started_at[rung] = self._clock()
-            waiting = self._pending.get(rung)
-            if waiting:
-                self._promote(rung, waiting)
         else:
             gop = self._gop.get(rung)
             if gop is not None and len(gop) < GOP_CACHE_FRAMES:
                 gop.append((packet, False))
+        self._last_pts[rung] = frame.pts
         members = self._by_rung.get(rung)
-        if not members:
-            return
-        for tracks in members.values():
-            tracks.video.push(packet, keyframe)
-        self.frames_forwarded += len(members)
+        if members:
+            for tracks in members.values():
+                tracks.video.push(packet, keyframe)
+            self.frames_forwarded += len(members)
+        if keyframe:
+            waiting = self._pending.get(rung)
+            if waiting:
+                self._promote(rung, waiting, packet)
 
-    def _promote(self, rung: str, waiting: dict[str, ViewerTracks]) -> None:
-        """Viewers waiting for ``rung`` switch to it now, on its keyframe."""
+    def _promote(self, rung: str, waiting: dict[str, ViewerTracks], keyframe: av.Packet[Any]) -> None:
+        """Viewers waiting for ``rung`` switch to it now, on its keyframe ``keyframe``.
+
+        Every rung encodes the same source frames with the same pts, and rungs finish at
+        different moments: the old rung may already have sent this very frame. RTP timestamps
+        must then still move forward, so such a viewer gets its own copy of the keyframe one
+        clock tick after what it has already seen (only on a switch, never per frame).
+        """
         self._pending[rung] = {}
         target = self._by_rung.setdefault(rung, {})
         for viewer_id, tracks in waiting.items():
+            packet = keyframe
             if tracks.rung is not None:
                 self._by_rung.get(tracks.rung, {}).pop(viewer_id, None)
+                seen = self._last_pts.get(tracks.rung, -1)
+                if keyframe.pts is not None and seen >= keyframe.pts:
+                    packet = av.Packet(bytes(keyframe))
+                    packet.pts = seen + 1
+                    packet.time_base = VIDEO_TIME_BASE
+            tracks.video.push(packet, True)
+            self.frames_forwarded += 1
             tracks.rung = rung
             tracks.pending = None
             target[viewer_id] = tracks

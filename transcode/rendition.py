@@ -34,9 +34,11 @@ def fit_within(src_w: int, src_h: int, max_w: int, max_h: int) -> tuple[int, int
     if src_w <= 0 or src_h <= 0:
         raise ValueError(f"source size must be positive, got {src_w}x{src_h}")
     scale = min(1.0, max_w / src_w, max_h / src_h)
-    w = max(2, int(src_w * scale) // 2 * 2)
-    h = max(2, int(src_h * scale) // 2 * 2)
-    return w, h
+    # Round to the nearest even size (so 1280x720 in a 426x240 box gives 426x240, not 426x238),
+    # then make sure rounding never leaves the box or grows past the source.
+    w = min(round(src_w * scale / 2) * 2, max_w // 2 * 2, src_w // 2 * 2)
+    h = min(round(src_h * scale / 2) * 2, max_h // 2 * 2, src_h // 2 * 2)
+    return max(2, w), max(2, h)
 
 
 def active_rungs(ladder: Sequence[Rendition], src_w: int, src_h: int) -> list[Rendition]:

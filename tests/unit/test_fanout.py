@@ -137,3 +137,18 @@ def test_remap_moves_viewers_off_rungs_that_disappeared() -> None:
     assert fanout.rung_of("v") == "480p" and asked[-1] == "480p"
     fanout.publish(_video("480p", 3000, True))
     assert viewer.rung == "480p"
+
+
+def test_switch_keyframe_for_a_frame_the_old_rung_already_sent_is_retimed_once() -> None:
+    fanout, _, _, _ = _fanout()
+    viewer = fanout.new_tracks("v", with_audio=False)
+    fanout.attach("v", viewer, "720p")
+    fanout.publish(_video("720p", 0, True))
+    fanout.switch("v", "240p")
+    fanout.publish(_video("720p", 3000, False))  # the old rung finished source frame 3000 first
+    fanout.publish(_video("240p", 3000, True))  # the same source frame, as the new rung's IDR
+    fanout.publish(_video("240p", 6000, False))
+    pts = []
+    while not viewer.video._queue.empty():
+        pts.append(viewer.video._queue.get_nowait().pts)
+    assert pts == [0, 3000, 3001, 6000]  # strictly increasing: the IDR moved one tick later
