@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import fractions
+import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -27,7 +29,7 @@ SOURCES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 30
 
 
-def camera_like_stream(width: int, height: int, frames: int, kbps: int) -> list[av.Packet]:
+def camera_like_stream(width: int, height: int, frames: int, kbps: int) -> list[av.Packet[Any]]:
     """H.264 packets of ``frames`` camera-like frames, as a publisher would send them."""
     ctx = av.CodecContext.create("libx264", "w")
     assert isinstance(ctx, av.VideoCodecContext)
@@ -42,7 +44,7 @@ def camera_like_stream(width: int, height: int, frames: int, kbps: int) -> list[
     rng = np.random.default_rng(3)
     noise = [rng.integers(-20, 20, (height, width), dtype=np.int16) for _ in range(6)]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.int16)
-    packets: list[av.Packet] = []
+    packets: list[av.Packet[Any]] = []
     for n in range(frames):
         luma = ((xx + yy // 2 + n * 4) % 180 + 40 + noise[n % len(noise)]).astype(np.int16)
         x = (n * 9) % (width - width // 5)
@@ -57,7 +59,7 @@ def camera_like_stream(width: int, height: int, frames: int, kbps: int) -> list[
     return packets
 
 
-def decode_all(packets: list[av.Packet]) -> tuple[list[av.VideoFrame], float]:
+def decode_all(packets: list[av.Packet[Any]]) -> tuple[list[av.VideoFrame], float]:
     decoder = av.CodecContext.create("h264", "r")
     decoder.thread_count = 1
     frames: list[av.VideoFrame] = []
@@ -98,8 +100,6 @@ def run(frame_count: int, sources: list[str]) -> str:
         for rung in active_rungs(ladder, width, height):
             cpu, _wall, out_bytes = bench_rung(rung, frames)
             total += cpu
-            size = VideoEncoder(rung)
-            del size
             lines.append(
                 f"| {source} | {rung.name} scale+encode | {rung.max_width}x{rung.max_height} box | {n / cpu:.0f} | "
                 f"{n / cpu / FPS:.1f}x | {cpu / seconds:.3f} | {out_bytes * 8 / seconds / 1000:.0f} |"
@@ -119,8 +119,6 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    import os
-
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, PyAV {av.__version__}"
 
 
