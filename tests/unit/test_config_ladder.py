@@ -1,0 +1,78 @@
+"""The ladder in the configuration: defaults, a global ladder, a per-stream ladder, bad rungs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.config import DEFAULT_LADDER, ConfigError, build_parser, load_config
+from relay.stream import ladder_for
+
+KEY = "a-key-long-enough-12345"
+
+
+def _load(tmp_path: Path, toml: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "livecart.toml"
+    path.write_text(toml)
+    return load_config(build_parser().parse_args(["serve", "--config", str(path)]), {})
+
+
+def test_default_ladder_is_720_480_240(tmp_path: Path) -> None:
+    config = _load(tmp_path, f'[streams.a]\npublish_key = "{KEY}"\n')
+    assert config.transcode.ladder == DEFAULT_LADDER
+    assert [r.name for r in ladder_for(config.streams[0], config.transcode)] == ["720p", "480p", "240p"]
+
+
+def test_global_and_per_stream_ladders(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        f"""
+[[transcode.ladder]]
+name = "low"
+width = 640
+height = 360
+kbps = 600
+[[transcode.ladder]]
+name = "top"
+width = 1920
+height = 1080
+kbps = 5000
+
+[streams.a]
+publish_key = "{KEY}"
+
+[streams.b]
+publish_key = "{KEY}"
+[[streams.b.ladder]]
+name = "only"
+width = 854
+height = 480
+kbps = 900
+""",
+    )
+    a, b = config.stream("a"), config.stream("b")
+    assert a is not None and b is not None
+    assert [r.name for r in ladder_for(a, config.transcode)] == ["top", "low"]  # sorted high first
+    assert [(r.name, r.video_kbps) for r in ladder_for(b, config.transcode)] == [("only", 900)]
+
+
+@pytest.mark.parametrize(
+    ("rung", "message"),
+    [
+        ('name = "x"\nwidth = 641\nheight = 360\nkbps = 500', "even"),
+        ('name = "x"\nwidth = 640\nheight = 360\nkbps = 10', "kbps"),
+        ('name = "bad name"\nwidth = 640\nheight = 360\nkbps = 500', "name"),
+        ('name = "x"\nwidth = 640\nheight = 360', "exactly"),
+        ('name = "x"\nwidth = 640\nheight = 360\nkbps = 500\nfps = 60', "exactly"),
+    ],
+)
+def test_bad_rungs_are_named(tmp_path: Path, rung: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, f'[[transcode.ladder]]\n{rung}\n[streams.a]\npublish_key = "{KEY}"\n')
+
+
+def test_duplicate_rung_names_are_refused(tmp_path: Path) -> None:
+    rung = '[[transcode.ladder]]\nname = "x"\nwidth = 640\nheight = 360\nkbps = 500\n'
+    with pytest.raises(ConfigError, match="unique"):
+        _load(tmp_path, rung * 2 + f'[streams.a]\npublish_key = "{KEY}"\n')
