@@ -42,7 +42,7 @@ def camera_like_stream(width: int, height: int, frames: int, kbps: int) -> list[
     ctx.options = {"preset": "veryfast", "tune": "zerolatency"}
     ctx.open()
     rng = np.random.default_rng(3)
-    noise = [rng.integers(-20, 20, (height, width), dtype=np.int16) for _ in range(6)]
+    noise = [rng.integers(-6, 7, (height, width), dtype=np.int16) for _ in range(6)]  # sensor grain
     yy, xx = np.mgrid[0:height, 0:width].astype(np.int16)
     packets: list[av.Packet[Any]] = []
     for n in range(frames):
@@ -88,7 +88,7 @@ def run(frame_count: int, sources: list[str]) -> str:
     ]
     for source in sources:
         width, height = SOURCES[source]
-        packets = camera_like_stream(width, height, frame_count, kbps=8000 if height >= 1080 else 5000)
+        packets = camera_like_stream(width, height, frame_count, kbps=6000 if height >= 1080 else 4000)
         frames, decode_cpu = decode_all(packets)
         n = len(frames)
         seconds = n / FPS
