@@ -204,6 +204,7 @@ class DecodedFrame:
     height: int
     counter: int
     at: float
+    rtp: int = 0  # the frame's RTP timestamp (aiortc puts it in the decoded frame's pts)
 
 
 @dataclass
@@ -211,6 +212,7 @@ class ViewerRecord:
     frames: list[DecodedFrame] = field(default_factory=list)
     audio_frames: int = 0
     messages: list[str] = field(default_factory=list)
+    message_times: list[float] = field(default_factory=list)  # time.monotonic() of each message
     posted_at: float = 0.0
 
 
@@ -251,6 +253,7 @@ class WhepViewer:
             @channel.on("message")
             def _message(message: str | bytes) -> None:
                 self.record.messages.append(message if isinstance(message, str) else message.decode())
+                self.record.message_times.append(time.monotonic())
                 self._changed.set()
 
         self.pc.on("track", self._on_track)
@@ -276,7 +279,10 @@ class WhepViewer:
                     if self._read_pattern:
                         luma = frame.to_ndarray(format="gray")
                         counter = read_counter(luma.astype(np.uint8, copy=False))
-                    self.record.frames.append(DecodedFrame(frame.width, frame.height, counter, time.monotonic()))
+                    rtp = int(frame.pts or 0)
+                    self.record.frames.append(
+                        DecodedFrame(frame.width, frame.height, counter, time.monotonic(), rtp)
+                    )
                 else:
                     self.record.audio_frames += 1
                 self._changed.set()

@@ -11,12 +11,15 @@ from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.http_input import check_bearer, read_body
 from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
+from relay.cards_api import cards_routes
 from relay.config import Config
 from relay.http_errors import Handler, error_middleware
 from relay.looplag import LoopLagMonitor
+from relay.metrics import Metrics
 from relay.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", Registry)
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
+METRICS = web.AppKey("metrics", Metrics)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -36,6 +40,20 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Browser publishers and players may live on another origin."""
     response = await handler(request)
     response.headers.update(CORS_HEADERS)
+    return response
+
+
+@web.middleware
+async def status_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every response by status for /metrics."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if METRICS in request.app:
+            request.app[METRICS].responses.labels(str(exc.status)).inc()
+        raise
+    if METRICS in request.app:
+        request.app[METRICS].responses.labels(str(response.status)).inc()
     return response
 
 
@@ -94,9 +112,14 @@ async def whep_delete(request: web.Request) -> web.Response:
     return web.Response(status=200, text="session ended\n", content_type="text/plain")
 
 
+def _snapshot(app: web.Application) -> dict[str, object]:
+    snapshot = app[REGISTRY].snapshot()
+    snapshot["loop"] = app[LOOP_LAG].snapshot()
+    return snapshot
+
+
 async def api_streams(request: web.Request) -> web.Response:
-    snapshot = request.app[REGISTRY].snapshot()
-    snapshot["loop"] = request.app[LOOP_LAG].snapshot()
+    snapshot = _snapshot(request.app)
     if request.query.get("reset_loop_lag") == "1":  # start a fresh measurement window
         request.app[LOOP_LAG].reset()
     return web.json_response(snapshot)
@@ -105,6 +128,15 @@ async def api_streams(request: web.Request) -> web.Response:
 async def api_stream(request: web.Request) -> web.Response:
     stream = request.app[REGISTRY].stream(request.match_info["stream"])
     return web.json_response(stream.snapshot())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n", content_type="text/plain")
 
 
 def _pages_dir() -> Path:
@@ -122,7 +154,7 @@ async def page_watch(request: web.Request) -> web.FileResponse:
 
 def build_app(config: Config) -> web.Application:
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
-    app = web.Application(middlewares=[cors_middleware, error_middleware])
+    app = web.Application(middlewares=[status_middleware, cors_middleware, error_middleware])
     app[CONFIG] = config
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -131,6 +163,7 @@ def build_app(config: Config) -> web.Application:
         app[LOOP_LAG] = lag
         registry = Registry(config)
         app[REGISTRY] = registry
+        app[METRICS] = Metrics(lambda: _snapshot(app))
         if config.server.demo:
             registry.start_demo(registry.stream("demo"))
         yield
@@ -149,7 +182,10 @@ def build_app(config: Config) -> web.Application:
     app.router.add_delete(f"/whep/{stream}/{session}", whep_delete)
     app.router.add_route("OPTIONS", f"/whep/{stream}/{session}", preflight)
     app.router.add_get("/api/streams", api_streams)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get(f"/api/streams/{stream}", api_stream)
+    cards_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", page_watch)
     app.router.add_static("/static", _pages_dir(), show_index=False)

@@ -37,6 +37,7 @@ class StreamConfig:
     takeover: bool = True
     max_viewers: int | None = None
     ladder: Ladder | None = None  # None: the [transcode] ladder
+    host_key: str | None = None  # a second bearer token for the card API only (a host's console)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class ServerConfig:
     demo: bool = False
     log_level: str = "info"
     public_url: str | None = None
+    data_dir: str = "livecart-data"  # SQLite database of product cards lives here
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "loop", "--loop", "LIVECART_LOOP", str, "event loop: uvloop or asyncio"),
     ("server", "log_level", "--log-level", "LIVECART_LOG_LEVEL", str, "debug, info, warning or error"),
     ("server", "public_url", "--public-url", "LIVECART_PUBLIC_URL", str, "base URL printed for OBS"),
+    ("server", "data_dir", "--data-dir", "LIVECART_DATA_DIR", str, "directory of the card database"),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
     ("limits", "max_viewers_per_stream", "--max-viewers-per-stream", "LIVECART_MAX_VIEWERS_PER_STREAM", int,
      "viewers of one stream"),
@@ -239,6 +242,8 @@ def _validate(config: Config) -> None:
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
+        if stream.host_key is not None:
+            problems.append((len(stream.host_key) < 16, f"stream {stream.name}: host_key needs >= 16 characters"))
         if stream.max_viewers is not None:
             problems.append((stream.max_viewers < 1, f"stream {stream.name}: max_viewers must be positive"))
     for bad, message in problems:

@@ -47,6 +47,8 @@ class PacketTrack(MediaStreamTrack):
         self._on_need_keyframe = on_need_keyframe
         self.skipped = 0
         self.sent = 0
+        self.first_pts: int | None = None  # media pts of the first packet the sender took
+        self.on_first: Callable[[int], None] | None = None
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -74,6 +76,10 @@ class PacketTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()
+        if self.first_pts is None and packet.pts is not None:
+            self.first_pts = packet.pts
+            if self.on_first is not None:
+                self.on_first(packet.pts)
         self.sent += 1
         return packet
 
@@ -124,6 +130,10 @@ class Fanout:
         video = PacketTrack("video", lambda: self._resync(viewer_id))
         audio = PacketTrack("audio", lambda: None) if with_audio else None
         return ViewerTracks(video, audio)
+
+    def last_video_pts(self) -> int | None:
+        """The pts of the newest video frame sent on any rung (None before the first)."""
+        return max(self._last_pts.values(), default=None)
 
     def viewers_on(self, rung: str) -> int:
         return len(self._by_rung.get(rung, ()))

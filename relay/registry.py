@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCRtpSender
@@ -17,6 +19,7 @@ from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connec
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary
 from ingest.synthetic import SyntheticSource
+from relay.cardstore import CardStore
 from relay.config import Config
 from relay.feedback import observe_sender
 from relay.introspect import process_counts
@@ -26,6 +29,8 @@ from relay.viewer import ViewerSession
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 5.0  # OBS gives up after 8 s; the answer must be well inside that
+MAX_CATALOGUE = 500  # products per stream
+CARD_HISTORY = 1000  # card events kept in memory per stream for SSE resumption
 
 
 def new_session_id() -> str:
@@ -43,9 +48,21 @@ class Registry:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Cards are stored in SQLite, used from one worker thread; loading happens once at start.
+        self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
+        self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="card-store")
         self.streams: dict[str, Stream] = {
-            s.name: Stream(s, config.transcode) for s in config.streams
+            s.name: Stream(
+                s,
+                config.transcode,
+                board=self.card_store.load(s.name, max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY),
+                store=self.card_store,
+                store_pool=self._store_pool,
+            )
+            for s in config.streams
         }
+        self._expiry = asyncio.ensure_future(self._expire_cards())
+        self._expiry.set_name("card expiry")
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self._negotiating_publishers = 0
@@ -140,7 +157,7 @@ class Registry:
                 tracks,
                 setup_timeout_s=self.config.limits.setup_timeout_s,
                 on_end=self._viewer_ended,
-                greeting=lambda: [stream.state_message()],
+                greeting=lambda: stream.greeting(session),
                 on_message=stream.on_viewer_message,
             )
             # Our transceivers exist before the offer is applied, so aiortc matches them to the
@@ -175,6 +192,16 @@ class Registry:
             raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
         await session.close("DELETE by client")
 
+    async def _expire_cards(self) -> None:
+        """Once a second, hide cards whose ttl_s ran out (on every stream)."""
+        while True:
+            await asyncio.sleep(1.0)
+            for stream in self.streams.values():
+                try:
+                    await stream.cards.expire()
+                except Exception:  # one stream's storage trouble must not stop the others
+                    log.exception("stream %s: expiring cards failed", stream.name)
+
     # ---- introspection and shutdown -----------------------------------------------------
     def snapshot(self) -> dict[str, object]:
         negotiating = self._negotiating_publishers + sum(self._negotiating_viewers.values())
@@ -199,3 +226,8 @@ class Registry:
             sessions.append(self._demo)
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self.streams.values()), return_exceptions=True)
+        self._expiry.cancel()
+        await asyncio.gather(self._expiry, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._store_pool, self.card_store.close)
+        await loop.run_in_executor(None, self._store_pool.shutdown)

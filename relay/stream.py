@@ -6,10 +6,14 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from ingest.errors import BadRequest
 from relay.abr import AbrPolicy, RungRate
+from relay.cardboard import CardBoard
+from relay.cardfeed import CardFeed
+from relay.cardstore import CardStore
 from relay.config import StreamConfig, TranscodeConfig
 from relay.fanout import Fanout
 from relay.feedback import Feedback
@@ -67,7 +71,15 @@ class Stream:
     a publisher returns; the ``cards`` channel tells them ``{"type": "stream", "live": ...}``.
     """
 
-    def __init__(self, config: StreamConfig, transcode: TranscodeConfig) -> None:
+    def __init__(
+        self,
+        config: StreamConfig,
+        transcode: TranscodeConfig,
+        *,
+        board: CardBoard | None = None,
+        store: CardStore | None = None,
+        store_pool: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         loop = asyncio.get_running_loop()
@@ -93,6 +105,19 @@ class Stream:
         self.publisher: Publisher | None = None
         self.viewers: dict[str, ViewerSession] = {}
         self._choices: dict[str, ViewerChoice] = {}
+        self.cards = CardFeed(
+            config.name,
+            board or CardBoard(),
+            store=store,
+            store_pool=store_pool or ThreadPoolExecutor(1, thread_name_prefix="cards"),
+            pts_ms=self.pts_ms,
+            deliver=self.broadcast,
+        )
+
+    def pts_ms(self) -> int:
+        """Media time (ms) of the video frame being sent now: what a card action is stamped with."""
+        last = self.fanout.last_video_pts()
+        return last // 90 if last is not None else round(self.media_time() * 1000)
 
     def media_time(self) -> float:
         """Seconds since the stream object was created: the stream's media clock."""
@@ -162,12 +187,38 @@ class Stream:
             self.broadcast(self.state_message())
 
     # ---- viewers --------------------------------------------------------------------------------
+    def greeting(self, viewer: ViewerSession) -> list[str]:
+        """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock."""
+        messages = [self.state_message(), self.cards.board.snapshot_json()]
+        clock = self.clock_message(viewer)
+        if clock is not None:
+            messages.append(clock)
+        return messages
+
+    def clock_message(self, viewer: ViewerSession) -> str | None:
+        """How this viewer maps RTP timestamps to media time (pts_ms of cards).
+
+        Its first video frame had media time ``first_pts_ms``; later frames are that plus
+        (RTP timestamp - first frame's RTP timestamp) / 90, modulo 2**32.
+        """
+        first = viewer.tracks.video.first_pts
+        if first is None:
+            return None
+        return json.dumps({"type": "clock", "first_pts_ms": first // 90, "rtp_clock_hz": 90000})
+
     def add_viewer(self, viewer: ViewerSession, rendition: str) -> None:
         fixed = None if rendition == AUTO else rendition
         start = "480p" if "480p" in self.available_rungs() else None
         abr = AbrPolicy(self._rates(), start=start)
         self._choices[viewer.id] = ViewerChoice(fixed, abr)
         self.viewers[viewer.id] = viewer
+
+        def first_packet(_pts: int) -> None:
+            message = self.clock_message(viewer)
+            if message is not None:
+                viewer.send(message)
+
+        viewer.tracks.video.on_first = first_packet
         self.fanout.attach(viewer.id, viewer.tracks, self._nearest(fixed) if fixed else abr.current)
 
     def remove_viewer(self, viewer_id: str) -> None:
@@ -246,6 +297,7 @@ class Stream:
                 for s in self.transcoder.stats()
             ],
             "frames_forwarded": self.fanout.frames_forwarded,
+            "card_actions": self.cards.actions,
         }
 
     async def close(self) -> None:

@@ -102,7 +102,10 @@ class ViewerSession:
         if channel is None or channel.readyState != "open":
             return
         if channel.bufferedAmount > MAX_CHANNEL_BUFFER:
+            # A viewer that cannot take its messages is dropped (and told), never buffered for.
             self.messages_dropped += 1
+            channel.send('{"type": "bye", "reason": "data channel too slow"}')
+            self.close_soon("data channel too slow")
             return
         channel.send(message)
 

@@ -173,3 +173,37 @@ async def _stream_live(http: aiohttp.ClientSession, server: Server, name: str) -
     async with http.get(f"{server.base}/api/streams/{name}") as res:
         data = await res.json()
     return bool(data["live"])
+
+
+async def test_metrics_parse_and_move_and_healthz_answers(quick_server: Server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def scrape(http: aiohttp.ClientSession) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        async with http.get(f"{quick_server.base}/metrics") as res:
+            assert res.status == 200
+            text = await res.text()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{quick_server.base}/healthz") as res:
+            assert res.status == 200
+        before = await scrape(http)
+        publisher = WhipPublisher(quick_server.base, "interop", KEY, width=320, height=180, audio=False)
+        await publisher.start(http)
+        viewer = WhepViewer(quick_server.base, "interop", read_pattern=False)
+        await viewer.start(http)
+        try:
+            await viewer.wait_for(lambda r: len(r.frames) >= 10, 15)
+            during = await scrape(http)
+            assert during[("livecart_viewers", ())] == 1
+            assert during[("livecart_stream_live", (("stream", "interop"),))] == 1
+            key = ("livecart_encoder_frames_out_total", (("rung", "240p"), ("stream", "interop")))
+            assert during[key] > before.get(key, 0)
+            assert during[("livecart_http_responses_total", (("status", "201"),))] >= 2
+        finally:
+            await viewer.stop(http)
+            await publisher.stop(http)

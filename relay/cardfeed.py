@@ -1,0 +1,122 @@
+"""One stream's product cards at run time: apply host actions, persist, deliver to viewers.
+
+The decisions live in ``CardBoard`` (pure); this class adds the clock, the rate limit, SQLite
+(in one worker thread, off the loop) and delivery: every event is serialised once and handed
+to every viewer's data channel and every SSE subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from ingest.errors import LiveCartError
+from relay.cardboard import CardBoard, CardEvent, RateLimiter
+from relay.cards import Card
+from relay.cardstore import CardStore
+
+log = logging.getLogger(__name__)
+
+SSE_QUEUE_EVENTS = 256  # a subscriber further behind than this is cut off and resumes by id
+
+
+class RateLimited(LiveCartError):
+    """Too many card actions on one stream; retry after ``retry_after_s``."""
+
+    status = 429
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after_s + 0.49)))}
+
+
+class CardFeed:
+    """Owns one stream's ``CardBoard``, its rate limiter and its SSE subscriber queues.
+
+    ``pts_ms()`` gives the media time of the frame being sent now; ``deliver(json)`` sends one
+    serialised event to every viewer's data channel.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        board: CardBoard,
+        *,
+        store: CardStore | None,
+        store_pool: ThreadPoolExecutor,
+        pts_ms: Callable[[], int],
+        deliver: Callable[[str], None],
+        actions_per_s: float = 20.0,
+    ) -> None:
+        self.stream = stream
+        self.board = board
+        self._store = store
+        self._pool = store_pool
+        self._pts_ms = pts_ms
+        self._deliver = deliver
+        self._limiter = RateLimiter(actions_per_s, int(actions_per_s))
+        self._lock = asyncio.Lock()
+        self.subscribers: set[asyncio.Queue[CardEvent | None]] = set()
+        self.actions = 0
+
+    async def apply(self, action: str, card_id: str | None = None, card: Card | None = None) -> CardEvent:
+        """Apply one host action (upsert/show/hide/delete) and deliver its event to everyone."""
+        wait = self._limiter.take(time.monotonic())
+        if wait > 0:
+            raise RateLimited(f"more than 20 card actions per second on stream {self.stream!r}", wait)
+        async with self._lock:  # one action at a time: the board and the store move together
+            pts, now = self._pts_ms(), time.time()
+            if action == "upsert":
+                assert card is not None
+                event = self.board.upsert(card, pts_ms=pts, now=now)
+            elif action == "show":
+                assert card_id is not None
+                event = self.board.show(card_id, pts_ms=pts, now=now)
+            elif action == "hide":
+                assert card_id is not None
+                event = self.board.hide(card_id, pts_ms=pts, now=now)
+            else:
+                assert card_id is not None
+                event = self.board.delete(card_id, pts_ms=pts, now=now)
+            await self._persist(event)
+            self._publish(event)
+            return event
+
+    async def expire(self) -> None:
+        """Hide cards whose ``ttl_s`` ran out (called about once a second)."""
+        async with self._lock:
+            for event in self.board.expire(time.time(), pts_ms=self._pts_ms()):
+                await self._persist(event)
+                self._publish(event)
+
+    async def _persist(self, event: CardEvent) -> None:
+        if self._store is not None:
+            store = self._store
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, store.record, self.stream, event, self.board
+            )
+
+    def _publish(self, event: CardEvent) -> None:
+        self.actions += 1
+        self._deliver(event.to_json())
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # Cut a subscriber that cannot keep up; it resumes with Last-Event-ID.
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    def subscribe(self) -> asyncio.Queue[CardEvent | None]:
+        queue: asyncio.Queue[CardEvent | None] = asyncio.Queue(SSE_QUEUE_EVENTS)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[CardEvent | None]) -> None:
+        self.subscribers.discard(queue)

@@ -1,0 +1,142 @@
+"""HTTP handlers for product cards: the host API and the Server-Sent Events fallback.
+
+Thin: read and check the request, call the stream's ``CardFeed``, shape the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from aiohttp import web
+
+from ingest.errors import BodyTooLarge, Forbidden, Unauthorized
+from ingest.http_input import bearer_token
+from relay.cardboard import CardEvent
+from relay.cards import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
+from relay.stream import Stream
+
+SSE_KEEPALIVE_S = 15.0
+
+
+def check_host(request: web.Request, stream: Stream) -> None:
+    """The host API takes the stream's publish key or its separate host key."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <publish or host key>'")
+    keys = [stream.config.publish_key, *([stream.config.host_key] if stream.config.host_key else [])]
+    if not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
+        raise Forbidden("wrong bearer token for this stream's cards")
+
+
+async def _read_small_body(request: web.Request) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > MAX_MESSAGE_BYTES:
+        raise BodyTooLarge(f"card body of {declared} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    data = await request.content.read(MAX_MESSAGE_BYTES + 1)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BodyTooLarge(f"card body is over the {MAX_MESSAGE_BYTES}-byte limit")
+    return data
+
+
+def _event_response(event: CardEvent, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=event.to_json(), content_type="application/json")
+
+
+async def upsert_card(request: web.Request, stream: Stream) -> web.Response:
+    check_host(request, stream)
+    card = parse_card_body(await _read_small_body(request))
+    event = await stream.cards.apply("upsert", card=card)
+    return _event_response(event)
+
+
+async def card_action(request: web.Request, stream: Stream, action: str) -> web.Response:
+    check_host(request, stream)
+    event = await stream.cards.apply(action, card_id=request.match_info["card"])
+    return _event_response(event)
+
+
+async def list_cards(request: web.Request, stream: Stream) -> web.Response:
+    board = stream.cards.board
+    return web.json_response(
+        {
+            "stream": stream.name,
+            "seq": board.last_seq,
+            "catalogue": [card_to_dict(c) for c in board.catalogue()],
+            "on_screen": [card_to_dict(c) for c in board.on_screen()],
+        }
+    )
+
+
+def _sse(event_id: int, data: str, name: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" + (f"event: {name}\n" if name else "")
+    return (head + f"data: {data}\n\n").encode()
+
+
+async def events(request: web.Request, stream: Stream) -> web.StreamResponse:
+    """SSE: a snapshot (or the missed events after ``Last-Event-ID``), then live events."""
+    feed = stream.cards
+    queue = feed.subscribe()  # before reading history, so nothing falls between the two
+    try:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        last = request.headers.get("Last-Event-ID", request.query.get("last_event_id", ""))
+        missed = feed.board.events_since(int(last)) if last.isdigit() else None
+        sent = int(last) if missed is not None else feed.board.last_seq
+        if missed is None:
+            await response.write(_sse(feed.board.last_seq, feed.board.snapshot_json(), "snapshot"))
+        else:
+            for event in missed:
+                await response.write(_sse(event.seq, event.to_json()))
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if item is None:  # cut off for falling behind: the client resumes by id
+                break
+            if item.seq <= sent:
+                continue
+            await response.write(_sse(item.seq, item.to_json()))
+            sent = item.seq
+        return response
+    except ConnectionResetError:  # the client went away: normal for SSE, it reconnects by id
+        return response
+    finally:
+        feed.unsubscribe(queue)
+
+
+def cards_routes(app: web.Application, stream_of: object) -> None:
+    """Register the card routes; ``stream_of(request)`` resolves the URL's stream (404 if unknown)."""
+    assert callable(stream_of)
+    base = r"/api/streams/{stream:[A-Za-z0-9_-]{1,64}}"
+    card = r"{card:[A-Za-z0-9_.:-]{1,64}}"
+
+    async def post_card(request: web.Request) -> web.StreamResponse:
+        return await upsert_card(request, stream_of(request))
+
+    async def get_cards(request: web.Request) -> web.StreamResponse:
+        return await list_cards(request, stream_of(request))
+
+    async def show(request: web.Request) -> web.StreamResponse:
+        return await card_action(request, stream_of(request), "show")
+
+    async def hide(request: web.Request) -> web.StreamResponse:
+        return await card_action(request, stream_of(request), "hide")
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        return await card_action(request, stream_of(request), "delete")
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        return await events(request, stream_of(request))
+
+    app.router.add_post(f"{base}/cards", post_card)
+    app.router.add_get(f"{base}/cards", get_cards)
+    app.router.add_post(f"{base}/cards/{card}/show", show)
+    app.router.add_post(f"{base}/cards/{card}/hide", hide)
+    app.router.add_delete(f"{base}/cards/{card}", delete)
+    app.router.add_get(f"{base}/events", sse)
+

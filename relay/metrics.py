@@ -1,0 +1,80 @@
+"""Prometheus metrics, read from the registry's own counters at scrape time.
+
+Nothing is counted twice and nothing is added to the per-packet path: the collector turns the
+same snapshot ``GET /api/streams`` serves into Prometheus families when ``/metrics`` is
+scraped. Each app has its own ``CollectorRegistry`` (no process-global state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class LiveCartCollector(Collector):
+    """Turns a registry snapshot (plus loop lag) into metric families on each scrape."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        sessions = snap["sessions"]
+        yield GaugeMetricFamily("livecart_publishers", "Live WHIP publisher sessions", value=sessions["publishers"])
+        yield GaugeMetricFamily("livecart_viewers", "Connected WHEP viewer sessions", value=sessions["viewers"])
+        yield GaugeMetricFamily(
+            "livecart_sessions_negotiating", "Sessions in SDP negotiation", value=sessions["negotiating"]
+        )
+        live = GaugeMetricFamily("livecart_stream_live", "1 when the stream has a publisher", labels=["stream"])
+        forwarded = CounterMetricFamily(
+            "livecart_frames_forwarded", "Frames handed to viewers (frames x viewers)", labels=["stream"]
+        )
+        viewers = GaugeMetricFamily("livecart_rung_viewers", "Viewers per rendition", labels=["stream", "rung"])
+        rung_counters = {
+            key: CounterMetricFamily(f"livecart_encoder_{key}", text, labels=["stream", "rung"])
+            for key, text in (
+                ("frames_in", "Frames offered to the rung's encoder"),
+                ("frames_out", "Frames the rung's encoder produced"),
+                ("frames_dropped", "Frames dropped because the encoder was busy"),
+                ("keyframes", "Keyframes produced"),
+                ("keyframes_forced", "Keyframes forced by requests (joins, PLI, switches)"),
+                ("bytes_out", "Encoded bytes produced"),
+            )
+        }
+        encode_seconds = CounterMetricFamily(
+            "livecart_encoder_encode_seconds", "CPU-side wall time spent encoding", labels=["stream", "rung"]
+        )
+        cards = CounterMetricFamily("livecart_card_actions", "Product card actions applied", labels=["stream"])
+        for stream in snap["streams"]:
+            name = stream["name"]
+            live.add_metric([name], 1 if stream["live"] else 0)
+            forwarded.add_metric([name], stream["frames_forwarded"])
+            cards.add_metric([name], stream.get("card_actions", 0))
+            for rung in stream["rungs"]:
+                viewers.add_metric([name, rung["name"]], rung["viewers"])
+                for key, family in rung_counters.items():
+                    family.add_metric([name, rung["name"]], rung[key])
+                encode_seconds.add_metric([name, rung["name"]], rung["encode_ms_total"] / 1000)
+        yield from (live, forwarded, viewers, *rung_counters.values(), encode_seconds, cards)
+        loop = snap.get("loop")
+        if loop:
+            yield GaugeMetricFamily("livecart_loop_lag_p99_seconds", "Event-loop lag p99 (last minute)",
+                                    value=loop["lag_ms_p99"] / 1000)
+        process = snap["process"]
+        yield GaugeMetricFamily("livecart_udp_sockets", "Open UDP sockets", value=process["udp_sockets"])
+        yield GaugeMetricFamily("livecart_asyncio_tasks", "asyncio tasks", value=process["asyncio_tasks"])
+
+
+class Metrics:
+    """Owns one app's Prometheus registry: the snapshot collector and the HTTP response counter."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(LiveCartCollector(snapshot))
+        self.responses = Counter(
+            "livecart_http_responses", "HTTP responses by status", ["status"], registry=self.registry
+        )
