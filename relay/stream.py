@@ -189,8 +189,11 @@ class Stream:
     # ---- viewers --------------------------------------------------------------------------------
     def greeting(self, viewer: ViewerSession) -> list[str]:
         """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock."""
-        messages = [self.state_message(), self.cards.board.snapshot_json()]
+        snapshot = self.cards.board.snapshot()
         clock = self.clock_message(viewer)
+        if clock is not None:
+            snapshot["clock"] = json.loads(clock)  # how to map this viewer's RTP time to pts_ms
+        messages = [self.state_message(), json.dumps(snapshot, separators=(",", ":"))]
         if clock is not None:
             messages.append(clock)
         return messages
