@@ -37,6 +37,11 @@ case "${1:-}" in
     shift
     ensure_venv
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+    if [ ! -x /usr/bin/chromium ]; then
+      # Browser tests use Debian's Chromium (never a browser download).
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
     echo "== ruff"; "$VENV/bin/ruff" check ingest transcode relay benchmarks tests
     echo "== mypy"; "$VENV/bin/mypy"
     echo "== pytest"; exec "$VENV/bin/python" -m pytest "$@"

@@ -1,69 +1,258 @@
-// Minimal WHEP player: offers recvonly audio+video plus a "cards" data channel, plays the
-// answer, and reconnects when the connection drops. The full player comes with issue 5.
-const stream = decodeURIComponent(location.pathname.split("/").pop());
+// The LiveCart viewer: WHEP playback, a "cards" data channel (SSE when it does not open),
+// product cards shown when the video reaches their pts_ms, a rendition menu, stats, and
+// automatic reconnection.
+import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
+import { formatBitrate, formatPrice } from "/static/format.js";
+
+const stream = streamFromPath();
 const video = document.getElementById("video");
 const statusEl = document.getElementById("status");
-const info = document.getElementById("info");
+const cardsEl = document.getElementById("cards");
+const menu = document.getElementById("rendition");
+const currentEl = document.getElementById("current");
+const statsEl = document.getElementById("stats");
+
+let pc = null;
+let channel = null;
 let resource = null;
+let retryMs = 1000;
+let lastSeq = 0;
+let sse = null;
+let clock = null; // {first_pts_ms, first_rtp}
+let videoPtsMs = null; // media time of the frame on screen
+const pending = []; // card events waiting for their video time
+const shown = new Map(); // card id -> {card, el, timer}
 
-function setStatus(text) {
-  statusEl.hidden = !text;
-  statusEl.textContent = text || "";
+function setStatus(state, text) {
+  statusEl.dataset.state = state;
+  statusEl.textContent = text;
+  statusEl.hidden = state === "playing";
+  document.body.dataset.state = state;
 }
 
-async function waitForIce(pc) {
-  if (pc.iceGatheringState === "complete") return;
-  await new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, 2000);
-  });
+// ---- cards ------------------------------------------------------------------------------------
+function renderCard(card) {
+  const el = document.createElement("article");
+  el.className = "card";
+  el.dataset.id = card.id;
+  const img = document.createElement("img");
+  img.src = card.image_url;
+  img.alt = "";
+  img.onerror = () => img.remove();
+  const body = document.createElement("div");
+  body.className = "card-body";
+  const title = document.createElement("h2");
+  title.className = "card-title";
+  title.textContent = card.title;
+  body.append(title);
+  if (card.subtitle) body.append(Object.assign(document.createElement("p"), { className: "card-sub", textContent: card.subtitle }));
+  const price = Object.assign(document.createElement("p"), { className: "card-price", textContent: formatPrice(card.price, card.currency) });
+  body.append(price);
+  if (card.badge) el.append(Object.assign(document.createElement("span"), { className: "badge-tag", textContent: card.badge }));
+  const buy = Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" });
+  body.append(buy);
+  el.append(img, body);
+  return el;
 }
 
+function showCard(card) {
+  hideCard(card.id, true);
+  const el = renderCard(card);
+  cardsEl.append(el);
+  requestAnimationFrame(() => el.classList.add("in"));
+  const timer = card.ttl_s ? setTimeout(() => hideCard(card.id), card.ttl_s * 1000) : null;
+  shown.set(card.id, { card, el, timer });
+}
+
+function hideCard(id, instant = false) {
+  const entry = shown.get(id);
+  if (!entry) return;
+  shown.delete(id);
+  clearTimeout(entry.timer);
+  if (instant) return entry.el.remove();
+  entry.el.classList.remove("in");
+  entry.el.addEventListener("transitionend", () => entry.el.remove(), { once: true });
+  setTimeout(() => entry.el.remove(), 600);
+}
+
+function applyEvent(event) {
+  const { action, card } = event;
+  if (action === "show") showCard(card);
+  else if (action === "hide" || action === "delete") hideCard(card.id);
+  else if (action === "update" && shown.has(card.id)) showCard(card);
+}
+
+function due(event) {
+  // Without a video clock (no frames yet, or no requestVideoFrameCallback) show at once.
+  return videoPtsMs === null || event.pts_ms <= videoPtsMs || Date.now() - event.received > 3000;
+}
+
+function flushPending() {
+  while (pending.length && due(pending[0])) applyEvent(pending.shift());
+}
+
+function onMessage(message) {
+  if (message.type === "stream") {
+    if (message.live) setStatus(video.readyState >= 2 ? "playing" : "connecting", "Starting…");
+    else setStatus("offline", "The host is offline — waiting for them to come back…");
+  } else if (message.type === "snapshot") {
+    for (const id of [...shown.keys()]) hideCard(id, true);
+    pending.length = 0;
+    message.cards.forEach(showCard);
+    lastSeq = message.seq;
+    if (message.clock) clock = { first_pts_ms: message.clock.first_pts_ms, first_rtp: clock?.first_rtp ?? null };
+  } else if (message.type === "card") {
+    if (message.seq <= lastSeq) return;
+    lastSeq = message.seq;
+    pending.push({ ...message, received: Date.now() });
+    flushPending();
+  } else if (message.type === "clock") {
+    clock = { first_pts_ms: message.first_pts_ms, first_rtp: clock?.first_rtp ?? null };
+  } else if (message.type === "rendition") {
+    const size = message.width ? ` · ${message.width}×${message.height}` : "";
+    currentEl.textContent = `${message.auto ? "Auto: " : ""}${message.name}${size}`;
+    currentEl.dataset.rung = message.name;
+    currentEl.dataset.mode = message.auto ? "auto" : "fixed";
+  } else if (message.type === "bye") {
+    reconnect();
+  }
+}
+
+function watchFrames() {
+  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+  const onFrame = (_now, metadata) => {
+    if (clock && metadata.rtpTimestamp !== undefined) {
+      if (clock.first_rtp === null) clock.first_rtp = metadata.rtpTimestamp;
+      videoPtsMs = clock.first_pts_ms + ((metadata.rtpTimestamp - clock.first_rtp) >>> 0) / 90;
+      flushPending();
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function startSse() {
+  if (sse) return;
+  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events`);
+  const handle = (e) => onMessage(JSON.parse(e.data));
+  sse.addEventListener("snapshot", handle);
+  sse.addEventListener("message", handle);
+}
+
+// ---- connection -------------------------------------------------------------------------------
 async function connect() {
-  setStatus("Connecting…");
-  const pc = new RTCPeerConnection();
+  setStatus("connecting", "Connecting…");
+  pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
-  const channel = pc.createDataChannel("cards");
-  channel.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "stream") setStatus(msg.live ? "" : "Offline: waiting for the host…");
-  };
+  channel = pc.createDataChannel("cards");
+  channel.onmessage = (e) => onMessage(JSON.parse(e.data));
+  const noChannel = setTimeout(startSse, 5000); // e.g. a proxy that blocks SCTP
+  channel.onopen = () => clearTimeout(noChannel);
   pc.ontrack = (event) => {
     if (!video.srcObject) video.srcObject = new MediaStream();
     video.srcObject.addTrack(event.track);
   };
   pc.onconnectionstatechange = () => {
-    info.textContent = `connection: ${pc.connectionState}`;
-    if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-      video.srcObject = null;
-      setTimeout(connect, 2000);
-    }
+    if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) reconnect();
   };
-  await pc.setLocalDescription(await pc.createOffer());
-  await waitForIce(pc);
-  const res = await fetch(`/whep/${encodeURIComponent(stream)}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/sdp" },
-    body: pc.localDescription.sdp,
-  });
-  if (res.status !== 201) {
-    setStatus(`Cannot watch: ${(await res.text()).trim()}`);
-    pc.close();
-    setTimeout(connect, 5000);
-    return;
+  clock = null;
+  videoPtsMs = null;
+  try {
+    resource = await negotiate(pc, `/whep/${encodeURIComponent(stream)}${menu.value !== "auto" ? `?rendition=${menu.value}` : ""}`);
+    retryMs = 1000;
+  } catch (err) {
+    setStatus("error", err.status === 404 ? `No stream called “${stream}”.` : `Cannot connect (${err.reason || err}). Retrying…`);
+    reconnect();
   }
-  resource = res.headers.get("Location");
-  await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
-  video.addEventListener("playing", () => setStatus(""), { once: true });
 }
 
-document.getElementById("unmute").addEventListener("click", () => {
-  video.muted = !video.muted;
-  document.getElementById("unmute").textContent = video.muted ? "Unmute" : "Mute";
+let reconnecting = false;
+function reconnect() {
+  if (reconnecting) return;
+  reconnecting = true;
+  const old = pc;
+  pc = null;
+  if (old) old.close();
+  endSession(resource);
+  resource = null;
+  video.srcObject = null;
+  setTimeout(() => {
+    reconnecting = false;
+    connect();
+  }, retryMs);
+  retryMs = Math.min(retryMs * 2, 15000);
+  if (statusEl.dataset.state !== "offline") setStatus("connecting", "Reconnecting…");
+}
+
+video.addEventListener("playing", () => setStatus("playing", ""));
+video.addEventListener("waiting", () => {
+  if (statusEl.dataset.state === "playing") setStatus("buffering", "Buffering…");
 });
-window.addEventListener("pagehide", () => {
-  if (resource) fetch(resource, { method: "DELETE", keepalive: true });
+
+// ---- controls -----------------------------------------------------------------------------------
+async function loadRenditions() {
+  try {
+    const res = await fetch(`/api/streams/${encodeURIComponent(stream)}`);
+    const info = await res.json();
+    const names = info.rungs.map((r) => r.name);
+    const known = [...menu.options].map((o) => o.value);
+    for (const name of names) if (!known.includes(name)) menu.append(new Option(name, name));
+  } catch {
+    // The menu keeps what it has; it is refreshed while playing.
+  }
+}
+
+menu.addEventListener("change", () => {
+  if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "rendition", name: menu.value }));
 });
-connect().catch((err) => setStatus(`Error: ${err}`));
+
+const unmute = document.getElementById("unmute");
+unmute.addEventListener("click", () => {
+  video.muted = false;
+  video.play();
+  unmute.hidden = true;
+});
+
+document.getElementById("stats-toggle").addEventListener("click", () => {
+  statsEl.hidden = !statsEl.hidden;
+});
+
+let lastBytes = null;
+async function updateStats() {
+  if (!pc) return;
+  const report = await pc.getStats();
+  let inbound = null;
+  let pair = null;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+  });
+  if (!inbound) return;
+  const now = performance.now();
+  const bitrate = lastBytes ? ((inbound.bytesReceived - lastBytes.bytes) * 8000) / (now - lastBytes.at) : NaN;
+  lastBytes = { bytes: inbound.bytesReceived, at: now };
+  const loss = inbound.packetsLost / Math.max(1, inbound.packetsLost + inbound.packetsReceived);
+  const rtt = pair?.currentRoundTripTime;
+  const buffer = inbound.jitterBufferEmittedCount ? inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount : 0;
+  const rows = {
+    Resolution: `${video.videoWidth}×${video.videoHeight}`,
+    Bitrate: formatBitrate(bitrate),
+    Rendition: currentEl.dataset.rung || "–",
+    "Packet loss": `${(loss * 100).toFixed(1)} %`,
+    RTT: rtt !== undefined ? `${Math.round(rtt * 1000)} ms` : "–",
+    "Latency (est.)": `${Math.round((buffer + (rtt || 0) / 2) * 1000)} ms`,
+    "Frames decoded": inbound.framesDecoded,
+  };
+  statsEl.replaceChildren(...Object.entries(rows).flatMap(([k, v]) => [
+    Object.assign(document.createElement("dt"), { textContent: k }),
+    Object.assign(document.createElement("dd"), { textContent: String(v) }),
+  ]));
+}
+
+window.addEventListener("pagehide", () => endSession(resource, true));
+setInterval(updateStats, 1000);
+setInterval(loadRenditions, 5000);
+loadRenditions();
+watchFrames();
+connect();

@@ -147,9 +147,12 @@ async def page_index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(_pages_dir() / "index.html")
 
 
-async def page_watch(request: web.Request) -> web.FileResponse:
-    request.app[REGISTRY].stream(request.match_info["stream"])
-    return web.FileResponse(_pages_dir() / "watch.html")
+def _page(name: str) -> Handler:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        request.app[REGISTRY].stream(request.match_info["stream"])  # 404 for unknown streams
+        return web.FileResponse(_pages_dir() / name)
+
+    return serve
 
 
 def build_app(config: Config) -> web.Application:
@@ -187,6 +190,8 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get(f"/api/streams/{stream}", api_stream)
     cards_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     app.router.add_get("/", page_index)
-    app.router.add_get(f"/watch/{stream}", page_watch)
+    app.router.add_get(f"/watch/{stream}", _page("watch.html"))
+    app.router.add_get(f"/publish/{stream}", _page("publish.html"))
+    app.router.add_get(f"/host/{stream}", _page("host.html"))
     app.router.add_static("/static", _pages_dir(), show_index=False)
     return app

@@ -135,6 +135,10 @@ class Fanout:
         """The pts of the newest video frame sent on any rung (None before the first)."""
         return max(self._last_pts.values(), default=None)
 
+    def is_switching(self, viewer_id: str) -> bool:
+        tracks = self._viewers.get(viewer_id)
+        return tracks is not None and tracks.pending is not None
+
     def viewers_on(self, rung: str) -> int:
         return len(self._by_rung.get(rung, ()))
 

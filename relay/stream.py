@@ -166,10 +166,15 @@ class Stream:
 
     def _on_switched(self, viewer_id: str, rung: str) -> None:
         viewer = self.viewers.get(viewer_id)
-        if viewer is None:
-            return
+        if viewer is not None:
+            viewer.send(self._rendition_message(viewer_id, rung))
+
+    def _rendition_message(self, viewer_id: str, rung: str) -> str:
+        """What a viewer is told about its rung: name, size, and whether it is on auto."""
         width, height = self.transcoder.sizes.get(rung, (0, 0))
-        viewer.send(json.dumps({"type": "rendition", "name": rung, "width": width, "height": height}))
+        choice = self._choices.get(viewer_id)
+        auto = choice is not None and choice.fixed is None
+        return json.dumps({"type": "rendition", "name": rung, "width": width, "height": height, "auto": auto})
 
     # ---- publisher ----------------------------------------------------------------------------
     def state_message(self) -> str:
@@ -253,6 +258,10 @@ class Stream:
         target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
         log.info("viewer %s/%s: rendition %s -> %s", self.name, viewer.id[:8], name, target)
         self.fanout.switch(viewer.id, target)
+        if not self.fanout.is_switching(viewer.id):
+            # Already on that rung: no switch will be announced, so say it now (e.g. "auto" chosen
+            # while the policy wants the current rung).
+            viewer.send(self._rendition_message(viewer.id, target))
 
     def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
         choice = self._choices.get(viewer_id)
