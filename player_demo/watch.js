@@ -250,6 +250,9 @@ async function updateStats() {
   ]));
 }
 
+// For automation and debugging: the current peer connection (read-only).
+window.livecartPlayer = { get pc() { return pc; } };
+
 window.addEventListener("pagehide", () => endSession(resource, true));
 setInterval(updateStats, 1000);
 setInterval(loadRenditions, 5000);
