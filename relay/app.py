@@ -6,6 +6,7 @@ Handlers stay thin: read and check the request, call the registry, shape the res
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.http_input import check_bearer, read_body
 from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
 from relay.cards_api import cards_routes
+from relay.clientlimit import ClientLimiter
 from relay.config import Config
 from relay.http_errors import Handler, error_middleware
 from relay.looplag import LoopLagMonitor
@@ -28,6 +30,7 @@ CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", Registry)
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 METRICS = web.AppKey("metrics", Metrics)
+CLIENT_LIMIT = web.AppKey("client_limit", ClientLimiter)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -78,7 +81,12 @@ def _created(location: str, answer: str) -> web.Response:
     )
 
 
+def _limit_client(request: web.Request) -> None:
+    request.app[CLIENT_LIMIT].check(request.remote or "unknown", time.monotonic())
+
+
 async def whip_post(request: web.Request) -> web.Response:
+    _limit_client(request)
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
@@ -96,6 +104,7 @@ async def whip_delete(request: web.Request) -> web.Response:
 
 
 async def whep_post(request: web.Request) -> web.Response:
+    _limit_client(request)
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
@@ -159,6 +168,7 @@ def build_app(config: Config) -> web.Application:
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
     app = web.Application(middlewares=[status_middleware, cors_middleware, error_middleware])
     app[CONFIG] = config
+    app[CLIENT_LIMIT] = ClientLimiter(config.limits.posts_per_s_per_ip, config.limits.posts_burst)
 
     async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
         lag = LoopLagMonitor()

@@ -50,6 +50,8 @@ class LimitsConfig:
     max_media_sections: int = 8
     setup_timeout_s: float = 15.0
     media_timeout_s: float = 10.0
+    posts_per_s_per_ip: float = 10.0  # WHIP/WHEP POSTs one client address may make (token bucket)
+    posts_burst: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,8 @@ def _validate(config: Config) -> None:
         (lim.max_media_sections < 1, f"max_media_sections must be positive, got {lim.max_media_sections}"),
         (lim.setup_timeout_s <= 0, f"setup_timeout_s must be positive, got {lim.setup_timeout_s}"),
         (lim.media_timeout_s <= 0, f"media_timeout_s must be positive, got {lim.media_timeout_s}"),
+        (lim.posts_per_s_per_ip <= 0, f"posts_per_s_per_ip must be positive, got {lim.posts_per_s_per_ip}"),
+        (lim.posts_burst < 1, f"posts_burst must be at least 1, got {lim.posts_burst}"),
         (not 1 <= t.fps <= 60, f"fps must be 1..60, got {t.fps}"),
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),

@@ -221,6 +221,9 @@ class Registry:
         }
 
     async def close(self) -> None:
+        """Shutdown: tell every viewer ``bye``, then close every session and stream."""
+        bye = '{"type": "bye", "reason": "server shutting down"}'
+        await asyncio.gather(*(v.say_goodbye(bye) for v in self.viewers.values()), return_exceptions=True)
         sessions: list[Any] = [*self.publishers.values(), *self.viewers.values()]
         if self._demo is not None:
             sessions.append(self._demo)

@@ -118,6 +118,18 @@ class ViewerSession:
         await self._failed.wait()
         self.close_soon(f"connection {self.pc.connectionState}")
 
+    async def say_goodbye(self, message: str, timeout_s: float = 1.0) -> None:
+        """Send a last message and give it up to ``timeout_s`` to leave before the close."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        flushed = asyncio.Event()
+        channel.on("bufferedamountlow", flushed.set)
+        channel.send(message)
+        if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(flushed.wait(), timeout_s)
+
     def close_soon(self, reason: str) -> None:
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close(reason))

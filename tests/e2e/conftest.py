@@ -34,6 +34,8 @@ def write_config(path: Path, extra: str = "") -> Path:
     path.write_text(
         f"""
 [limits]
+posts_per_s_per_ip = 1000  # tests open many sessions from 127.0.0.1; test_hardening checks the limit
+posts_burst = 1000
 max_publishers = 3
 max_viewers_per_stream = 12
 setup_timeout_s = 10
