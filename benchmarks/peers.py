@@ -159,7 +159,7 @@ class WhipPublisher:
 
     def __init__(self, base: str, stream: str, key: str, *, width: int = 640, height: int = 360,
                  audio: bool = True, video_codec: str | None = None, noisy: bool = False,
-                 h264: bool = False) -> None:
+                 h264: bool = False, control: bool = False) -> None:
         self.url = f"{base}/whip/{stream}"
         self.key = key
         self.video: PatternVideoTrack | NoisyH264Track
@@ -174,6 +174,16 @@ class WhipPublisher:
         self.video_codec = video_codec
         self.pc = _pc()
         self.location: str | None = None
+        self.replies: list[str] = []
+        self.replied = asyncio.Event()
+        self.channel: RTCDataChannel | None = None
+        if control:  # a browser publisher's "cards" channel for card actions
+            self.channel = self.pc.createDataChannel("cards")
+
+            @self.channel.on("message")
+            def _reply(message: str | bytes) -> None:
+                self.replies.append(message if isinstance(message, str) else message.decode())
+                self.replied.set()
 
     async def start(self, http: aiohttp.ClientSession) -> None:
         video_tx = self.pc.addTransceiver(self.video, direction="sendonly")

@@ -11,13 +11,15 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from ingest.frames import FrameSink
 from ingest.peer import close_quietly, watch_state
 
 log = logging.getLogger(__name__)
+
+MAX_CONTROL_MESSAGE = 4096
 
 
 class PublisherSession:
@@ -36,6 +38,7 @@ class PublisherSession:
         setup_timeout_s: float,
         media_timeout_s: float,
         on_end: Callable[[PublisherSession, str], Awaitable[None]],
+        on_message: Callable[[PublisherSession, str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.id = session_id
         self.stream = stream
@@ -44,6 +47,7 @@ class PublisherSession:
         self._setup_timeout_s = setup_timeout_s
         self._media_timeout_s = media_timeout_s
         self._on_end = on_end
+        self._on_message = on_message
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
         self._failed = asyncio.Event()
@@ -52,6 +56,7 @@ class PublisherSession:
         self.video_frames = 0
         self.audio_frames = 0
         pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
         watch_state(pc, self._on_state)
 
     @property
@@ -77,6 +82,27 @@ class PublisherSession:
             self._connected.set()
         elif state in ("failed", "closed"):
             self._failed.set()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        """A browser publisher's control channel: each message is handed on, the reply sent back."""
+        if self._on_message is None:
+            return
+        handler = self._on_message
+
+        def received(message: str | bytes) -> None:
+            if isinstance(message, bytes) or len(message) > MAX_CONTROL_MESSAGE:
+                channel.send('{"type": "error", "reason": "send JSON text of at most 4 KiB"}')
+                return
+            self._spawn(self._answer(channel, handler, message), "control message")
+
+        channel.on("message", received)
+
+    async def _answer(
+        self, channel: RTCDataChannel, handler: Callable[[PublisherSession, str], Awaitable[str | None]], text: str
+    ) -> None:
+        reply = await handler(self, text)
+        if reply is not None and channel.readyState == "open":
+            channel.send(reply)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":

@@ -8,6 +8,7 @@ to every viewer's data channel and every SSE subscriber.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ingest.errors import LiveCartError
 from relay.cardboard import CardBoard, CardEvent, RateLimiter
-from relay.cards import Card
+from relay.cards import Card, CardInvalid, parse_card
 from relay.cardstore import CardStore
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,29 @@ class CardFeed:
                 # Cut a subscriber that cannot keep up; it resumes with Last-Event-ID.
                 queue.get_nowait()
                 queue.put_nowait(None)
+
+    async def handle_message(self, text: str) -> str:
+        """A card action sent by a browser publisher on its WHIP data channel; returns the reply.
+
+        ``{"action": "upsert", "card": {...}}`` or ``{"action": "show"|"hide"|"delete", "id": "..."}``;
+        the reply is the event (as viewers get it) or ``{"type": "error", "status", "reason"}``.
+        """
+        try:
+            message = json.loads(text)
+            if not isinstance(message, dict):
+                raise CardInvalid("body", "must be a JSON object")
+            action = message.get("action")
+            if action == "upsert":
+                event = await self.apply("upsert", card=parse_card(message.get("card")))
+            elif action in ("show", "hide", "delete") and isinstance(message.get("id"), str):
+                event = await self.apply(action, card_id=message["id"])
+            else:
+                raise CardInvalid("action", "must be upsert (with card) or show, hide, delete (with id)")
+        except ValueError:
+            return json.dumps({"type": "error", "status": 400, "reason": "message is not JSON"})
+        except LiveCartError as exc:
+            return json.dumps({"type": "error", "status": exc.status, "reason": exc.reason})
+        return event.to_json()
 
     def subscribe(self) -> asyncio.Queue[CardEvent | None]:
         queue: asyncio.Queue[CardEvent | None] = asyncio.Queue(SSE_QUEUE_EVENTS)

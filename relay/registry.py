@@ -96,6 +96,7 @@ class Registry:
                 setup_timeout_s=limits.setup_timeout_s,
                 media_timeout_s=limits.media_timeout_s,
                 on_end=self._publisher_ended,
+                on_message=lambda _session, text: stream.cards.handle_message(text),
             )
             await apply_offer(pc, offer_sdp)
             answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)

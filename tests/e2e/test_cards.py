@@ -302,3 +302,37 @@ async def test_pts_of_an_action_lines_up_with_the_video(data_dir: Path, http: ai
         await viewer.stop(http)
         await publisher.stop(http)
         assert stop_server(server) == 0
+
+
+async def test_a_browser_publisher_can_send_card_actions_on_its_data_channel(
+    data_dir: Path, http: aiohttp.ClientSession
+) -> None:
+    server = start_server(["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "pubchannel")],
+                          data_dir / "publisher-channel.log")
+    publisher = WhipPublisher(server.base, "limits", KEY, width=320, height=180, audio=False, control=True)
+    viewer = WhepViewer(server.base, "limits", read_pattern=False)
+    try:
+        await publisher.start(http)
+        await viewer.start(http)
+        await viewer.wait_for(lambda r: any('"snapshot"' in m for m in r.messages), 15)
+        assert publisher.channel is not None
+        opened = asyncio.Event()
+        if publisher.channel.readyState == "open":
+            opened.set()
+        publisher.channel.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), 10)
+        for message in ({"action": "upsert", "card": card(77)}, {"action": "show", "id": "sku-77"},
+                        {"action": "show", "id": "nope"}, {"action": "dance"}):
+            publisher.replied.clear()
+            publisher.channel.send(json.dumps(message))
+            await asyncio.wait_for(publisher.replied.wait(), 5)
+        replies = [json.loads(r) for r in publisher.replies]
+        assert [r.get("action") for r in replies[:2]] == ["update", "show"]
+        assert replies[2] == {"type": "error", "status": 404, "reason": "no card 'nope' in this stream's catalogue"}
+        assert replies[3]["status"] == 422 and "action" in replies[3]["reason"]
+        show_seq = replies[1]["seq"]
+        await viewer.wait_for(lambda r: any(f'"seq":{show_seq},' in m for m in r.messages), 5)
+    finally:
+        await viewer.stop(http)
+        await publisher.stop(http)
+        assert stop_server(server) == 0
