@@ -78,6 +78,19 @@ class UnsupportedMediaType(LiveCartError):
     status = 415
 
 
+class TooManyRequests(LiveCartError):
+    """A rate limit (per client address, per stream) is exceeded; retry after ``retry_after_s``."""
+
+    status = 429
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after_s + 0.49)))}
+
+
 class LimitReached(LiveCartError):
     """A configured capacity limit is reached; the client may retry later."""
 

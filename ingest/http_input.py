@@ -27,17 +27,23 @@ def check_bearer(request: web.Request, expected: str) -> None:
         raise Forbidden("wrong bearer token for this stream")
 
 
-async def read_body(request: web.Request, *, content_type: str, max_bytes: int) -> str:
-    """Read a text body of ``content_type`` of at most ``max_bytes``, without trusting headers."""
-    if request.content_type != content_type:
-        got = request.content_type or "none"
-        raise UnsupportedMediaType(f"Content-Type must be {content_type}, got {got}")
+async def read_limited(request: web.Request, max_bytes: int) -> bytes:
+    """Read at most ``max_bytes`` of body; BodyTooLarge past that (declared or actual)."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the {max_bytes}-byte limit")
     data = await request.content.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise BodyTooLarge(f"body is over the {max_bytes}-byte limit")
+    return data
+
+
+async def read_body(request: web.Request, *, content_type: str, max_bytes: int) -> str:
+    """Read a text body of ``content_type`` of at most ``max_bytes``, without trusting headers."""
+    if request.content_type != content_type:
+        got = request.content_type or "none"
+        raise UnsupportedMediaType(f"Content-Type must be {content_type}, got {got}")
+    data = await read_limited(request, max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

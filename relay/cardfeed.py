@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ingest.errors import LiveCartError
+from ingest.errors import LiveCartError, TooManyRequests
 from relay.cardboard import CardBoard, CardEvent, RateLimiter
 from relay.cards import Card, CardInvalid, parse_card
 from relay.cardstore import CardStore
@@ -22,19 +22,6 @@ from relay.cardstore import CardStore
 log = logging.getLogger(__name__)
 
 SSE_QUEUE_EVENTS = 256  # a subscriber further behind than this is cut off and resumes by id
-
-
-class RateLimited(LiveCartError):
-    """Too many card actions on one stream; retry after ``retry_after_s``."""
-
-    status = 429
-
-    def __init__(self, reason: str, retry_after_s: float) -> None:
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after_s + 0.49)))}
 
 
 class CardFeed:
@@ -70,7 +57,7 @@ class CardFeed:
         """Apply one host action (upsert/show/hide/delete) and deliver its event to everyone."""
         wait = self._limiter.take(time.monotonic())
         if wait > 0:
-            raise RateLimited(f"more than 20 card actions per second on stream {self.stream!r}", wait)
+            raise TooManyRequests(f"more than 20 card actions per second on stream {self.stream!r}", wait)
         async with self._lock:  # one action at a time: the board and the store move together
             pts, now = self._pts_ms(), time.time()
             if action == "upsert":

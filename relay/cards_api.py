@@ -10,8 +10,8 @@ import hmac
 
 from aiohttp import web
 
-from ingest.errors import BodyTooLarge, Forbidden, Unauthorized
-from ingest.http_input import bearer_token
+from ingest.errors import Forbidden, Unauthorized
+from ingest.http_input import bearer_token, read_limited
 from relay.cardboard import CardEvent
 from relay.cards import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
 from relay.stream import Stream
@@ -29,23 +29,13 @@ def check_host(request: web.Request, stream: Stream) -> None:
         raise Forbidden("wrong bearer token for this stream's cards")
 
 
-async def _read_small_body(request: web.Request) -> bytes:
-    declared = request.content_length
-    if declared is not None and declared > MAX_MESSAGE_BYTES:
-        raise BodyTooLarge(f"card body of {declared} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
-    data = await request.content.read(MAX_MESSAGE_BYTES + 1)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise BodyTooLarge(f"card body is over the {MAX_MESSAGE_BYTES}-byte limit")
-    return data
-
-
 def _event_response(event: CardEvent, status: int = 200) -> web.Response:
     return web.Response(status=status, text=event.to_json(), content_type="application/json")
 
 
 async def upsert_card(request: web.Request, stream: Stream) -> web.Response:
     check_host(request, stream)
-    card = parse_card_body(await _read_small_body(request))
+    card = parse_card_body(await read_limited(request, MAX_MESSAGE_BYTES))
     event = await stream.cards.apply("upsert", card=card)
     return _event_response(event)
 

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ingest.errors import LiveCartError
+from ingest.errors import TooManyRequests
 from relay.cardboard import RateLimiter
 
 MAX_TRACKED = 10_000  # addresses remembered; the least recently seen are forgotten first
-
-
-class TooManyRequests(LiveCartError):
-    """One client address sends session POSTs faster than allowed."""
-
-    status = 429
-
-    def __init__(self, reason: str, retry_after_s: float) -> None:
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after_s + 0.49)))}
 
 
 class ClientLimiter:
