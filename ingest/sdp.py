@@ -335,3 +335,23 @@ def add_rtcp_mux_only(answer: str) -> str:
         missing = "" if ending else ("\r\n" if "\r\n" in answer else "\n")
         lines[at : at + 1] = [line + missing, "a=rtcp-mux-only" + ending]
     return "".join(lines)
+
+
+def advertise_address(answer: str, public_ip: str) -> str:
+    """Put ``public_ip`` in the answer's host candidates and c= lines (a server behind 1:1 NAT).
+
+    The ports stay as they are: with 1:1 NAT the public address forwards every port.
+    """
+    family = "IP6" if ":" in public_ip else "IP4"
+    eol = "\r\n" if "\r\n" in answer else "\n"
+    out = []
+    for line in answer.split(eol):
+        if line.startswith("a=candidate:"):
+            parts = line.split(" ")
+            if len(parts) >= 8 and parts[6] == "typ" and parts[7] == "host":
+                parts[4] = public_ip
+                line = " ".join(parts)
+        elif line.startswith("c=IN "):
+            line = f"c=IN {family} {public_ip}"
+        out.append(line)
+    return eol.join(out)

@@ -12,10 +12,11 @@ from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.http_input import check_bearer, read_body
-from ingest.sdp import check_publish_offer, check_view_offer, parse_offer
+from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
 from relay.cards_api import cards_routes
 from relay.clientlimit import ClientLimiter
 from relay.config import Config
@@ -61,24 +62,40 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def preflight(request: web.Request) -> web.Response:
-    return web.Response(
-        status=204,
-        headers={
+    headers = CIMultiDict(
+        {
             "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
             "Access-Control-Max-Age": "86400",
             "Accept-Post": "application/sdp",
-        },
+        }
     )
+    for link in ice_links(request.app[CONFIG]):
+        headers.add("Link", link)
+    return web.Response(status=204, headers=headers)
 
 
-def _created(location: str, answer: str) -> web.Response:
-    return web.Response(
-        status=201,
-        text=answer,
-        content_type="application/sdp",
-        headers={"Location": location},
-    )
+def ice_links(config: Config) -> list[str]:
+    """RFC 9725 section 4.6: STUN/TURN servers handed to clients as ``Link`` headers."""
+    links = []
+    server = config.server
+    for url in server.ice_servers:
+        link = f'<{url}>; rel="ice-server"'
+        if url.startswith("turn") and server.turn_username and server.turn_credential:
+            link += f'; username="{server.turn_username}"; credential="{server.turn_credential}"'
+            link += '; credential-type="password"'
+        links.append(link)
+    return links
+
+
+def _created(request: web.Request, location: str, answer: str) -> web.Response:
+    config = request.app[CONFIG]
+    if config.server.public_ip:
+        answer = advertise_address(answer, config.server.public_ip)
+    headers = CIMultiDict({"Location": location})
+    for link in ice_links(config):
+        headers.add("Link", link)
+    return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
 
 def _limit_client(request: web.Request) -> None:
@@ -95,7 +112,7 @@ async def whip_post(request: web.Request) -> web.Response:
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_publish_offer(offer)
     session_id, answer = await registry.open_publisher(stream, sdp, offer)
-    return _created(f"/whip/{stream.name}/{session_id}", answer)
+    return _created(request, f"/whip/{stream.name}/{session_id}", answer)
 
 
 async def whip_delete(request: web.Request) -> web.Response:
@@ -113,7 +130,7 @@ async def whep_post(request: web.Request) -> web.Response:
     check_view_offer(offer)
     rendition = request.query.get("rendition", "auto")
     session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition)
-    return _created(f"/whep/{stream.name}/{session_id}", answer)
+    return _created(request, f"/whep/{stream.name}/{session_id}", answer)
 
 
 async def whep_delete(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -36,7 +37,16 @@ async def serve(config: Config) -> int:
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
+    ssl_context = None
+    if config.server.tls_cert and config.server.tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            await runner.cleanup()
+            print(f"livecart: cannot load the TLS certificate/key: {exc}", file=sys.stderr)
+            return 2
+    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -46,7 +56,8 @@ async def serve(config: Config) -> int:
     port = runner.addresses[0][1]
     shown = dataclasses.replace(config, server=dataclasses.replace(config.server, port=port))
     host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
-    print(f"LiveCart listening on http://{host}:{port}", flush=True)
+    scheme = "https" if ssl_context else "http"
+    print(f"LiveCart listening on {scheme}://{host}:{port}", flush=True)
     for stream in shown.streams:
         if stream.name in shown.generated_keys:
             print(obs_settings_text(shown, stream), flush=True)

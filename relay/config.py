@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import re
 import secrets
 import tomllib
@@ -79,6 +80,12 @@ class ServerConfig:
     log_level: str = "info"
     public_url: str | None = None
     data_dir: str = "livecart-data"  # SQLite database of product cards lives here
+    tls_cert: str | None = None  # PEM certificate chain: serve HTTPS (browsers capture only there)
+    tls_key: str | None = None
+    public_ip: str | None = None  # 1:1 NAT: the address put in answers' host candidates
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to clients in Link headers
+    turn_username: str | None = None
+    turn_credential: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,9 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "log_level", "--log-level", "LIVECART_LOG_LEVEL", str, "debug, info, warning or error"),
     ("server", "public_url", "--public-url", "LIVECART_PUBLIC_URL", str, "base URL printed for OBS"),
     ("server", "data_dir", "--data-dir", "LIVECART_DATA_DIR", str, "directory of the card database"),
+    ("server", "tls_cert", "--tls-cert", "LIVECART_TLS_CERT", str, "PEM certificate chain for HTTPS"),
+    ("server", "tls_key", "--tls-key", "LIVECART_TLS_KEY", str, "PEM private key for HTTPS"),
+    ("server", "public_ip", "--public-ip", "LIVECART_PUBLIC_IP", str, "public address behind 1:1 NAT"),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
     ("limits", "max_viewers_per_stream", "--max-viewers-per-stream", "LIVECART_MAX_VIEWERS_PER_STREAM", int,
      "viewers of one stream"),
@@ -189,6 +199,13 @@ def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
         if key == "ladder":
             out[key] = _ladder(f"config {path}", value)
             continue
+        if key == "ice_servers":
+            if not isinstance(value, list) or not all(
+                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in value
+            ):
+                raise ConfigError(f"config {path}: ice_servers must be a list of stun:/turn: URLs")
+            out[key] = tuple(value)
+            continue
         out[key] = _check_type(f"config {path}: {key}", value, fields[key])
     return out
 
@@ -239,6 +256,8 @@ def _validate(config: Config) -> None:
         (lim.media_timeout_s <= 0, f"media_timeout_s must be positive, got {lim.media_timeout_s}"),
         (lim.posts_per_s_per_ip <= 0, f"posts_per_s_per_ip must be positive, got {lim.posts_per_s_per_ip}"),
         (lim.posts_burst < 1, f"posts_burst must be at least 1, got {lim.posts_burst}"),
+        ((s.tls_cert is None) != (s.tls_key is None), "tls_cert and tls_key go together: give both or neither"),
+        (s.public_ip is not None and not _is_ip(s.public_ip), f"public_ip must be an IP address, got {s.public_ip!r}"),
         (not 1 <= t.fps <= 60, f"fps must be 1..60, got {t.fps}"),
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
@@ -253,6 +272,14 @@ def _validate(config: Config) -> None:
     for bad, message in problems:
         if bad:
             raise ConfigError(message)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _truthy(text: str) -> bool:
@@ -311,7 +338,8 @@ def obs_settings_text(config: Config, stream: StreamConfig) -> str:
         base = server.public_url.rstrip("/")
     else:
         host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-        base = f"http://{host}:{server.port}"
+        scheme = "https" if server.tls_cert else "http"
+        base = f"{scheme}://{host}:{server.port}"
     return (
         "OBS: Settings -> Stream -> Service: WHIP\n"
         f"     Server:       {base}/whip/{stream.name}\n"

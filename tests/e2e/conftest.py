@@ -76,7 +76,7 @@ def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = N
     # readline blocks, but the server prints this line within seconds or exits (EOF).
     for line in proc.stdout:
         lines.append(line)
-        match = re.search(r"listening on (http://\S+)", line)
+        match = re.search(r"listening on (https?://\S+)", line)
         if match:
             base = match.group(1)
             break

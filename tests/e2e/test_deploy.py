@@ -1,0 +1,77 @@
+"""What a real deployment needs: HTTPS, ICE servers handed out in Link headers, 1:1 NAT address."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.e2e.conftest import start_server, stop_server, write_config
+
+KEY = "deploy-test-key-0123456789"
+PUBLIC_IP = "127.0.0.2"  # stands for the public side of a 1:1 NAT; never contacted by this test
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def _view_offer() -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    config = write_config(tmp_path / "livecart.toml", f'[streams.live2]\npublish_key = "{KEY}"\n')
+    config.write_text(
+        '[server]\nice_servers = ["stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"]\n'
+        'turn_username = "shop"\nturn_credential = "s3cret"\n' + config.read_text()
+    )
+    server = start_server(
+        ["--config", str(config), "--tls-cert", str(cert), "--tls-key", str(key), "--public-ip", PUBLIC_IP,
+         "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")],
+        tmp_path / "server.log",
+    )
+    try:
+        assert server.base.startswith("https://")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+            async with http.options(f"{server.base}/whep/live2") as res:
+                assert res.status == 204
+                assert len(res.headers.getall("Link")) == 2
+            async with http.post(f"{server.base}/whep/live2", data=await _view_offer(),
+                                 headers={"Content-Type": "application/sdp"}) as res:
+                answer = await res.text()
+                assert res.status == 201, answer
+                links = res.headers.getall("Link")
+        assert links[0] == '<stun:stun.example.net:3478>; rel="ice-server"'
+        assert links[1].startswith('<turn:turn.example.net:3478?transport=udp>; rel="ice-server"')
+        assert 'username="shop"' in links[1] and 'credential="s3cret"' in links[1]
+        hosts = [ln.split(" ")[4] for ln in answer.splitlines() if ln.startswith("a=candidate:") and " typ host" in ln]
+        assert hosts and set(hosts) == {PUBLIC_IP}
+        assert f"c=IN IP4 {PUBLIC_IP}" in answer
+    finally:
+        assert stop_server(server) == 0
+    assert "Traceback" not in server.log()
