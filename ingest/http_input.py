@@ -18,6 +18,11 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
+def viewer_token(request: web.Request) -> str | None:
+    """A viewer's token: the bearer token, or ``?token=`` for players that cannot set headers."""
+    return bearer_token(request) or request.query.get("token") or None
+
+
 def check_bearer(request: web.Request, expected: str) -> None:
     """Raise Unauthorized/Forbidden unless the request carries ``expected`` (constant time)."""
     token = bearer_token(request)

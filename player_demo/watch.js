@@ -5,6 +5,7 @@ import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
 import { formatBitrate, formatPrice } from "/static/format.js";
 
 const stream = streamFromPath();
+const token = new URLSearchParams(location.search).get("token"); // for protected streams
 const video = document.getElementById("video");
 const statusEl = document.getElementById("status");
 const cardsEl = document.getElementById("cards");
@@ -133,7 +134,7 @@ function watchFrames() {
 
 function startSse() {
   if (sse) return;
-  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events`);
+  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events${token ? `?token=${encodeURIComponent(token)}` : ""}`);
   const handle = (e) => onMessage(JSON.parse(e.data));
   sse.addEventListener("snapshot", handle);
   sse.addEventListener("message", handle);
@@ -159,7 +160,10 @@ async function connect() {
   clock = null;
   videoPtsMs = null;
   try {
-    resource = await negotiate(pc, `/whep/${encodeURIComponent(stream)}${menu.value !== "auto" ? `?rendition=${menu.value}` : ""}`);
+    const query = new URLSearchParams();
+    if (menu.value !== "auto") query.set("rendition", menu.value);
+    if (token) query.set("token", token);
+    resource = await negotiate(pc, `/whep/${encodeURIComponent(stream)}${query.size ? `?${query}` : ""}`);
     retryMs = 1000;
   } catch (err) {
     setStatus("error", err.status === 404 ? `No stream called “${stream}”.` : `Cannot connect (${err.reason || err}). Retrying…`);

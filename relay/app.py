@@ -15,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.http_input import check_bearer, read_body
+from ingest.http_input import check_bearer, read_body, viewer_token
 from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
 from relay.cards_api import cards_routes
 from relay.clientlimit import ClientLimiter
@@ -125,6 +125,7 @@ async def whep_post(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
+    stream.check_viewer_token(viewer_token(request), time.time())
     sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)

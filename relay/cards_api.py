@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 
 from aiohttp import web
 
 from ingest.errors import Forbidden, Unauthorized
-from ingest.http_input import bearer_token, read_limited
+from ingest.http_input import bearer_token, read_limited, viewer_token
 from relay.cardboard import CardEvent
 from relay.cards import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
 from relay.stream import Stream
@@ -65,6 +66,7 @@ def _sse(event_id: int, data: str, name: str | None = None) -> bytes:
 
 async def events(request: web.Request, stream: Stream) -> web.StreamResponse:
     """SSE: a snapshot (or the missed events after ``Last-Event-ID``), then live events."""
+    stream.check_viewer_token(viewer_token(request), time.time())
     feed = stream.cards
     queue = feed.subscribe()  # before reading history, so nothing falls between the two
     try:

@@ -9,12 +9,14 @@ import os
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from relay.app import build_app
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
+from relay.viewer_tokens import mint as mint_viewer_token
 
 log = logging.getLogger("livecart")
 
@@ -77,13 +79,20 @@ async def serve(config: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
-        parser.print_help()
-        return 2
     try:
         config = load_config(args, os.environ)
     except ConfigError as exc:
         print(f"livecart: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        stream = config.stream(args.stream)
+        if stream is None or stream.viewer_secret is None:
+            print(f"livecart: stream {args.stream!r} has no viewer_secret in the configuration", file=sys.stderr)
+            return 2
+        print(mint_viewer_token(stream.viewer_secret, stream.name, int(time.time()) + args.ttl))
+        return 0
+    if args.command != "serve":
+        parser.print_help()
         return 2
     _setup_logging(config.server.log_level)
     if config.server.loop == "uvloop":

@@ -39,6 +39,7 @@ class StreamConfig:
     max_viewers: int | None = None
     ladder: Ladder | None = None  # None: the [transcode] ladder
     host_key: str | None = None  # a second bearer token for the card API only (a host's console)
+    viewer_secret: str | None = None  # set: viewers need a signed token (see relay.viewer_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML configuration file (env LIVECART_CONFIG; default: none)")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="publish a built-in test pattern and tone on stream 'demo' (env LIVECART_DEMO=1)")
+    token = commands.add_parser(
+        "token",
+        help="mint a viewer token for a protected stream",
+        description="Print a signed viewer token for a stream that has a viewer_secret.",
+    )
+    token.add_argument("--config", metavar="PATH", default=None, help="TOML configuration file (env LIVECART_CONFIG)")
+    token.add_argument("--stream", required=True, help="the protected stream")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)
         help_text = f"{text} (env {env}; default {default})"
@@ -265,6 +274,9 @@ def _validate(config: Config) -> None:
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
+        if stream.viewer_secret is not None:
+            short = len(stream.viewer_secret) < 16
+            problems.append((short, f"stream {stream.name}: viewer_secret needs >= 16 characters"))
         if stream.host_key is not None:
             problems.append((len(stream.host_key) < 16, f"stream {stream.name}: host_key needs >= 16 characters"))
         if stream.max_viewers is not None:

@@ -18,6 +18,7 @@ from relay.config import StreamConfig, TranscodeConfig
 from relay.fanout import Fanout
 from relay.feedback import Feedback
 from relay.viewer import ViewerSession
+from relay.viewer_tokens import verify as verify_viewer_token
 from transcode.frames import EncodedFrame
 from transcode.pipeline import StreamTranscoder
 from transcode.rendition import Rendition
@@ -142,6 +143,12 @@ class Stream:
         names = [r.name for r in self.ladder]
         below = names[names.index(wanted) + 1 :] if wanted in names else []
         return next((n for n in below if n in available), available[-1])
+
+    def check_viewer_token(self, token: str | None, now: float) -> None:
+        """Protected streams (``viewer_secret`` set) need a signed, unexpired viewer token."""
+        secret = self.config.viewer_secret
+        if secret is not None:
+            verify_viewer_token(secret, self.name, token, now)
 
     def check_rendition(self, requested: str) -> str:
         names = [r.name for r in self.ladder]

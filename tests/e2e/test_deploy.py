@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -75,3 +77,34 @@ async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
     finally:
         assert stop_server(server) == 0
     assert "Traceback" not in server.log()
+
+
+async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: Path) -> None:
+    secret = "viewer-secret-0123456789"
+    stream = f'[streams.vip]\npublish_key = "{KEY}"\nviewer_secret = "{secret}"\n'
+    config = write_config(tmp_path / "livecart.toml", stream)
+    minted = subprocess.run(  # noqa: ASYNC221 - a short CLI call before anything runs
+        [sys.executable, "-m", "relay.cli", "token", "--config", str(config), "--stream", "vip", "--ttl", "600"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    server = start_server(["--config", str(config), "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")],
+                          tmp_path / "server.log")
+    try:
+        offer = await _view_offer()
+        async with aiohttp.ClientSession() as http:
+            async def whep(query: str = "", token: str | None = None) -> int:
+                headers = {"Content-Type": "application/sdp"}
+                if token:
+                    headers["Authorization"] = f"Bearer {token}"
+                async with http.post(f"{server.base}/whep/vip{query}", data=offer, headers=headers) as res:
+                    return res.status
+
+            assert await whep() == 401
+            assert await whep(token="v1.1.forged") == 403
+            assert await whep(token="v1.1000.x") == 403
+            assert await whep(token=minted) == 201
+            assert await whep(query=f"?token={minted}") == 201
+            async with http.get(f"{server.base}/api/streams/vip/events") as res:
+                assert res.status == 401  # the card events of a protected stream too
+    finally:
+        assert stop_server(server) == 0
