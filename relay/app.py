@@ -111,6 +111,7 @@ async def whip_post(request: web.Request) -> web.Response:
     sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_publish_offer(offer)
+    await registry.webhooks.allow_publish(stream.name, request.remote)
     session_id, answer = await registry.open_publisher(stream, sdp, offer)
     return _created(request, f"/whip/{stream.name}/{session_id}", answer)
 
@@ -129,6 +130,7 @@ async def whep_post(request: web.Request) -> web.Response:
     sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
+    await registry.webhooks.allow_viewer(stream.name, request.remote)
     rendition = request.query.get("rendition", "auto")
     session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition)
     return _created(request, f"/whep/{stream.name}/{session_id}", answer)

@@ -87,6 +87,11 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to clients in Link headers
     turn_username: str | None = None
     turn_credential: str | None = None
+    on_publish: str | None = None  # webhook URL: may refuse a publisher (non-2xx -> 403)
+    on_unpublish: str | None = None  # webhook URL: told when a publisher ends
+    on_viewer: str | None = None  # webhook URL: may refuse a viewer
+    webhook_timeout_s: float = 2.0
+    webhook_fail_open: bool = False  # a hook that is down: admit (True) or answer 503 (False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from relay.feedback import observe_sender
 from relay.introspect import process_counts
 from relay.stream import Stream
 from relay.viewer import ViewerSession
+from relay.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Registry:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.webhooks = Webhooks(config.server)
         # Cards are stored in SQLite, used from one worker thread; loading happens once at start.
         self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="card-store")
@@ -119,6 +121,7 @@ class Registry:
 
     async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self.publishers.pop(session.id, None)
+        self.webhooks.unpublished(session.stream, reason)
         stream = self.streams.get(session.stream)
         if stream is not None and stream.publisher is session:
             stream.set_publisher(None)
@@ -232,6 +235,7 @@ class Registry:
         await asyncio.gather(*(s.close() for s in self.streams.values()), return_exceptions=True)
         self._expiry.cancel()
         await asyncio.gather(self._expiry, return_exceptions=True)
+        await self.webhooks.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store_pool, self.card_store.close)
         await loop.run_in_executor(None, self._store_pool.shutdown)

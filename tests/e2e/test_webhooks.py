@@ -1,0 +1,104 @@
+"""Webhooks to the shop's backend: refuse publishers and viewers, hear about unpublish, survive a
+hook that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from benchmarks.peers import WhepViewer, WhipPublisher
+from tests.e2e.conftest import start_server, stop_server, write_config
+
+KEY = "webhook-test-key-0123456789"
+
+
+class Hook:
+    """A stand-in for the shop's backend on 127.0.0.1: refuses stream 'blocked', records all."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self.changed = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        event = await request.json()
+        self.events.append(event)
+        self.changed.set()
+        return web.Response(status=403 if event.get("stream") == "blocked" else 200)
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[tuple[Hook, str]]:
+    recorder = Hook()
+    app = web.Application()
+    app.router.add_post("/{name}", recorder.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield recorder, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def _config(tmp: Path, hooks: str) -> Path:
+    config = write_config(
+        tmp / "livecart.toml", f'[streams.open]\npublish_key = "{KEY}"\n[streams.blocked]\npublish_key = "{KEY}"\n'
+    )
+    config.write_text(f"[server]\n{hooks}\n" + config.read_text())
+    return config
+
+
+async def test_hooks_may_refuse_and_are_told_of_unpublish(tmp_path: Path, hook: tuple[Hook, str]) -> None:
+    recorder, url = hook
+    config = _config(tmp_path, f'on_publish = "{url}/publish"\non_unpublish = "{url}/unpublish"\n'
+                               f'on_viewer = "{url}/viewer"\n')
+    server = start_server(["--config", str(config), "--data-dir", str(tmp_path / "d")], tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            refused = WhipPublisher(server.base, "blocked", KEY, width=160, height=120, audio=False)
+            with pytest.raises(RuntimeError, match="403"):
+                await refused.start(http)
+            await refused.stop(None, delete=False)
+            publisher = WhipPublisher(server.base, "open", KEY, width=160, height=120, audio=False)
+            await publisher.start(http)
+            viewer = WhepViewer(server.base, "open", read_pattern=False)
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 5, 15)
+            await viewer.stop(http)
+            await publisher.stop(http)
+
+            async def told() -> None:
+                while not any(e["event"] == "on_unpublish" for e in recorder.events):
+                    recorder.changed.clear()
+                    await recorder.changed.wait()
+
+            await asyncio.wait_for(told(), 5)
+        seen = [(e["event"], e["stream"]) for e in recorder.events]
+        assert seen == [("on_publish", "blocked"), ("on_publish", "open"), ("on_viewer", "open"),
+                        ("on_unpublish", "open")]
+    finally:
+        assert stop_server(server) == 0
+
+
+async def test_a_hook_that_is_down_gives_503_and_a_clear_log(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/publish"
+    config = _config(tmp_path, f'on_publish = "{dead}"\nwebhook_timeout_s = 1\n')
+    server = start_server(["--config", str(config), "--data-dir", str(tmp_path / "d")], tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            publisher = WhipPublisher(server.base, "open", KEY, width=160, height=120, audio=False)
+            with pytest.raises(RuntimeError, match="503"):
+                await publisher.start(http)
+            await publisher.stop(None, delete=False)
+    finally:
+        assert stop_server(server) == 0
+    log = server.log()
+    assert "webhook on_publish for" in log and "is down" in log and "Traceback" not in log
