@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from ingest.frames import FrameSink
+from ingest.logctx import context_for
 from ingest.peer import close_quietly, watch_state
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,8 @@ class PublisherSession:
         """Start the watchdog; call once the answer has been sent."""
         self._spawn(self._watchdog(), "watchdog")
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, context=context_for(self.id))
         task.set_name(f"{self.label} {name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -158,7 +160,8 @@ class PublisherSession:
     def close_soon(self, reason: str) -> None:
         """Start closing from inside a callback or one of the session's own tasks."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close(reason))
+            loop = asyncio.get_running_loop()
+            self._closing = loop.create_task(self._close(reason), context=context_for(self.id))
 
     async def close(self, reason: str) -> None:
         """Close the session and wait until everything it owned is released."""

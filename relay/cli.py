@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from ingest.logctx import SessionFilter
 from relay.app import build_app
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.viewer_tokens import mint as mint_viewer_token
@@ -23,12 +25,32 @@ log = logging.getLogger("livecart")
 SHUTDOWN_DEADLINE_S = 10.0
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, session, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "session": getattr(record, "session", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SessionFilter())
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s [%(session)s] %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     # aioice and aiortc log every candidate pair at INFO; keep their noise out of operator logs.
     for noisy in ("aioice", "aiortc", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -94,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         parser.print_help()
         return 2
-    _setup_logging(config.server.log_level)
+    _setup_logging(config.server.log_level, config.server.log_format)
     if config.server.loop == "uvloop":
         import uvloop
 

@@ -79,6 +79,7 @@ class ServerConfig:
     loop: str = "uvloop"
     demo: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # "text" or "json" (one object per line)
     public_url: str | None = None
     data_dir: str = "livecart-data"  # SQLite database of product cards lives here
     tls_cert: str | None = None  # PEM certificate chain: serve HTTPS (browsers capture only there)
@@ -115,6 +116,7 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "port", "--port", "LIVECART_PORT", int, "TCP port (0 picks a free one)"),
     ("server", "loop", "--loop", "LIVECART_LOOP", str, "event loop: uvloop or asyncio"),
     ("server", "log_level", "--log-level", "LIVECART_LOG_LEVEL", str, "debug, info, warning or error"),
+    ("server", "log_format", "--log-format", "LIVECART_LOG_FORMAT", str, "text or json"),
     ("server", "public_url", "--public-url", "LIVECART_PUBLIC_URL", str, "base URL printed for OBS"),
     ("server", "data_dir", "--data-dir", "LIVECART_DATA_DIR", str, "directory of the card database"),
     ("server", "tls_cert", "--tls-cert", "LIVECART_TLS_CERT", str, "PEM certificate chain for HTTPS"),
@@ -162,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["choices"] = ["uvloop", "asyncio"]
         elif key == "log_level":
             kwargs["choices"] = ["debug", "info", "warning", "error"]
+        elif key == "log_format":
+            kwargs["choices"] = ["text", "json"]
         else:
             kwargs["type"] = conv
         serve.add_argument(flag, dest=f"{section}.{key}", **kwargs)
@@ -262,6 +266,7 @@ def _validate(config: Config) -> None:
         (not 0 <= s.port <= 65535, f"port must be 0..65535, got {s.port}"),
         (s.loop not in ("uvloop", "asyncio"), f"loop must be uvloop or asyncio, got {s.loop!r}"),
         (s.log_level not in ("debug", "info", "warning", "error"), f"log_level is {s.log_level!r}"),
+        (s.log_format not in ("text", "json"), f"log_format must be text or json, got {s.log_format!r}"),
         (lim.max_publishers < 1, f"max_publishers must be positive, got {lim.max_publishers}"),
         (lim.max_viewers_per_stream < 1, f"max_viewers_per_stream must be positive, got {lim.max_viewers_per_stream}"),
         (lim.max_body_bytes < 1024, f"max_body_bytes must be at least 1024, got {lim.max_body_bytes}"),

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
+from ingest.logctx import context_for
 from ingest.peer import close_quietly, watch_state
 from relay.fanout import ViewerTracks
 
@@ -61,7 +62,8 @@ class ViewerSession:
         return int(self._watchdog is not None and not self._watchdog.done())
 
     def start(self) -> None:
-        self._watchdog = asyncio.ensure_future(self._watch())
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.create_task(self._watch(), context=context_for(self.id))
         self._watchdog.set_name(f"{self.label} watchdog")
 
     def _on_state(self, state: str) -> None:
@@ -132,7 +134,8 @@ class ViewerSession:
 
     def close_soon(self, reason: str) -> None:
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close(reason))
+            loop = asyncio.get_running_loop()
+            self._closing = loop.create_task(self._close(reason), context=context_for(self.id))
 
     async def close(self, reason: str) -> None:
         self.close_soon(reason)

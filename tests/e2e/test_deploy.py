@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import start_server, stop_server, write_config
 
 KEY = "deploy-test-key-0123456789"
@@ -108,3 +110,28 @@ async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: 
                 assert res.status == 401  # the card events of a protected stream too
     finally:
         assert stop_server(server) == 0
+
+
+async def test_json_logs_carry_the_session_on_its_lines(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "livecart.toml", f'[streams.live2]\npublish_key = "{KEY}"\n')
+    server = start_server(["--config", str(config), "--log-format", "json", "--data-dir", str(tmp_path / "d")],
+                          tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            publisher = WhipPublisher(server.base, "live2", KEY, width=160, height=120, audio=False)
+            await publisher.start(http)
+            viewer = WhepViewer(server.base, "live2", read_pattern=False)
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 5, 15)
+            await viewer.stop(http)
+            await publisher.stop(http)
+    finally:
+        assert stop_server(server) == 0
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "session", "message"} <= set(line) for line in lines)
+    assert publisher.location is not None and viewer.location is not None
+    for location in (publisher.location, viewer.location):
+        full = location.rsplit("/", 1)[1]
+        mine = [line for line in lines if line["session"] == full[:8]]
+        assert any("ending" in line["message"] for line in mine), mine
+        assert not any(full in json.dumps(line) for line in lines)  # the secret URL part is never logged
