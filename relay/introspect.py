@@ -40,8 +40,26 @@ def open_udp_sockets() -> int:
     return count
 
 
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
 def process_counts() -> dict[str, int]:
     return {
+        "rss_bytes": rss_bytes(),
+        "open_fds": open_fds(),
         "udp_sockets": open_udp_sockets(),
         "threads": threading.active_count(),
         "asyncio_tasks": len(asyncio.all_tasks()),
