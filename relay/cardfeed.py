@@ -37,7 +37,7 @@ class CardFeed:
         board: CardBoard,
         *,
         store: CardStore | None,
-        store_pool: ThreadPoolExecutor,
+        store_pool: ThreadPoolExecutor | None,
         pts_ms: Callable[[], int],
         deliver: Callable[[str], None],
         actions_per_s: float = 20.0,
@@ -84,7 +84,8 @@ class CardFeed:
                 self._publish(event)
 
     async def _persist(self, event: CardEvent) -> None:
-        if self._store is not None:
+        """Write the event and the board's state in the store's one worker thread (if stored)."""
+        if self._store is not None and self._pool is not None:
             store = self._store
             await asyncio.get_running_loop().run_in_executor(
                 self._pool, store.record, self.stream, event, self.board

@@ -110,7 +110,7 @@ class Stream:
             config.name,
             board or CardBoard(),
             store=store,
-            store_pool=store_pool or ThreadPoolExecutor(1, thread_name_prefix="cards"),
+            store_pool=store_pool,
             pts_ms=self.pts_ms,
             deliver=self.broadcast,
         )

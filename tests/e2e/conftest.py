@@ -61,7 +61,12 @@ max_viewers = 1
 
 
 def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Server:
-    """Start ``livecart serve`` on a free port and wait (bounded) for its 'listening' line."""
+    """Start ``livecart serve`` on a free port and wait (bounded) for its 'listening' line.
+
+    Each server gets its own data directory beside its log unless the test names one.
+    """
+    if "--data-dir" not in args:
+        args = [*args, "--data-dir", str(log_path.parent / f"{log_path.stem}-data")]
     log_file = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args],
