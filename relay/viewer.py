@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from ingest.logctx import context_for
-from ingest.peer import close_quietly, watch_state
+from ingest.session import PeerSession
 from relay.fanout import ViewerTracks
 
 log = logging.getLogger(__name__)
@@ -20,8 +19,10 @@ MAX_CHANNEL_BUFFER = 256 * 1024  # bytes queued on a slow viewer's channel befor
 MAX_INCOMING_MESSAGE = 1024  # a viewer only ever sends small control messages
 
 
-class ViewerSession:
+class ViewerSession(PeerSession):
     """Owns one viewer's peer connection and watchdog; ``on_end`` is awaited once at the end."""
+
+    kind = "viewer"
 
     def __init__(
         self,
@@ -35,42 +36,19 @@ class ViewerSession:
         greeting: Callable[[], list[str]],
         on_message: Callable[[ViewerSession, str], None],
     ) -> None:
-        self.id = session_id
-        self.stream = stream
-        self.pc = pc
+        super().__init__(session_id, stream, pc)
         self.tracks = tracks
         self._setup_timeout_s = setup_timeout_s
         self._on_end = on_end
         self._greeting = greeting
         self._on_message = on_message
         self._channel: RTCDataChannel | None = None
-        self._connected = asyncio.Event()
-        self._failed = asyncio.Event()
-        self._watchdog: asyncio.Task[None] | None = None
-        self._closing: asyncio.Task[None] | None = None
         self.messages_dropped = 0
         self.bad_messages = 0
-        watch_state(pc, self._on_state)
         pc.on("datachannel", self._on_datachannel)
 
-    @property
-    def label(self) -> str:
-        return f"viewer {self.stream}/{self.id[:8]}"
-
-    @property
-    def task_count(self) -> int:
-        return int(self._watchdog is not None and not self._watchdog.done())
-
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.create_task(self._watch(), context=context_for(self.id))
-        self._watchdog.set_name(f"{self.label} watchdog")
-
-    def _on_state(self, state: str) -> None:
-        if state == "connected":
-            self._connected.set()
-        elif state in ("failed", "closed"):
-            self._failed.set()
+        self._spawn(self._watch(), "watchdog")
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != DATA_CHANNEL_LABEL:
@@ -112,10 +90,8 @@ class ViewerSession:
         channel.send(message)
 
     async def _watch(self) -> None:
-        try:
-            await asyncio.wait_for(self._connected.wait(), self._setup_timeout_s)
-        except TimeoutError:
-            self.close_soon(f"not connected within {self._setup_timeout_s:g} s")
+        """A viewer whose connection does not come up in time, or fails, is removed at once."""
+        if not await self._await_connected(self._setup_timeout_s):
             return
         await self._failed.wait()
         self.close_soon(f"connection {self.pc.connectionState}")
@@ -129,25 +105,8 @@ class ViewerSession:
         channel.on("bufferedamountlow", flushed.set)
         channel.send(message)
         if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(flushed.wait(), timeout_s)
 
-    def close_soon(self, reason: str) -> None:
-        if self._closing is None:
-            loop = asyncio.get_running_loop()
-            self._closing = loop.create_task(self._close(reason), context=context_for(self.id))
-
-    async def close(self, reason: str) -> None:
-        self.close_soon(reason)
-        assert self._closing is not None
-        await asyncio.shield(self._closing)
-
-    async def _close(self, reason: str) -> None:
-        log.info("%s: ending (%s)", self.label, reason)
-        watchdog = self._watchdog
-        if watchdog is not None and watchdog is not asyncio.current_task():
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
-        await close_quietly(self.pc, self.label)
+    async def _ended(self, reason: str) -> None:
         await self._on_end(self, reason)

@@ -1,0 +1,92 @@
+"""What every WebRTC session (a WHIP publisher, a WHEP viewer) has: an owned peer connection,
+owned tasks, connection-state events, and a close that runs once and releases everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from ingest.logctx import context_for
+from ingest.peer import close_quietly, watch_state
+
+log = logging.getLogger(__name__)
+
+
+class PeerSession:
+    """Owns ``pc`` and every task started with ``_spawn``; ``close`` cancels and awaits them,
+    closes the peer connection, then calls ``_ended(reason)`` exactly once.
+
+    Subclasses set ``kind`` ("publisher", "viewer") and implement ``_ended``.
+    """
+
+    kind = "session"
+
+    def __init__(self, session_id: str, stream: str, pc: RTCPeerConnection) -> None:
+        self.id = session_id
+        self.stream = stream
+        self.pc = pc
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connected = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
+        watch_state(pc, self._on_state)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.stream}/{self.id[:8]}"
+
+    @property
+    def task_count(self) -> int:
+        return len(self._tasks)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Start a task owned by this session, logging under its id."""
+        task = asyncio.get_running_loop().create_task(coro, context=context_for(self.id))
+        task.set_name(f"{self.label} {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_state(self, state: str) -> None:
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            self._failed.set()
+
+    async def _await_connected(self, timeout_s: float) -> bool:
+        """True once connected; False (and closing) when not connected within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            self.close_soon(f"not connected within {timeout_s:g} s")
+            return False
+        return True
+
+    def close_soon(self, reason: str) -> None:
+        """Start closing (from a callback or one of the session's own tasks)."""
+        if self._closing is None:
+            loop = asyncio.get_running_loop()
+            self._closing = loop.create_task(self._close(reason), context=context_for(self.id))
+
+    async def close(self, reason: str) -> None:
+        """Close the session and wait until everything it owned is released."""
+        self.close_soon(reason)
+        assert self._closing is not None
+        await asyncio.shield(self._closing)
+
+    async def _close(self, reason: str) -> None:
+        log.info("%s: ending (%s)", self.label, reason)
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_quietly(self.pc, self.label)
+        await self._ended(reason)
+
+    async def _ended(self, reason: str) -> None:
+        raise NotImplementedError
