@@ -98,6 +98,12 @@ def _created(request: web.Request, location: str, answer: str) -> web.Response:
     return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    """The client dropped the connection while we negotiated: nobody will use the session."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def _limit_client(request: web.Request) -> None:
     request.app[CLIENT_LIMIT].check(request.remote or "unknown", time.monotonic())
 
@@ -113,6 +119,9 @@ async def whip_post(request: web.Request) -> web.Response:
     check_publish_offer(offer)
     await registry.webhooks.allow_publish(stream.name, request.remote)
     session_id, answer = await registry.open_publisher(stream, sdp, offer)
+    if _client_gone(request):
+        await registry.close_publisher(stream.name, session_id, "client left before the answer")
+        raise web.HTTPBadRequest(text="client went away")
     return _created(request, f"/whip/{stream.name}/{session_id}", answer)
 
 
@@ -133,6 +142,9 @@ async def whep_post(request: web.Request) -> web.Response:
     await registry.webhooks.allow_viewer(stream.name, request.remote)
     rendition = request.query.get("rendition", "auto")
     session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition)
+    if _client_gone(request):
+        await registry.close_viewer(stream.name, session_id, "client left before the answer")
+        raise web.HTTPBadRequest(text="client went away")
     return _created(request, f"/whep/{stream.name}/{session_id}", answer)
 
 

@@ -126,11 +126,11 @@ class Registry:
         if stream is not None and stream.publisher is session:
             stream.set_publisher(None)
 
-    async def close_publisher(self, stream_name: str, session_id: str) -> None:
+    async def close_publisher(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
         session = self.publishers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close("DELETE by client")
+        await session.close(reason)
 
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
@@ -190,11 +190,11 @@ class Registry:
         if stream is not None:
             stream.remove_viewer(session.id)
 
-    async def close_viewer(self, stream_name: str, session_id: str) -> None:
+    async def close_viewer(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
         session = self.viewers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close("DELETE by client")
+        await session.close(reason)
 
     async def _expire_cards(self) -> None:
         """Once a second, hide cards whose ttl_s ran out (on every stream)."""

@@ -102,3 +102,47 @@ async def test_a_hook_that_is_down_gives_503_and_a_clear_log(tmp_path: Path) -> 
         assert stop_server(server) == 0
     log = server.log()
     assert "webhook on_publish for" in log and "is down" in log and "Traceback" not in log
+
+
+async def test_a_client_that_leaves_mid_post_leaves_no_session(tmp_path: Path) -> None:
+    """The shop's hook is slow (1 s); the publisher gives up after 0.3 s. No session may remain."""
+    answered = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(1.0)  # the slow backend under test, not synchronisation
+        answered.set()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/publish", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/publish"
+    server = start_server(["--config", str(_config(tmp_path, f'on_publish = "{url}"\n')), "--setup-timeout", "15"],
+                          tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as impatient:
+            publisher = WhipPublisher(server.base, "open", KEY, width=160, height=120, audio=False)
+            with pytest.raises(asyncio.TimeoutError):
+                await publisher.start(impatient)
+            await publisher.stop(None, delete=False)
+        async with aiohttp.ClientSession() as http:
+            async def settled() -> dict[str, int]:
+                while True:
+                    async with http.get(f"{server.base}/api/streams") as res:
+                        sessions: dict[str, int] = (await res.json())["sessions"]
+                    if sessions["negotiating"] == 0 and "client left before the answer" in server.log():
+                        return sessions
+                    await asyncio.sleep(0.1)  # polling the server's API for a state change
+
+            await asyncio.wait_for(answered.wait(), 5)
+            # Well before the 15 s setup deadline: the session was closed because its client left.
+            sessions = await asyncio.wait_for(settled(), 5)
+        assert sessions["publishers"] == 0 and sessions["peer_connections"] == 0, sessions
+    finally:
+        assert stop_server(server) == 0
+        await runner.cleanup()
+    assert "Traceback" not in server.log()
