@@ -76,8 +76,12 @@ class NoisyH264Track(MediaStreamTrack):
         ctx.bit_rate = kbps * 1000
         ctx.gop_size = fps
         ctx.max_b_frames = 0
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "x264-params": "repeat-headers=1"}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "x264-params": "repeat-headers=1",
+        }
         ctx.open()
         self._ctx = ctx
         rng = np.random.default_rng(7)
@@ -140,9 +144,7 @@ def _pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-async def _post_sdp(
-    session: aiohttp.ClientSession, url: str, sdp: str, token: str | None
-) -> tuple[str, str]:
+async def _post_sdp(session: aiohttp.ClientSession, url: str, sdp: str, token: str | None) -> tuple[str, str]:
     headers = {"Content-Type": "application/sdp"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -157,9 +159,20 @@ async def _post_sdp(
 class WhipPublisher:
     """Publishes a pattern video (and a tone) to ``{base}/whip/{stream}``."""
 
-    def __init__(self, base: str, stream: str, key: str, *, width: int = 640, height: int = 360,
-                 audio: bool = True, video_codec: str | None = None, noisy: bool = False,
-                 h264: bool = False, control: bool = False) -> None:
+    def __init__(
+        self,
+        base: str,
+        stream: str,
+        key: str,
+        *,
+        width: int = 640,
+        height: int = 360,
+        audio: bool = True,
+        video_codec: str | None = None,
+        noisy: bool = False,
+        h264: bool = False,
+        control: bool = False,
+    ) -> None:
         self.url = f"{base}/whip/{stream}"
         self.key = key
         self.video: PatternVideoTrack | NoisyH264Track
@@ -290,9 +303,7 @@ class WhepViewer:
                         luma = frame.to_ndarray(format="gray")
                         counter = read_counter(luma.astype(np.uint8, copy=False))
                     rtp = int(frame.pts or 0)
-                    self.record.frames.append(
-                        DecodedFrame(frame.width, frame.height, counter, time.monotonic(), rtp)
-                    )
+                    self.record.frames.append(DecodedFrame(frame.width, frame.height, counter, time.monotonic(), rtp))
                 else:
                     self.record.audio_frames += 1
                 self._changed.set()

@@ -37,9 +37,27 @@ def start_server(tmp: Path, setup_timeout: float) -> tuple[subprocess.Popen[str]
         f'[streams.soak]\npublish_key = "{KEY}"\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--config", str(config),
-         "--data-dir", str(tmp / "data"), "--setup-timeout", str(setup_timeout), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=(tmp / "server.log").open("w"), text=True,
+        [
+            sys.executable,
+            "-m",
+            "relay.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp / "data"),
+            "--setup-timeout",
+            str(setup_timeout),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=(tmp / "server.log").open("w"),
+        text=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -107,8 +125,16 @@ async def soak(cycles: int, batch: int) -> dict[str, Any]:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
-    return {"cycles": cycles, "ok": ok, "batch": batch, "seconds": took, "before": before, "after": after,
-            "max_gap_s": max(gaps), "exit_code": proc.returncode}
+    return {
+        "cycles": cycles,
+        "ok": ok,
+        "batch": batch,
+        "seconds": took,
+        "before": before,
+        "after": after,
+        "max_gap_s": max(gaps),
+        "exit_code": proc.returncode,
+    }
 
 
 def report(result: dict[str, Any]) -> str:

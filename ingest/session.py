@@ -80,6 +80,7 @@ class PeerSession:
 
     async def _close(self, reason: str) -> None:
         log.info("%s: ending (%s)", self.label, reason)
+        self._stopping()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -87,6 +88,9 @@ class PeerSession:
         await asyncio.gather(*tasks, return_exceptions=True)
         await close_quietly(self.pc, self.label)
         await self._ended(reason)
+
+    def _stopping(self) -> None:
+        """Called first thing when the close begins (before any await)."""
 
     async def _ended(self, reason: str) -> None:
         raise NotImplementedError

@@ -29,9 +29,7 @@ def _source(filter_name: str, args: str, sink_name: str) -> av.filter.Graph:
 class SyntheticSource:
     """Owns the demo stream's generator task; acts as that stream's publisher."""
 
-    def __init__(
-        self, stream: str, sink: FrameSink, *, width: int = 1280, height: int = 720, fps: int = 30
-    ) -> None:
+    def __init__(self, stream: str, sink: FrameSink, *, width: int = 1280, height: int = 720, fps: int = 30) -> None:
         self.id = "demo-source"
         self.stream = stream
         self._sink = sink

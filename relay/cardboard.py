@@ -117,7 +117,8 @@ class CardBoard:
     def expire(self, now: float, *, pts_ms: int) -> list[CardEvent]:
         """Hide on-screen cards whose ttl_s has run out since they were shown."""
         due = [
-            i for i, shown in self._on_screen.items()
+            i
+            for i, shown in self._on_screen.items()
             if (ttl := self._catalogue[i].ttl_s) is not None and now - shown >= ttl
         ]
         return [self.hide(i, pts_ms=pts_ms, now=now) for i in due]
@@ -136,8 +137,9 @@ class CardBoard:
             return None
         return [e for e in self._history if e.seq > seq]
 
-    def restore(self, catalogue: list[Card], on_screen: list[tuple[str, float]], seq: int,
-                history: list[CardEvent]) -> None:
+    def restore(
+        self, catalogue: list[Card], on_screen: list[tuple[str, float]], seq: int, history: list[CardEvent]
+    ) -> None:
         """Load saved state (used at start, from storage)."""
         self._catalogue = {c.id: c for c in catalogue}
         self._on_screen = {i: t for i, t in on_screen if i in self._catalogue}

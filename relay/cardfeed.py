@@ -87,9 +87,7 @@ class CardFeed:
         """Write the event and the board's state in the store's one worker thread (if stored)."""
         if self._store is not None and self._pool is not None:
             store = self._store
-            await asyncio.get_running_loop().run_in_executor(
-                self._pool, store.record, self.stream, event, self.board
-            )
+            await asyncio.get_running_loop().run_in_executor(self._pool, store.record, self.stream, event, self.board)
 
     def _publish(self, event: CardEvent) -> None:
         self.actions += 1

@@ -131,4 +131,3 @@ def cards_routes(app: web.Application, stream_of: object) -> None:
     app.router.add_post(f"{base}/cards/{card}/hide", hide)
     app.router.add_delete(f"{base}/cards/{card}", delete)
     app.router.add_get(f"{base}/events", sse)
-

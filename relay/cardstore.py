@@ -44,8 +44,7 @@ class CardStore:
         try:
             db.execute(
                 "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                (stream, event.seq, event.action, json.dumps(card_to_dict(event.card)), event.pts_ms,
-                 event.sent_at),
+                (stream, event.seq, event.action, json.dumps(card_to_dict(event.card)), event.pts_ms, event.sent_at),
             )
             db.execute("INSERT OR REPLACE INTO streams VALUES (?, ?)", (stream, board.last_seq))
             db.execute("DELETE FROM catalogue WHERE stream = ?", (stream,))
@@ -84,9 +83,7 @@ class CardStore:
             "SELECT seq, action, card, pts_ms, sent_at FROM events WHERE stream = ? ORDER BY seq DESC LIMIT ?",
             (stream, history),
         ).fetchall()
-        events = [
-            CardEvent(seq, action, _card(card), pts, sent) for seq, action, card, pts, sent in reversed(rows)
-        ]
+        events = [CardEvent(seq, action, _card(card), pts, sent) for seq, action, card, pts, sent in reversed(rows)]
         board.restore(catalogue, on_screen, int(row[0]), events)
         return board
 

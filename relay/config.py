@@ -123,12 +123,30 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "tls_key", "--tls-key", "LIVECART_TLS_KEY", str, "PEM private key for HTTPS"),
     ("server", "public_ip", "--public-ip", "LIVECART_PUBLIC_IP", str, "public address behind 1:1 NAT"),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
-    ("limits", "max_viewers_per_stream", "--max-viewers-per-stream", "LIVECART_MAX_VIEWERS_PER_STREAM", int,
-     "viewers of one stream"),
-    ("limits", "setup_timeout_s", "--setup-timeout", "LIVECART_SETUP_TIMEOUT", float,
-     "seconds a session may take to connect"),
-    ("limits", "media_timeout_s", "--media-timeout", "LIVECART_MEDIA_TIMEOUT", float,
-     "seconds without media before a publisher is ended"),
+    (
+        "limits",
+        "max_viewers_per_stream",
+        "--max-viewers-per-stream",
+        "LIVECART_MAX_VIEWERS_PER_STREAM",
+        int,
+        "viewers of one stream",
+    ),
+    (
+        "limits",
+        "setup_timeout_s",
+        "--setup-timeout",
+        "LIVECART_SETUP_TIMEOUT",
+        float,
+        "seconds a session may take to connect",
+    ),
+    (
+        "limits",
+        "media_timeout_s",
+        "--media-timeout",
+        "LIVECART_MEDIA_TIMEOUT",
+        float,
+        "seconds without media before a publisher is ended",
+    ),
     ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest rendition width"),
     ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest rendition height"),
     ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
@@ -144,10 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the server",
         description="Run the LiveCart server. Precedence: flags > LIVECART_* environment > TOML > defaults.",
     )
-    serve.add_argument("--config", metavar="PATH", default=None,
-                       help="TOML configuration file (env LIVECART_CONFIG; default: none)")
-    serve.add_argument("--demo", action="store_true", default=None,
-                       help="publish a built-in test pattern and tone on stream 'demo' (env LIVECART_DEMO=1)")
+    serve.add_argument(
+        "--config", metavar="PATH", default=None, help="TOML configuration file (env LIVECART_CONFIG; default: none)"
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="publish a built-in test pattern and tone on stream 'demo' (env LIVECART_DEMO=1)",
+    )
     token = commands.add_parser(
         "token",
         help="mint a viewer token for a protected stream",

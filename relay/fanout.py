@@ -1,106 +1,216 @@
 """Fan-out: one stream's encoded frames to every viewer, each on the rung it watches.
 
-This is the per-frame, per-viewer path. Each viewer has one aiortc ``RTCRtpSender`` per track
-fed with pre-encoded ``av.Packet``s (the sender only packetises them); the packet is built once
-per frame and shared by every viewer of that rung. A later fast path replaces ``PacketTrack``
-and the senders behind this same ``Fanout`` interface.
+This is the hottest code in LiveCart. Each encoded frame is packetised once per rung
+(``RtpFrame``: shared payloads, rung sequence numbers, GSO runs). Per viewer the only work is a
+12-byte header in front of each shared payload (the viewer's SSRC, payload type, sequence number
+and timestamp offsets), SRTP, and one batched send per frame (``relay.udplink.UdpLink``): no queue, no task,
+no coroutine per viewer or per packet.
 
-Rung switches take effect on a keyframe of the target rung. The viewer's sender keeps its SSRC
-and sequence numbers, and every rung's timestamps come from the stream's one media clock, so the
-viewer sees one continuous RTP stream whose resolution changes.
+A viewer's sequence numbers are the rung's plus an offset, and its timestamps the stream's media
+clock plus an offset. Both offsets change only when the viewer changes rung (on a keyframe of the
+target rung), so the viewer sees one continuous RTP stream whose resolution changes, and a NACK
+maps back to the rung's packet history without any per-packet bookkeeping per viewer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Callable
-from fractions import Fraction
-from typing import Any
+from typing import Protocol
 
-import av
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
+from relay.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
 
-VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
-AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK_HZ)
-VIDEO_QUEUE_FRAMES = 30  # ~1 s at 30 fps; past that the viewer skips to the next keyframe
-AUDIO_QUEUE_FRAMES = 50  # ~1 s of 20 ms Opus packets; past that the oldest are dropped
 GOP_CACHE_FRAMES = 90  # frames kept since each rung's last keyframe, for instant joins
+HISTORY_PACKETS = 1024  # packets kept per rung for retransmission (~4 s of 2.5 Mbit/s video)
+MAX_NACKED_PER_REPORT = 64  # retransmissions one NACK report may trigger
+AUDIO = "audio"
 
 
-class PacketTrack(MediaStreamTrack):
-    """An outgoing track whose ``recv()`` hands pre-encoded packets to aiortc's sender.
+class Link(Protocol):
+    """A viewer's path to the wire (``relay.udplink.UdpLink``; a recorder in unit tests)."""
 
-    Its queue is bounded. A video track starts (and restarts after an overflow) at a keyframe:
-    until one arrives, frames are skipped and counted, so a slow viewer never grows memory and
-    never decodes a broken reference chain.
-    """
+    dropped: int
 
-    def __init__(self, kind: str, on_need_keyframe: Callable[[], None]) -> None:
-        super().__init__()
+    def protect(self, packet: bytes) -> bytes: ...
+
+    def send_runs(self, packets: list[bytes], runs: list[tuple[int, int]]) -> None: ...
+
+    def send_one(self, packet: bytes) -> None: ...
+
+    def send_rtcp(self, compound: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RtpFrame:
+    """One frame of one rung, packetised once and shared by every viewer of that rung."""
+
+    __slots__ = ("first_seq", "keyframe", "octets", "payloads", "runs", "ts")
+
+    def __init__(self, payloads: list[bytes], first_seq: int, ts: int, keyframe: bool) -> None:
+        self.payloads = payloads
+        self.first_seq = first_seq  # the rung's sequence number of the first packet (unbounded int)
+        self.ts = ts  # media timestamp (90 kHz video, 48 kHz audio)
+        self.keyframe = keyframe
+        self.octets = sum(len(p) for p in payloads)
+        self.runs = gso_runs([len(p) for p in payloads])
+
+
+class RungState:
+    """A rung's (or the audio track's) packet numbering, history, GOP cache and viewers."""
+
+    __slots__ = ("gop", "gop_started_at", "history", "last", "members", "next_seq", "pending")
+
+    def __init__(self) -> None:
+        self.next_seq = random.getrandbits(16)
+        self.history: list[tuple[int, bytes, int, bool] | None] = [None] * HISTORY_PACKETS
+        self.gop: list[RtpFrame] = []
+        self.gop_started_at: float | None = None
+        self.last: RtpFrame | None = None
+        self.members: dict[str, ViewerTracks] = {}
+        self.pending: dict[str, ViewerTracks] = {}
+
+    def add(self, payloads: list[bytes], ts: int, keyframe: bool) -> RtpFrame:
+        frame = RtpFrame(payloads, self.next_seq, ts, keyframe)
+        history = self.history
+        seq = self.next_seq
+        last = len(payloads) - 1
+        for i, payload in enumerate(payloads):
+            history[(seq + i) % HISTORY_PACKETS] = (seq + i, payload, ts, i == last)
+        self.next_seq = seq + len(payloads)
+        self.last = frame
+        return frame
+
+    def find(self, seq16: int) -> tuple[int, bytes, int, bool] | None:
+        """The history entry whose sequence number is ``seq16`` modulo 2**16, if still kept."""
+        newest = self.next_seq - 1
+        seq = newest - ((newest - seq16) & 0xFFFF)
+        entry = self.history[seq % HISTORY_PACKETS]
+        return entry if entry is not None and entry[0] == seq else None
+
+
+class TrackOut:
+    """One outgoing RTP stream of one viewer: its identifiers, offsets and counters."""
+
+    __slots__ = (
+        "b0",
+        "clock_hz",
+        "cname",
+        "ext_key",
+        "first_pts",
+        "kind",
+        "link",
+        "octets",
+        "on_first",
+        "packets",
+        "previous",
+        "pt",
+        "seq_off",
+        "ssrc",
+        "ts_off",
+    )
+
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        size = VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES
-        self._queue: asyncio.Queue[av.Packet[Any]] = asyncio.Queue(size)
-        self._need_keyframe = kind == "video"
-        self._on_need_keyframe = on_need_keyframe
-        self.skipped = 0
-        self.sent = 0
-        self.first_pts: int | None = None  # media pts of the first packet the sender took
+        self.clock_hz = VIDEO_CLOCK_HZ if kind == "video" else AUDIO_CLOCK_HZ
+        self.ssrc = 0
+        self.pt = 0
+        self.cname = b""
+        self.b0 = 0x80  # V=2; 0x90 with header extensions
+        self.ext_key: tuple[int | None, int | None, bytes] = (None, None, b"")
+        self.seq_off = random.getrandbits(16)
+        self.ts_off = random.getrandbits(32)
+        self.previous: tuple[RungState, int, int] | None = None  # (rung, seq_off, ts_off) before a switch
+        self.link: Link | None = None
+        self.packets = 0
+        self.octets = 0
+        self.first_pts: int | None = None  # media pts of the first frame sent (the card clock)
         self.on_first: Callable[[int], None] | None = None
 
-    @property
-    def waiting_for_keyframe(self) -> bool:
-        return self._need_keyframe
+    def configure(
+        self, ssrc: int, pt: int, mid: str | None, abs_send_time_id: int | None, mid_id: int | None, cname: str | None
+    ) -> None:
+        """What the negotiation decided for this stream (from aiortc's send parameters)."""
+        self.ssrc = ssrc
+        self.pt = pt
+        self.cname = (cname or "livecart").encode()[:255]
+        mid_bytes = (mid or "").encode()[:16]
+        if not mid_bytes:
+            mid_id = None
+        self.ext_key = (abs_send_time_id, mid_id, mid_bytes)
+        self.b0 = 0x90 if abs_send_time_id is not None or mid_id is not None else 0x80
 
-    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
-        if self._need_keyframe:
-            if not keyframe:
-                self.skipped += 1
-                return
-            self._need_keyframe = False
-        try:
-            self._queue.put_nowait(packet)
-        except asyncio.QueueFull:
-            self.skipped += 1 + self._queue.qsize()
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            if self.kind == "video":
-                self._need_keyframe = True
-                self._on_need_keyframe()
-            else:
-                self._queue.put_nowait(packet)
-
-    async def recv(self) -> av.Packet[Any]:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self._queue.get()
-        if self.first_pts is None and packet.pts is not None:
-            self.first_pts = packet.pts
-            if self.on_first is not None:
-                self.on_first(packet.pts)
-        self.sent += 1
-        return packet
+    def sender_report(self, media_time_s: float, now_s: float) -> bytes:
+        """An RTCP compound packet (SR + SDES CNAME): maps our RTP time to wall-clock time."""
+        rtp_ts = (round(media_time_s * self.clock_hz) + self.ts_off) & 0xFFFFFFFF
+        info = RtcpSenderInfo(
+            ntp_timestamp=ntp_timestamp(now_s),
+            rtp_timestamp=rtp_ts,
+            packet_count=self.packets & 0xFFFFFFFF,
+            octet_count=self.octets & 0xFFFFFFFF,
+        )
+        sdes = RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, self.cname)])])
+        return bytes(RtcpSrPacket(ssrc=self.ssrc, sender_info=info)) + bytes(sdes)
 
 
 class ViewerTracks:
-    """The outgoing tracks of one viewer and the rung it watches, as the fan-out sees them."""
+    """The outgoing streams of one viewer and the rung it watches, as the fan-out sees them."""
 
-    __slots__ = ("audio", "pending", "rung", "video")
+    __slots__ = ("active", "audio", "pending", "rung", "video", "wanted")
 
-    def __init__(self, video: PacketTrack, audio: PacketTrack | None) -> None:
+    def __init__(self, video: TrackOut, audio: TrackOut | None) -> None:
         self.video = video
         self.audio = audio
         self.rung: str | None = None  # the rung whose frames it gets now
         self.pending: str | None = None  # the rung it moves to at that rung's next keyframe
+        self.wanted: str | None = None  # the rung asked for before the viewer's link is up
+        self.active = False
+
+    def outs(self) -> list[TrackOut]:
+        return [self.video] if self.audio is None else [self.video, self.audio]
+
+
+def _extensions(key: tuple[int | None, int | None, bytes], ast: bytes) -> bytes:
+    ast_id, mid_id, mid = key
+    elements = []
+    if ast_id is not None:
+        elements.append((ast_id, ast))
+    if mid_id is not None:
+        elements.append((mid_id, mid))
+    return one_byte_extensions(elements)
+
+
+def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes) -> None:
+    """The per-viewer, per-frame hot path: header, SRTP and one batched send per frame."""
+    link = out.link
+    if link is None:
+        return
+    protect = link.protect
+    pack = HEADER.pack
+    b0 = out.b0
+    pt = out.pt
+    ssrc = out.ssrc
+    seq = frame.first_seq + out.seq_off
+    ts = (frame.ts + out.ts_off) & 0xFFFFFFFF
+    payloads = frame.payloads
+    last = len(payloads) - 1
+    packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(payloads[:last])]
+    packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
+    link.send_runs(packets, frame.runs)
+    out.packets += last + 1
+    out.octets += frame.octets
 
 
 class Fanout:
     """Delivers each encoded frame of one stream to the viewers of its rung.
 
     ``request_keyframe(rung)`` asks the transcoder for an IDR; ``on_switched(viewer_id, rung)``
-    is told when a viewer's switch took effect.
+    is told when a viewer's switch (or first rung) took effect.
     """
 
     def __init__(
@@ -110,160 +220,265 @@ class Fanout:
         *,
         keyframe_min_interval_s: float = 0.5,
         clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._request_keyframe = request_keyframe
         self._on_switched = on_switched
         self._viewers: dict[str, ViewerTracks] = {}
-        self._by_rung: dict[str, dict[str, ViewerTracks]] = {}
-        self._pending: dict[str, dict[str, ViewerTracks]] = {}
-        self._gop: dict[str, list[tuple[av.Packet[Any], bool]]] = {}
-        self._gop_started_at: dict[str, float] = {}
-        self._last_pts: dict[str, int] = {}  # the newest video pts each rung has sent
+        self._rungs: dict[str, RungState] = {}
+        self._audio = RungState()
         self._join_window_s = keyframe_min_interval_s
         self._clock = clock or asyncio.get_running_loop().time
+        self._wall = wall_clock
         self.frames_forwarded = 0
+        self.packets_forwarded = 0
+        self.retransmitted = 0
+        self.keyframe_requests = 0
 
     def __len__(self) -> int:
         return len(self._viewers)
 
+    # ---- viewers ------------------------------------------------------------------------------
     def new_tracks(self, viewer_id: str, with_audio: bool) -> ViewerTracks:
-        video = PacketTrack("video", lambda: self._resync(viewer_id))
-        audio = PacketTrack("audio", lambda: None) if with_audio else None
-        return ViewerTracks(video, audio)
+        return ViewerTracks(TrackOut("video"), TrackOut("audio") if with_audio else None)
+
+    def _rung(self, name: str) -> RungState:
+        state = self._rungs.get(name)
+        if state is None:
+            state = self._rungs[name] = RungState()
+        return state
 
     def last_video_pts(self) -> int | None:
         """The pts of the newest video frame sent on any rung (None before the first)."""
-        return max(self._last_pts.values(), default=None)
+        return max((r.last.ts for r in self._rungs.values() if r.last is not None), default=None)
 
     def is_switching(self, viewer_id: str) -> bool:
         tracks = self._viewers.get(viewer_id)
         return tracks is not None and tracks.pending is not None
 
     def viewers_on(self, rung: str) -> int:
-        return len(self._by_rung.get(rung, ()))
+        state = self._rungs.get(rung)
+        return 0 if state is None else len(state.members)
 
     def rung_of(self, viewer_id: str) -> str | None:
         tracks = self._viewers.get(viewer_id)
-        return None if tracks is None else (tracks.pending or tracks.rung)
+        return None if tracks is None else (tracks.pending or tracks.rung or tracks.wanted)
+
+    def links(self) -> list[Link]:
+        seen: dict[int, Link] = {}
+        for tracks in self._viewers.values():
+            link = tracks.video.link
+            if link is not None:
+                seen[id(link)] = link
+        return list(seen.values())
 
     def attach(self, viewer_id: str, tracks: ViewerTracks, rung: str) -> None:
-        """Start sending ``rung`` to a new viewer.
-
-        If that rung made a keyframe moments ago, the viewer starts from it (the cached frames
-        since) and no new IDR is needed; otherwise it waits for one, which is requested.
-        """
+        """Register a viewer that will watch ``rung`` once ``activate`` says its link is up."""
         self._viewers[viewer_id] = tracks
-        gop = self._gop.get(rung)
-        started = self._gop_started_at.get(rung)
-        if gop and started is not None and self._clock() - started < self._join_window_s:
+        tracks.wanted = rung
+
+    def activate(self, viewer_id: str, kind: str, link: Link) -> None:
+        """One of the viewer's streams is connected (``link``): start sending on it.
+
+        Video starts at a keyframe: if its rung made one moments ago, the viewer starts from it
+        (the cached frames since) and no new IDR is needed; otherwise one is requested.
+        """
+        tracks = self._viewers.get(viewer_id)
+        out = None if tracks is None else (tracks.video if kind == "video" else tracks.audio)
+        if tracks is None or out is None or out.link is not None:
+            if all(o.link is not link for o in (tracks.outs() if tracks else [])):
+                link.close()
+            return
+        out.link = link
+        if kind != "video":
+            self._audio.members[viewer_id] = tracks
+            return
+        tracks.active = True
+        rung = tracks.wanted
+        tracks.wanted = None
+        if rung is None:
+            return
+        state = self._rung(rung)
+        started = state.gop_started_at
+        if state.gop and started is not None and self._clock() - started < self._join_window_s:
+            out = tracks.video
+            out.seq_off = (out.seq_off - state.gop[0].first_seq) & 0xFFFF
+            ext = _extensions(out.ext_key, abs_send_time(self._wall()))
+            for frame in state.gop:
+                send_frame(out, frame, ext)
+            self._first(out, state.gop[0].ts)
             tracks.rung = rung
-            self._by_rung.setdefault(rung, {})[viewer_id] = tracks
-            for packet, is_keyframe in gop:
-                tracks.video.push(packet, is_keyframe)
+            state.members[viewer_id] = tracks
             self._on_switched(viewer_id, rung)
             return
         tracks.pending = rung
-        self._pending.setdefault(rung, {})[viewer_id] = tracks
-        self._request_keyframe(rung)
+        state.pending[viewer_id] = tracks
+        self._ask_keyframe(rung)
 
     def switch(self, viewer_id: str, rung: str) -> None:
         """Move a viewer to ``rung`` at that rung's next keyframe (requested now)."""
         tracks = self._viewers.get(viewer_id)
         if tracks is None:
             return
+        if not tracks.active:
+            tracks.wanted = rung
+            return
         if tracks.pending is not None:
-            self._pending.get(tracks.pending, {}).pop(viewer_id, None)
+            self._rung(tracks.pending).pending.pop(viewer_id, None)
             tracks.pending = None
         if rung == tracks.rung:
             return
         tracks.pending = rung
-        self._pending.setdefault(rung, {})[viewer_id] = tracks
-        self._request_keyframe(rung)
-
-    def _resync(self, viewer_id: str) -> None:
-        tracks = self._viewers.get(viewer_id)
-        if tracks is not None and tracks.rung is not None:
-            self._request_keyframe(tracks.rung)
+        self._rung(rung).pending[viewer_id] = tracks
+        self._ask_keyframe(rung)
 
     def detach(self, viewer_id: str) -> None:
         tracks = self._viewers.pop(viewer_id, None)
         if tracks is None:
             return
-        for table in (self._by_rung, self._pending):
-            for members in table.values():
-                members.pop(viewer_id, None)
-        tracks.video.stop()
-        if tracks.audio is not None:
-            tracks.audio.stop()
+        for state in (*self._rungs.values(), self._audio):
+            state.members.pop(viewer_id, None)
+            state.pending.pop(viewer_id, None)
+        links = {id(out.link): out.link for out in tracks.outs() if out.link is not None}
+        for out in tracks.outs():
+            out.link = None
+        for link in links.values():
+            link.close()
 
+    def _ask_keyframe(self, rung: str) -> None:
+        self.keyframe_requests += 1
+        self._request_keyframe(rung)
+
+    def _first(self, out: TrackOut, pts: int) -> None:
+        if out.first_pts is None:
+            out.first_pts = pts
+            if out.on_first is not None:
+                out.on_first(pts)
+
+    # ---- frames (hot path) --------------------------------------------------------------------
     def publish(self, frame: EncodedFrame) -> None:
-        """Hot path: one av.Packet per frame, shared by every viewer; no await, no logging."""
-        packet = av.Packet(frame.data)
-        packet.pts = frame.pts
-        if frame.kind == "audio":
-            packet.time_base = AUDIO_TIME_BASE
-            for tracks in self._viewers.values():
-                if tracks.audio is not None:
-                    tracks.audio.push(packet, True)
-            self.frames_forwarded += len(self._viewers)
-            return
-        packet.time_base = VIDEO_TIME_BASE
-        rung = frame.rung
-        keyframe = frame.keyframe
-        if keyframe:
-            self._gop[rung] = [(packet, True)]
-            self._gop_started_at[rung] = self._clock()
+        """Packetise once, then per viewer only header + SRTP + one batched send; never awaits."""
+        now = self._wall()
+        if frame.kind == AUDIO:
+            state = self._audio
+            rtp = state.add([frame.data], frame.pts, True)
         else:
-            gop = self._gop.get(rung)
-            if gop is not None and len(gop) < GOP_CACHE_FRAMES:
-                gop.append((packet, False))
-        self._last_pts[rung] = frame.pts
-        members = self._by_rung.get(rung)
+            state = self._rung(frame.rung)
+            rtp = state.add(packetize_h264(frame.data), frame.pts, frame.keyframe)
+            if frame.keyframe:
+                state.gop = [rtp]
+                state.gop_started_at = self._clock()
+            elif state.gop and len(state.gop) < GOP_CACHE_FRAMES:
+                state.gop.append(rtp)
+        members = state.members
         if members:
+            ast = abs_send_time(now)
+            exts: dict[tuple[int | None, int | None, bytes], bytes] = {}
+            is_audio = frame.kind == AUDIO
             for tracks in members.values():
-                tracks.video.push(packet, keyframe)
+                out = tracks.audio if is_audio else tracks.video
+                if out is None:
+                    continue
+                key = out.ext_key
+                ext = exts.get(key)
+                if ext is None:
+                    ext = exts[key] = _extensions(key, ast)
+                send_frame(out, rtp, ext)
             self.frames_forwarded += len(members)
-        if keyframe:
-            waiting = self._pending.get(rung)
-            if waiting:
-                self._promote(rung, waiting, packet)
+            self.packets_forwarded += len(members) * len(rtp.payloads)
+        if frame.keyframe and state.pending and frame.kind != AUDIO:
+            self._promote(frame.rung, state, rtp, now)
 
-    def _promote(self, rung: str, waiting: dict[str, ViewerTracks], keyframe: av.Packet[Any]) -> None:
-        """Viewers waiting for ``rung`` switch to it now, on its keyframe ``keyframe``.
+    def _promote(self, rung: str, state: RungState, keyframe: RtpFrame, now: float) -> None:
+        """Viewers waiting for ``rung`` switch to it now, on its keyframe.
 
-        Every rung encodes the same source frames with the same pts, and rungs finish at
-        different moments: the old rung may already have sent this very frame. RTP timestamps
-        must then still move forward, so such a viewer gets its own copy of the keyframe one
-        clock tick after what it has already seen (only on a switch, never per frame).
+        Sequence numbers continue from the old rung; timestamps stay on the stream's media
+        clock, except that rungs finish a frame at different moments, so the old rung may already
+        have sent this very frame: then the viewer's timestamps move one tick forward for good.
         """
-        self._pending[rung] = {}
-        target = self._by_rung.setdefault(rung, {})
+        waiting = state.pending
+        state.pending = {}
+        ast = abs_send_time(now)
         for viewer_id, tracks in waiting.items():
-            packet = keyframe
-            if tracks.rung is not None:
-                self._by_rung.get(tracks.rung, {}).pop(viewer_id, None)
-                seen = self._last_pts.get(tracks.rung, -1)
-                if keyframe.pts is not None and seen >= keyframe.pts:
-                    packet = av.Packet(bytes(keyframe))
-                    packet.pts = seen + 1
-                    packet.time_base = VIDEO_TIME_BASE
-            tracks.video.push(packet, True)
+            out = tracks.video
+            old = self._rungs.get(tracks.rung) if tracks.rung is not None else None
+            if old is not None:
+                old.members.pop(viewer_id, None)
+                out.previous = (old, out.seq_off, out.ts_off)
+                next_seq = old.next_seq + out.seq_off
+                out.seq_off = (next_seq - keyframe.first_seq) & 0xFFFF
+                if old.last is not None:
+                    seen = old.last.ts + out.ts_off
+                    if keyframe.ts + out.ts_off <= seen:
+                        out.ts_off = seen + 1 - keyframe.ts
+            else:
+                out.seq_off = (out.seq_off - keyframe.first_seq) & 0xFFFF
+            send_frame(out, keyframe, _extensions(out.ext_key, ast))
+            self._first(out, keyframe.ts)
             self.frames_forwarded += 1
+            self.packets_forwarded += len(keyframe.payloads)
             tracks.rung = rung
             tracks.pending = None
-            target[viewer_id] = tracks
+            state.members[viewer_id] = tracks
             self._on_switched(viewer_id, rung)
 
     def remap(self, available: list[str], choose: Callable[[str], str]) -> None:
         """The stream's rungs changed: move viewers off rungs that no longer exist."""
-        for table in (self._by_rung, self._pending):
-            for rung in [r for r in table if r not in available]:
-                for viewer_id in list(table[rung]):
-                    tracks = self._viewers[viewer_id]
-                    if table is self._by_rung:
-                        tracks.rung = None
-                    self.switch(viewer_id, choose(rung))
-                table.pop(rung, None)
-        for rung in [r for r in self._gop if r not in available]:
-            self._gop.pop(rung)
-            self._gop_started_at.pop(rung, None)
+        for name in [r for r in self._rungs if r not in available]:
+            state = self._rungs[name]
+            state.gop = []
+            state.gop_started_at = None
+            # Members stay in the old rung's table (which gets no more frames) until their switch
+            # takes effect, so their sequence numbers continue across it.
+            for viewer_id in [*state.members, *state.pending]:
+                self.switch(viewer_id, choose(name))
+        for tracks in self._viewers.values():
+            if not tracks.active and tracks.wanted is not None and tracks.wanted not in available:
+                tracks.wanted = choose(tracks.wanted)
+
+    # ---- RTCP ---------------------------------------------------------------------------------
+    def retransmit(self, viewer_id: str, kind: str, lost: list[int]) -> int:
+        """Answer a NACK from the rung's shared history, re-protected for this viewer."""
+        tracks = self._viewers.get(viewer_id)
+        if tracks is None:
+            return 0
+        out = tracks.video if kind == "video" else tracks.audio
+        if out is None or out.link is None:
+            return 0
+        if kind == "video":
+            current = self._rungs.get(tracks.rung) if tracks.rung is not None else None
+        else:
+            current = self._audio
+        sent = 0
+        for seq16 in lost[:MAX_NACKED_PER_REPORT]:
+            entry = None
+            seq_off = out.seq_off
+            ts_off = out.ts_off
+            if current is not None:
+                entry = current.find((seq16 - seq_off) & 0xFFFF)
+            if entry is None and out.previous is not None:
+                state, seq_off, ts_off = out.previous
+                entry = state.find((seq16 - seq_off) & 0xFFFF)
+            if entry is None:
+                continue
+            _, payload, ts, marker = entry
+            ext = _extensions(out.ext_key, abs_send_time(self._wall()))
+            header = HEADER.pack(out.b0, out.pt | (0x80 if marker else 0), seq16, (ts + ts_off) & 0xFFFFFFFF, out.ssrc)
+            try:
+                out.link.send_one(out.link.protect(header + ext + payload))
+            except Exception:  # an SRTP refusal (e.g. session closing) drops this one packet
+                continue
+            sent += 1
+        self.retransmitted += sent
+        return sent
+
+    def send_reports(self, media_time_s: float) -> int:
+        """A sender report on every outgoing stream that has sent media (call about once a second)."""
+        now = self._wall()
+        count = 0
+        for tracks in self._viewers.values():
+            for out in tracks.outs():
+                if out.packets and out.link is not None:
+                    out.link.send_rtcp(out.sender_report(media_time_s, now))
+                    count += 1
+        return count

@@ -1,17 +1,14 @@
 """What a viewer's RTCP says, in LiveCart's terms: bandwidth estimate, loss, keyframe requests.
 
-aiortc handles RTCP inside ``RTCRtpSender`` and exposes none of it; with pre-encoded packets it
-even ignores PLI/FIR. Until the fast send path owns RTCP, ``observe_sender`` taps the sender's
-RTCP handler so the relay sees each packet before aiortc does.
+The fast path (``relay.takeover``) receives every RTCP packet a viewer sends about one of our
+SSRCs; NACKs go to the fan-out's history, everything else is interpreted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -50,17 +47,3 @@ def interpret(packet: Any, media_ssrc: int) -> Feedback | None:
             if report.ssrc == media_ssrc:
                 return Feedback(loss=report.fraction_lost / 256)
     return None
-
-
-def observe_sender(sender: RTCRtpSender, on_feedback: Callable[[Feedback], None]) -> None:
-    """Call ``on_feedback`` for every RTCP packet the viewer sends about ``sender``'s stream."""
-    original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
-    media_ssrc: int = sender._ssrc
-
-    async def tapped(packet: Any) -> None:
-        feedback = interpret(packet, media_ssrc)
-        if feedback is not None:
-            on_feedback(feedback)
-        await original(packet)
-
-    sender._handle_rtcp_packet = tapped  # type: ignore[method-assign]

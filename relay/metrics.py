@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,6 +33,14 @@ class LiveCartCollector(Collector):
         forwarded = CounterMetricFamily(
             "livecart_frames_forwarded", "Frames handed to viewers (frames x viewers)", labels=["stream"]
         )
+        packet_counters = {
+            key: CounterMetricFamily(f"livecart_{key}", text, labels=["stream"])
+            for key, text in (
+                ("packets_forwarded", "RTP packets sent to viewers (packets x viewers)"),
+                ("packets_dropped", "RTP packets dropped because a viewer's socket buffer was full"),
+                ("packets_retransmitted", "RTP packets resent on NACK"),
+            )
+        }
         viewers = GaugeMetricFamily("livecart_rung_viewers", "Viewers per rendition", labels=["stream", "rung"])
         rung_counters = {
             key: CounterMetricFamily(f"livecart_encoder_{key}", text, labels=["stream", "rung"])
@@ -53,17 +61,20 @@ class LiveCartCollector(Collector):
             name = stream["name"]
             live.add_metric([name], 1 if stream["live"] else 0)
             forwarded.add_metric([name], stream["frames_forwarded"])
+            for key, family in packet_counters.items():
+                family.add_metric([name], stream[key])
             cards.add_metric([name], stream.get("card_actions", 0))
             for rung in stream["rungs"]:
                 viewers.add_metric([name, rung["name"]], rung["viewers"])
                 for key, family in rung_counters.items():
                     family.add_metric([name, rung["name"]], rung[key])
                 encode_seconds.add_metric([name, rung["name"]], rung["encode_ms_total"] / 1000)
-        yield from (live, forwarded, viewers, *rung_counters.values(), encode_seconds, cards)
+        yield from (live, forwarded, *packet_counters.values(), viewers, *rung_counters.values(), encode_seconds, cards)
         loop = snap.get("loop")
         if loop:
-            yield GaugeMetricFamily("livecart_loop_lag_p99_seconds", "Event-loop lag p99 (last minute)",
-                                    value=loop["lag_ms_p99"] / 1000)
+            yield GaugeMetricFamily(
+                "livecart_loop_lag_p99_seconds", "Event-loop lag p99 (last minute)", value=loop["lag_ms_p99"] / 1000
+            )
         process = snap["process"]
         yield GaugeMetricFamily("livecart_udp_sockets", "Open UDP sockets", value=process["udp_sockets"])
         yield GaugeMetricFamily("livecart_asyncio_tasks", "asyncio tasks", value=process["asyncio_tasks"])
@@ -75,6 +86,7 @@ class Metrics:
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(LiveCartCollector(snapshot))
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, resident memory: for `livecart bench`
         self.responses = Counter(
             "livecart_http_responses", "HTTP responses by status", ["status"], registry=self.registry
         )

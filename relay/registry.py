@@ -21,9 +21,11 @@ from ingest.sdp import OfferSummary
 from ingest.synthetic import SyntheticSource
 from relay.cardstore import CardStore
 from relay.config import Config
-from relay.feedback import observe_sender
+from relay.fanout import TrackOut
 from relay.introspect import process_counts
 from relay.stream import Stream
+from relay.takeover import take_over
+from relay.udplink import LinkUnavailable, UdpLink
 from relay.viewer import ViewerSession
 from relay.webhooks import Webhooks
 
@@ -161,16 +163,18 @@ class Registry:
                 tracks,
                 setup_timeout_s=self.config.limits.setup_timeout_s,
                 on_end=self._viewer_ended,
+                stop_media=lambda: stream.fanout.detach(session_id),
                 greeting=lambda: stream.greeting(session),
                 on_message=stream.on_viewer_message,
             )
             # Our transceivers exist before the offer is applied, so aiortc matches them to the
             # offer's m-lines and negotiates only H.264 for video (the only codec we send).
-            video = pc.addTransceiver(tracks.video, direction="sendonly")
+            video = pc.addTransceiver("video", direction="sendonly")
             video.setCodecPreferences(_h264_preferences())
-            observe_sender(video.sender, lambda feedback: stream.on_viewer_feedback(session_id, feedback))
+            self._hand_over(stream, session, video.sender, tracks.video)
             if tracks.audio is not None:
-                pc.addTransceiver(tracks.audio, direction="sendonly")
+                audio = pc.addTransceiver("audio", direction="sendonly")
+                self._hand_over(stream, session, audio.sender, tracks.audio)
             await apply_offer(pc, offer_sdp)
             answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
         except BaseException:
@@ -183,6 +187,33 @@ class Registry:
         session.start()
         log.info("%s: watching", session.label)
         return session.id, answer
+
+    def _hand_over(self, stream: Stream, session: ViewerSession, sender: RTCRtpSender, out: TrackOut) -> None:
+        """Once connected, the viewer's media goes through the fan-out's fast path, not aiortc's."""
+        fanout = stream.fanout
+        kind = out.kind
+
+        def ready(dtls: Any) -> None:
+            link = session.links.get(id(dtls))
+            if link is None:
+                try:
+                    link = session.links[id(dtls)] = UdpLink.from_dtls(dtls)
+                except LinkUnavailable as exc:
+                    log.warning("%s: cannot send %s: %s", session.label, kind, exc)
+                    session.close_soon(f"no {kind} link: {exc}")
+                    return
+            fanout.activate(session.id, kind, link)
+
+        def nack(lost: list[int]) -> None:
+            fanout.retransmit(session.id, kind, lost)
+
+        take_over(
+            sender,
+            out,
+            on_ready=ready,
+            on_nack=nack,
+            on_feedback=lambda feedback: stream.on_viewer_feedback(session.id, feedback),
+        )
 
     async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
         self.viewers.pop(session.id, None)
@@ -197,10 +228,11 @@ class Registry:
         await session.close(reason)
 
     async def _expire_cards(self) -> None:
-        """Once a second, hide cards whose ttl_s ran out (on every stream)."""
+        """Once a second: RTCP sender reports to every viewer, and hide cards whose ttl_s ran out."""
         while True:
             await asyncio.sleep(1.0)
             for stream in self.streams.values():
+                stream.fanout.send_reports(stream.media_time())
                 try:
                     await stream.cards.expire()
                 except Exception:  # one stream's storage trouble must not stop the others

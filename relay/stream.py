@@ -316,6 +316,9 @@ class Stream:
                 for s in self.transcoder.stats()
             ],
             "frames_forwarded": self.fanout.frames_forwarded,
+            "packets_forwarded": self.fanout.packets_forwarded,
+            "packets_dropped": sum(link.dropped for link in self.fanout.links()),
+            "packets_retransmitted": self.fanout.retransmitted,
             "card_actions": self.cards.actions,
         }
 

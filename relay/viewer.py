@@ -11,6 +11,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 
 from ingest.session import PeerSession
 from relay.fanout import ViewerTracks
+from relay.udplink import UdpLink
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ViewerSession(PeerSession):
         *,
         setup_timeout_s: float,
         on_end: Callable[[ViewerSession, str], Awaitable[None]],
+        stop_media: Callable[[], None],
         greeting: Callable[[], list[str]],
         on_message: Callable[[ViewerSession, str], None],
     ) -> None:
@@ -40,6 +42,8 @@ class ViewerSession(PeerSession):
         self.tracks = tracks
         self._setup_timeout_s = setup_timeout_s
         self._on_end = on_end
+        self._stop_media = stop_media
+        self.links: dict[int, UdpLink] = {}  # the fast path's link per DTLS transport
         self._greeting = greeting
         self._on_message = on_message
         self._channel: RTCDataChannel | None = None
@@ -107,6 +111,9 @@ class ViewerSession(PeerSession):
         if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(flushed.wait(), timeout_s)
+
+    def _stopping(self) -> None:
+        self._stop_media()  # no packet leaves for this viewer once its close has begun
 
     async def _ended(self, reason: str) -> None:
         await self._on_end(self, reason)

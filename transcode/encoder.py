@@ -82,8 +82,7 @@ class VideoEncoder:
         self.encode_seconds += time.perf_counter() - started
         name = self.rendition.name
         return [
-            EncodedFrame("video", name, bytes(p), p.pts if p.pts is not None else pts, p.is_keyframe)
-            for p in packets
+            EncodedFrame("video", name, bytes(p), p.pts if p.pts is not None else pts, p.is_keyframe) for p in packets
         ]
 
 

@@ -109,11 +109,14 @@ class StreamTranscoder:
                 )
         # Keep ladder order (highest first) so callers can rely on it.
         self.rungs = {name: self.rungs[name] for name in wanted}
-        self.sizes = {
-            name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()
-        }
-        log.info("transcode %s: source %dx%d -> %s", self.name, width, height,
-                 ", ".join(f"{n} {w}x{h}" for n, (w, h) in self.sizes.items()))
+        self.sizes = {name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()}
+        log.info(
+            "transcode %s: source %dx%d -> %s",
+            self.name,
+            width,
+            height,
+            ", ".join(f"{n} {w}x{h}" for n, (w, h) in self.sizes.items()),
+        )
         self._on_rungs(dict(self.sizes))
 
     def request_keyframe(self, rung: str) -> None:

@@ -65,8 +65,13 @@ async def test_publish_watch_switch_cards_offline_and_back(browser: Any, web_ser
     await host.fill("#key", KEY)
     await host.dispatch_event("#key", "change")
     for name, value in {
-        "id": "mug-1", "title": "Stoneware mug", "price": "12.50", "currency": "EUR",
-        "image_url": "/static/product.svg", "buy_url": "https://shop.example/mug", "badge": "-20%",
+        "id": "mug-1",
+        "title": "Stoneware mug",
+        "price": "12.50",
+        "currency": "EUR",
+        "image_url": "/static/product.svg",
+        "buy_url": "https://shop.example/mug",
+        "badge": "-20%",
     }.items():
         await host.fill(f"#card-form [name={name}]", value)
     await host.click("#card-form button[type=submit]")

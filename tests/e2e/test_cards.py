@@ -236,8 +236,11 @@ async def test_bad_card_requests_get_their_status_and_name_the_problem(
     assert (await post(http, f"{base}/cards", card(5), token=HOST_KEY))[0] == 200  # the host's own key
     statuses = []
     for _ in range(40):  # over 20 per second: the limit answers 429 with Retry-After
-        async with http.post(f"{base}/cards", data=json.dumps(card(2)),
-                             headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}) as res:
+        async with http.post(
+            f"{base}/cards",
+            data=json.dumps(card(2)),
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        ) as res:
             statuses.append(res.status)
             if res.status == 429:
                 assert int(res.headers["Retry-After"]) >= 1
@@ -252,8 +255,9 @@ async def test_cards_survive_a_restart(data_dir: Path, cards_server: Server, htt
         before = await res.json()
     # A second server on the same data directory after the first one stops.
     stop_server(cards_server)
-    restarted = start_server(["--config", str(_config(data_dir)), "--data-dir", str(data_dir)],
-                             data_dir / "server2.log")
+    restarted = start_server(
+        ["--config", str(_config(data_dir)), "--data-dir", str(data_dir)], data_dir / "server2.log"
+    )
     try:
         async with http.get(f"{restarted.base}/api/streams/shop/cards") as res:
             after = await res.json()
@@ -273,8 +277,9 @@ async def test_cards_survive_a_restart(data_dir: Path, cards_server: Server, htt
 
 
 async def test_pts_of_an_action_lines_up_with_the_video(data_dir: Path, http: aiohttp.ClientSession) -> None:
-    server = start_server(["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "sync")],
-                          data_dir / "sync.log")
+    server = start_server(
+        ["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "sync")], data_dir / "sync.log"
+    )
     publisher = WhipPublisher(server.base, "sync", KEY, width=640, height=360, h264=True, audio=False)
     viewer = WhepViewer(server.base, "sync", rendition="480p")
     try:
@@ -307,8 +312,10 @@ async def test_pts_of_an_action_lines_up_with_the_video(data_dir: Path, http: ai
 async def test_a_browser_publisher_can_send_card_actions_on_its_data_channel(
     data_dir: Path, http: aiohttp.ClientSession
 ) -> None:
-    server = start_server(["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "pubchannel")],
-                          data_dir / "publisher-channel.log")
+    server = start_server(
+        ["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "pubchannel")],
+        data_dir / "publisher-channel.log",
+    )
     publisher = WhipPublisher(server.base, "limits", KEY, width=320, height=180, audio=False, control=True)
     viewer = WhepViewer(server.base, "limits", read_pattern=False)
     try:
@@ -321,8 +328,12 @@ async def test_a_browser_publisher_can_send_card_actions_on_its_data_channel(
             opened.set()
         publisher.channel.on("open", opened.set)
         await asyncio.wait_for(opened.wait(), 10)
-        for message in ({"action": "upsert", "card": card(77)}, {"action": "show", "id": "sku-77"},
-                        {"action": "show", "id": "nope"}, {"action": "dance"}):
+        for message in (
+            {"action": "upsert", "card": card(77)},
+            {"action": "show", "id": "sku-77"},
+            {"action": "show", "id": "nope"},
+            {"action": "dance"},
+        ):
             publisher.replied.clear()
             publisher.channel.send(json.dumps(message))
             await asyncio.wait_for(publisher.replied.wait(), 5)

@@ -27,14 +27,20 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -55,8 +61,20 @@ async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
         'turn_username = "shop"\nturn_credential = "s3cret"\n' + config.read_text()
     )
     server = start_server(
-        ["--config", str(config), "--tls-cert", str(cert), "--tls-key", str(key), "--public-ip", PUBLIC_IP,
-         "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")],
+        [
+            "--config",
+            str(config),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--public-ip",
+            PUBLIC_IP,
+            "--setup-timeout",
+            "2",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
         tmp_path / "server.log",
     )
     try:
@@ -65,8 +83,9 @@ async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
             async with http.options(f"{server.base}/whep/live2") as res:
                 assert res.status == 204
                 assert len(res.headers.getall("Link")) == 2
-            async with http.post(f"{server.base}/whep/live2", data=await _view_offer(),
-                                 headers={"Content-Type": "application/sdp"}) as res:
+            async with http.post(
+                f"{server.base}/whep/live2", data=await _view_offer(), headers={"Content-Type": "application/sdp"}
+            ) as res:
                 answer = await res.text()
                 assert res.status == 201, answer
                 links = res.headers.getall("Link")
@@ -87,13 +106,17 @@ async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: 
     config = write_config(tmp_path / "livecart.toml", stream)
     minted = subprocess.run(  # noqa: ASYNC221 - a short CLI call before anything runs
         [sys.executable, "-m", "relay.cli", "token", "--config", str(config), "--stream", "vip", "--ttl", "600"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
-    server = start_server(["--config", str(config), "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")],
-                          tmp_path / "server.log")
+    server = start_server(
+        ["--config", str(config), "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")], tmp_path / "server.log"
+    )
     try:
         offer = await _view_offer()
         async with aiohttp.ClientSession() as http:
+
             async def whep(query: str = "", token: str | None = None) -> int:
                 headers = {"Content-Type": "application/sdp"}
                 if token:
@@ -114,8 +137,9 @@ async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: 
 
 async def test_json_logs_carry_the_session_on_its_lines(tmp_path: Path) -> None:
     config = write_config(tmp_path / "livecart.toml", f'[streams.live2]\npublish_key = "{KEY}"\n')
-    server = start_server(["--config", str(config), "--log-format", "json", "--data-dir", str(tmp_path / "d")],
-                          tmp_path / "server.log")
+    server = start_server(
+        ["--config", str(config), "--log-format", "json", "--data-dir", str(tmp_path / "d")], tmp_path / "server.log"
+    )
     try:
         async with aiohttp.ClientSession() as http:
             publisher = WhipPublisher(server.base, "live2", KEY, width=160, height=120, audio=False)

@@ -53,9 +53,7 @@ async def test_each_rung_has_its_size_and_bitrate_and_loop_stays_responsive(
     async with aiohttp.ClientSession() as http:
         publisher = WhipPublisher(ladder_server.base, "shop", KEY, width=1280, height=720, noisy=True)
         await publisher.start(http)
-        viewers = {
-            name: WhepViewer(ladder_server.base, "shop", rendition=name, audio=False) for name in TARGET_KBPS
-        }
+        viewers = {name: WhepViewer(ladder_server.base, "shop", rendition=name, audio=False) for name in TARGET_KBPS}
         try:
             for viewer in viewers.values():
                 await viewer.start(http)
@@ -90,6 +88,7 @@ async def test_a_480p_source_yields_exactly_480p_and_240p(ladder_server: Server)
         publisher = WhipPublisher(ladder_server.base, "small", KEY, width=854, height=480, audio=False)
         await publisher.start(http)
         try:
+
             async def encoding() -> bool:
                 return bool(_rungs(await _stream(http, ladder_server, "small")))
 
@@ -118,8 +117,7 @@ async def test_switching_by_message_keeps_decoding_without_gaps(
                 await viewer.wait_for(lambda r, h=height: r.frames[-1].height == h, 5)
                 told = [json.loads(m) for m in viewer.record.messages]
                 assert any(
-                    m.get("type") == "rendition" and m.get("name") == name and m.get("height") == height
-                    for m in told
+                    m.get("type") == "rendition" and m.get("name") == name and m.get("height") == height for m in told
                 ), told
                 count = len(viewer.record.frames)
                 await viewer.wait_for(lambda r, c=count: len(r.frames) >= c + 15, 5)
@@ -170,6 +168,7 @@ async def test_two_viewers_joining_100ms_apart_cause_one_forced_keyframe(ladder_
         first = WhepViewer(ladder_server.base, "gate", rendition="240p", read_pattern=False)
         second = WhepViewer(ladder_server.base, "gate", rendition="240p", read_pattern=False)
         try:
+
             async def settled() -> bool:
                 rung = _rungs(await _stream(http, ladder_server, "gate")).get("240p")
                 return rung is not None and rung["frames_out"] >= 45  # > 1 s past its first IDR

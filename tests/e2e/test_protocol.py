@@ -24,9 +24,7 @@ def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose sessions must connect within 2 s and whose publishers may be silent 2 s."""
     tmp = tmp_path_factory.mktemp("protocol")
     config = write_config(tmp / "livecart.toml", f'[streams.interop]\npublish_key = "{KEY}"\n')
-    server = start_server(
-        ["--config", str(config), "--setup-timeout", "2", "--media-timeout", "2"], tmp / "server.log"
-    )
+    server = start_server(["--config", str(config), "--setup-timeout", "2", "--media-timeout", "2"], tmp / "server.log")
     yield server
     assert stop_server(server) == 0
     assert "Traceback" not in server.log()
@@ -49,9 +47,7 @@ def _fixture(name: str) -> str:
         "whip-node-offer.sdp",
     ],
 )
-async def test_real_client_whip_offers_get_201_with_a_complete_answer(
-    quick_server: Server, name: str
-) -> None:
+async def test_real_client_whip_offers_get_201_with_a_complete_answer(quick_server: Server, name: str) -> None:
     async with aiohttp.ClientSession() as http:
         headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"}
         async with http.post(f"{quick_server.base}/whip/interop", data=_fixture(name), headers=headers) as res:
@@ -68,11 +64,14 @@ async def test_real_client_whip_offers_get_201_with_a_complete_answer(
         await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)
 
 
-@pytest.mark.parametrize(("name", "status"), [
-    ("whep-test-offer.sdp", 201),
-    ("whep-node-offer.sdp", 201),
-    ("whep-gst-offer.sdp", 400),  # offers VP8 only; LiveCart sends H.264
-])
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("whep-test-offer.sdp", 201),
+        ("whep-node-offer.sdp", 201),
+        ("whep-gst-offer.sdp", 400),  # offers VP8 only; LiveCart sends H.264
+    ],
+)
 async def test_real_client_whep_offers(quick_server: Server, name: str, status: int) -> None:
     async with aiohttp.ClientSession() as http:
         headers = {"Content-Type": "application/sdp"}
@@ -153,8 +152,7 @@ async def test_silent_publisher_is_ended_and_its_stream_goes_offline(quick_serve
 
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"}
-        async with http.post(f"{quick_server.base}/whip/interop", data=pc.localDescription.sdp,
-                             headers=headers) as res:
+        async with http.post(f"{quick_server.base}/whip/interop", data=pc.localDescription.sdp, headers=headers) as res:
             assert res.status == 201
             answer = await res.text()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

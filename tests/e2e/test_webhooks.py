@@ -56,8 +56,9 @@ def _config(tmp: Path, hooks: str) -> Path:
 
 async def test_hooks_may_refuse_and_are_told_of_unpublish(tmp_path: Path, hook: tuple[Hook, str]) -> None:
     recorder, url = hook
-    config = _config(tmp_path, f'on_publish = "{url}/publish"\non_unpublish = "{url}/unpublish"\n'
-                               f'on_viewer = "{url}/viewer"\n')
+    config = _config(
+        tmp_path, f'on_publish = "{url}/publish"\non_unpublish = "{url}/unpublish"\non_viewer = "{url}/viewer"\n'
+    )
     server = start_server(["--config", str(config), "--data-dir", str(tmp_path / "d")], tmp_path / "server.log")
     try:
         async with aiohttp.ClientSession() as http:
@@ -80,8 +81,12 @@ async def test_hooks_may_refuse_and_are_told_of_unpublish(tmp_path: Path, hook: 
 
             await asyncio.wait_for(told(), 5)
         seen = [(e["event"], e["stream"]) for e in recorder.events]
-        assert seen == [("on_publish", "blocked"), ("on_publish", "open"), ("on_viewer", "open"),
-                        ("on_unpublish", "open")]
+        assert seen == [
+            ("on_publish", "blocked"),
+            ("on_publish", "open"),
+            ("on_viewer", "open"),
+            ("on_unpublish", "open"),
+        ]
     finally:
         assert stop_server(server) == 0
 
@@ -121,8 +126,10 @@ async def test_a_client_that_leaves_mid_post_leaves_no_session(tmp_path: Path) -
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/publish"
-    server = start_server(["--config", str(_config(tmp_path, f'on_publish = "{url}"\n')), "--setup-timeout", "15"],
-                          tmp_path / "server.log")
+    server = start_server(
+        ["--config", str(_config(tmp_path, f'on_publish = "{url}"\n')), "--setup-timeout", "15"],
+        tmp_path / "server.log",
+    )
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as impatient:
             publisher = WhipPublisher(server.base, "open", KEY, width=160, height=120, audio=False)
@@ -130,6 +137,7 @@ async def test_a_client_that_leaves_mid_post_leaves_no_session(tmp_path: Path) -
                 await publisher.start(impatient)
             await publisher.stop(None, delete=False)
         async with aiohttp.ClientSession() as http:
+
             async def settled() -> dict[str, int]:
                 while True:
                     async with http.get(f"{server.base}/api/streams") as res:

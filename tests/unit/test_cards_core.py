@@ -15,8 +15,15 @@ from relay.cardstore import CardStore
 
 
 def raw(**extra: object) -> dict[str, object]:
-    return {"id": "sku-1", "title": "Red mug", "price": "12.50", "currency": "EUR",
-            "image_url": "/img/mug.jpg", "buy_url": "https://shop.example/mug", **extra}
+    return {
+        "id": "sku-1",
+        "title": "Red mug",
+        "price": "12.50",
+        "currency": "EUR",
+        "image_url": "/img/mug.jpg",
+        "buy_url": "https://shop.example/mug",
+        **extra,
+    }
 
 
 def card(n: int, ttl: float | None = None) -> Card:
@@ -26,14 +33,26 @@ def card(n: int, ttl: float | None = None) -> Card:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"id": "has space"}, "id"), ({"id": "x" * 65}, "id"), ({"title": ""}, "title"),
-        ({"title": "t" * 121}, "title"), ({"title": "a\u0000b"}, "title"), ({"title": 5}, "title"),
-        ({"price": "1e3"}, "price"), ({"price": "-1"}, "price"), ({"price": 12.5}, "price"),
-        ({"currency": "eur"}, "currency"), ({"currency": "XXX"}, "currency"),
-        ({"image_url": "javascript:alert(1)"}, "image_url"), ({"buy_url": "//evil.example/x"}, "buy_url"),
-        ({"buy_url": "ftp://x/y"}, "buy_url"), ({"buy_url": "https://a b"}, "buy_url"),
-        ({"stock": -1}, "stock"), ({"stock": True}, "stock"), ({"ttl_s": 0}, "ttl_s"),
-        ({"badge": "b" * 33}, "badge"), ({"extra": 1}, "extra"),
+        ({"id": "has space"}, "id"),
+        ({"id": "x" * 65}, "id"),
+        ({"title": ""}, "title"),
+        ({"title": "t" * 121}, "title"),
+        ({"title": "a\u0000b"}, "title"),
+        ({"title": 5}, "title"),
+        ({"price": "1e3"}, "price"),
+        ({"price": "-1"}, "price"),
+        ({"price": 12.5}, "price"),
+        ({"currency": "eur"}, "currency"),
+        ({"currency": "XXX"}, "currency"),
+        ({"image_url": "javascript:alert(1)"}, "image_url"),
+        ({"buy_url": "//evil.example/x"}, "buy_url"),
+        ({"buy_url": "ftp://x/y"}, "buy_url"),
+        ({"buy_url": "https://a b"}, "buy_url"),
+        ({"stock": -1}, "stock"),
+        ({"stock": True}, "stock"),
+        ({"ttl_s": 0}, "ttl_s"),
+        ({"badge": "b" * 33}, "badge"),
+        ({"extra": 1}, "extra"),
     ],
 )
 def test_each_bad_field_is_named_with_422(change: dict[str, object], field: str) -> None:
@@ -102,8 +121,9 @@ def _apply(board: CardBoard, steps: list[tuple[str, int]]) -> None:
 
 @settings(max_examples=150)
 @given(actions, actions)
-def test_snapshot_plus_later_events_equals_the_live_state(before: list[tuple[str, int]],
-                                                         after: list[tuple[str, int]]) -> None:
+def test_snapshot_plus_later_events_equals_the_live_state(
+    before: list[tuple[str, int]], after: list[tuple[str, int]]
+) -> None:
     board = CardBoard()
     _apply(board, before)
     snapshot = board.snapshot()
@@ -132,8 +152,12 @@ def test_store_round_trip_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "cards.sqlite3"
     store = CardStore(path)
     board = store.load("s", max_catalogue=10, history=100)
-    for event in (board.upsert(card(1), pts_ms=1, now=1.0), board.upsert(card(2), pts_ms=2, now=2.0),
-                  board.show("c2", pts_ms=3, now=3.0), board.show("c1", pts_ms=4, now=4.0)):
+    for event in (
+        board.upsert(card(1), pts_ms=1, now=1.0),
+        board.upsert(card(2), pts_ms=2, now=2.0),
+        board.show("c2", pts_ms=3, now=3.0),
+        board.show("c1", pts_ms=4, now=4.0),
+    ):
         store.record("s", event, board)
     store.close()
     again = CardStore(path).load("s", max_catalogue=10, history=100)

@@ -1,15 +1,54 @@
-"""The per-viewer queue policy and rung routing: start at a keyframe, bounded, switch on IDR."""
+"""The fan-out's rung routing and RTP rewriting, through a recording link (no sockets, no SRTP)."""
 
 from __future__ import annotations
 
-import av
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSrPacket, RtpPacket
 
-from relay.fanout import VIDEO_QUEUE_FRAMES, Fanout, PacketTrack
+from relay.fanout import Fanout, ViewerTracks
+from relay.rtp import MAX_PAYLOAD
 from transcode.frames import EncodedFrame
 
+EXTENSIONS = HeaderExtensionsMap()
+EXTENSIONS.configure(
+    RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        ]
+    )
+)
 
-def _packet() -> av.Packet:
-    return av.Packet(b"\x00\x00\x00\x01x")
+
+class RecordingLink:
+    """Keeps every packet "sent"; protect is the identity so packets parse as plain RTP."""
+
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+        self.batches: list[list[bytes]] = []
+        self.rtcp: list[bytes] = []
+        self.dropped = 0
+        self.closed = False
+
+    def protect(self, packet: bytes) -> bytes:
+        return packet
+
+    def send_runs(self, packets: list[bytes], runs: list[tuple[int, int]]) -> None:
+        for start, end in runs:
+            self.batches.append(packets[start:end])
+        self.packets.extend(packets)
+
+    def send_one(self, packet: bytes) -> None:
+        self.packets.append(packet)
+
+    def send_rtcp(self, compound: bytes) -> None:
+        self.rtcp.append(compound)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def parsed(self) -> list[RtpPacket]:
+        return [RtpPacket.parse(p, EXTENSIONS) for p in self.packets]
 
 
 class Clock:
@@ -24,103 +63,113 @@ def _fanout() -> tuple[Fanout, list[str], list[tuple[str, str]], Clock]:
     asked: list[str] = []
     switched: list[tuple[str, str]] = []
     clock = Clock()
-    fanout = Fanout(asked.append, lambda v, r: switched.append((v, r)), keyframe_min_interval_s=0.5, clock=clock)
+    fanout = Fanout(
+        asked.append,
+        lambda v, r: switched.append((v, r)),
+        keyframe_min_interval_s=0.5,
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.0,
+    )
     return fanout, asked, switched, clock
 
 
-def _video(rung: str, pts: int, key: bool) -> EncodedFrame:
-    return EncodedFrame("video", rung, b"\x00\x00\x00\x01e", pts, key)
+def _video(rung: str, pts: int, key: bool, size: int = 100) -> EncodedFrame:
+    nal = bytes([0x65 if key else 0x41]) + bytes(range(256)) * (size // 256) + b"\x01" * (size % 256)
+    return EncodedFrame("video", rung, b"\x00\x00\x00\x01" + nal, pts, key)
 
 
-def test_video_track_skips_until_the_first_keyframe() -> None:
-    track = PacketTrack("video", lambda: None)
-    track.push(_packet(), keyframe=False)
-    track.push(_packet(), keyframe=False)
-    assert track.waiting_for_keyframe and track.skipped == 2
-    track.push(_packet(), keyframe=True)
-    track.push(_packet(), keyframe=False)
-    assert not track.waiting_for_keyframe
-    assert track._queue.qsize() == 2
+def _viewer(
+    fanout: Fanout, name: str, rung: str, *, audio: bool = False, ssrc: int = 1111
+) -> tuple[ViewerTracks, RecordingLink]:
+    tracks = fanout.new_tracks(name, with_audio=audio)
+    tracks.video.configure(ssrc, 102, "0", 3, 1, "cname")
+    if tracks.audio is not None:
+        tracks.audio.configure(ssrc + 1, 111, "1", None, None, "cname")
+    fanout.attach(name, tracks, rung)
+    link = RecordingLink()
+    fanout.activate(name, "video", link)
+    if audio:
+        fanout.activate(name, "audio", link)
+    return tracks, link
 
 
-def test_overflow_drops_the_backlog_and_asks_for_a_keyframe() -> None:
-    asked: list[int] = []
-    track = PacketTrack("video", lambda: asked.append(1))
-    track.push(_packet(), keyframe=True)
-    for _ in range(VIDEO_QUEUE_FRAMES + 5):
-        track.push(_packet(), keyframe=False)
-    assert asked == [1]
-    assert track._queue.qsize() <= VIDEO_QUEUE_FRAMES
-    assert track.waiting_for_keyframe  # the broken chain is never delivered
+def _video_packets(link: RecordingLink, ssrc: int = 1111) -> list[RtpPacket]:
+    return [p for p in link.parsed() if p.ssrc == ssrc]
 
 
-def test_audio_track_keeps_the_newest_on_overflow() -> None:
-    track = PacketTrack("audio", lambda: None)
-    for _ in range(200):
-        track.push(_packet(), keyframe=True)
-    assert 0 < track._queue.qsize() <= 50
-
-
-def test_join_waits_for_a_keyframe_of_its_rung_and_shares_one_packet() -> None:
+def test_join_waits_for_a_keyframe_of_its_rung_and_gets_its_own_headers_on_shared_payloads() -> None:
     fanout, asked, switched, _ = _fanout()
-    a, b = fanout.new_tracks("a", with_audio=True), fanout.new_tracks("b", with_audio=False)
-    fanout.attach("a", a, "480p")
-    fanout.attach("b", b, "480p")
+    _, la = _viewer(fanout, "a", "480p", audio=True, ssrc=1000)
+    _, lb = _viewer(fanout, "b", "480p", ssrc=2000)
     assert asked == ["480p", "480p"]  # the transcoder's KeyframeGate coalesces these
     fanout.publish(_video("480p", 0, False))
-    assert a.video._queue.qsize() == 0  # not before the keyframe
+    assert la.packets == []  # not before the keyframe
     fanout.publish(_video("720p", 3000, True))  # another rung's keyframe: not theirs
-    fanout.publish(_video("480p", 3000, True))
+    fanout.publish(_video("480p", 3000, True, size=3000))
     assert switched == [("a", "480p"), ("b", "480p")]
+    pa, pb = _video_packets(la, 1000), _video_packets(lb, 2000)
+    assert len(pa) == len(pb) == 3  # 3000 bytes: three FU-A fragments
+    assert [p.payload for p in pa] == [p.payload for p in pb]
+    assert [p.marker for p in pa] == [0, 0, 1] and {p.payload_type for p in pa} == {102}
+    assert [(p.sequence_number - pa[0].sequence_number) & 0xFFFF for p in pa] == [0, 1, 2]
+    assert len({p.timestamp for p in pa}) == 1
+    assert pa[0].extensions.mid == "0" and pa[0].extensions.abs_send_time is not None
     fanout.publish(EncodedFrame("audio", "audio", b"opus", 960, True))
-    pa, pb = a.video._queue.get_nowait(), b.video._queue.get_nowait()
-    assert pa is pb and pa.pts == 3000
-    assert a.audio is not None and a.audio._queue.qsize() == 1
+    audio = [p for p in la.parsed() if p.ssrc == 1001]
+    assert len(audio) == 1 and audio[0].payload == b"opus" and audio[0].payload_type == 111
+    assert not [p for p in lb.parsed() if p.ssrc == 2001]  # b has no audio
     fanout.detach("a")
-    assert len(fanout) == 1 and a.video.readyState == "ended"
+    assert len(fanout) == 1 and la.closed
+
+
+def test_packets_of_a_frame_go_out_as_gso_batches_of_equal_size() -> None:
+    fanout, _, _, _ = _fanout()
+    _, link = _viewer(fanout, "a", "720p")
+    fanout.publish(_video("720p", 0, True, size=10 * MAX_PAYLOAD))
+    assert len(link.batches) == 1  # eleven packets, one sendmsg
+    sizes = [len(p) for p in link.batches[0]]
+    assert len(set(sizes[:-1])) == 1 and sizes[-1] <= sizes[0]
 
 
 def test_join_right_after_a_keyframe_starts_from_the_cache_without_a_new_one() -> None:
     fanout, asked, _, clock = _fanout()
-    first = fanout.new_tracks("first", with_audio=False)
-    fanout.attach("first", first, "240p")
+    _viewer(fanout, "first", "240p")
     fanout.publish(_video("240p", 0, True))
     fanout.publish(_video("240p", 3000, False))
     clock.now = 0.1  # second viewer 100 ms later
-    second = fanout.new_tracks("second", with_audio=False)
-    fanout.attach("second", second, "240p")
+    second_tracks, second = _viewer(fanout, "second", "240p")
     assert asked == ["240p"]  # one forced keyframe for two joins
-    assert second.video._queue.qsize() == 2 and not second.video.waiting_for_keyframe
+    got = _video_packets(second)
+    assert [p.timestamp - got[0].timestamp for p in got] == [0, 3000]
+    assert second_tracks.video.first_pts == 0
     clock.now = 0.7  # too long after the keyframe: the cache would mean a long burst
-    third = fanout.new_tracks("third", with_audio=False)
-    fanout.attach("third", third, "240p")
+    _viewer(fanout, "third", "240p")
     assert asked == ["240p", "240p"]
 
 
-def test_switch_happens_on_the_target_keyframe_and_frames_keep_flowing_meanwhile() -> None:
+def test_switch_happens_on_the_target_keyframe_and_the_rtp_stream_stays_continuous() -> None:
     fanout, asked, switched, _ = _fanout()
-    viewer = fanout.new_tracks("v", with_audio=False)
-    fanout.attach("v", viewer, "720p")
-    fanout.publish(_video("720p", 0, True))
+    viewer, link = _viewer(fanout, "v", "720p")
+    fanout.publish(_video("720p", 0, True, size=2000))
     fanout.switch("v", "240p")
     assert asked[-1] == "240p"
-    fanout.publish(_video("720p", 3000, False))  # still on 720p until 240p's IDR
+    fanout.publish(_video("720p", 3000, False, size=2000))  # still on 720p until 240p's IDR
     fanout.publish(_video("240p", 3000, False))
     assert fanout.rung_of("v") == "240p" and viewer.rung == "720p"
     fanout.publish(_video("240p", 6000, True))
     fanout.publish(_video("720p", 6000, False))
-    assert viewer.rung == "240p"
-    pts = []
-    while not viewer.video._queue.empty():
-        pts.append(viewer.video._queue.get_nowait().pts)
-    assert pts == [0, 3000, 6000]  # continuous: no frame twice, none from the old rung after
-    assert switched[-1] == ("v", "240p")
+    fanout.publish(_video("240p", 9000, False))
+    assert viewer.rung == "240p" and switched[-1] == ("v", "240p")
+    got = _video_packets(link)
+    seqs = [(p.sequence_number - got[0].sequence_number) & 0xFFFF for p in got]
+    assert seqs == list(range(len(got)))  # no gap, no repeat across the switch
+    stamps = sorted({p.timestamp - got[0].timestamp for p in got})
+    assert stamps == [0, 3000, 6000, 9000]
 
 
 def test_switching_back_before_the_keyframe_cancels_the_switch() -> None:
     fanout, _, switched, _ = _fanout()
-    viewer = fanout.new_tracks("v", with_audio=False)
-    fanout.attach("v", viewer, "720p")
+    viewer, _ = _viewer(fanout, "v", "720p")
     fanout.publish(_video("720p", 0, True))
     fanout.switch("v", "240p")
     fanout.switch("v", "720p")
@@ -130,25 +179,58 @@ def test_switching_back_before_the_keyframe_cancels_the_switch() -> None:
 
 def test_remap_moves_viewers_off_rungs_that_disappeared() -> None:
     fanout, asked, _, _ = _fanout()
-    viewer = fanout.new_tracks("v", with_audio=False)
-    fanout.attach("v", viewer, "720p")
+    viewer, link = _viewer(fanout, "v", "720p")
     fanout.publish(_video("720p", 0, True))
     fanout.remap(["480p", "240p"], lambda gone: "480p")
     assert fanout.rung_of("v") == "480p" and asked[-1] == "480p"
     fanout.publish(_video("480p", 3000, True))
     assert viewer.rung == "480p"
+    got = _video_packets(link)
+    assert (got[1].sequence_number - got[0].sequence_number) & 0xFFFF == 1
 
 
-def test_switch_keyframe_for_a_frame_the_old_rung_already_sent_is_retimed_once() -> None:
+def test_switch_keyframe_for_a_frame_the_old_rung_already_sent_is_retimed() -> None:
     fanout, _, _, _ = _fanout()
-    viewer = fanout.new_tracks("v", with_audio=False)
-    fanout.attach("v", viewer, "720p")
+    _, link = _viewer(fanout, "v", "720p")
     fanout.publish(_video("720p", 0, True))
     fanout.switch("v", "240p")
     fanout.publish(_video("720p", 3000, False))  # the old rung finished source frame 3000 first
     fanout.publish(_video("240p", 3000, True))  # the same source frame, as the new rung's IDR
     fanout.publish(_video("240p", 6000, False))
-    pts = []
-    while not viewer.video._queue.empty():
-        pts.append(viewer.video._queue.get_nowait().pts)
-    assert pts == [0, 3000, 3001, 6000]  # strictly increasing: the IDR moved one tick later
+    got = _video_packets(link)
+    assert [p.timestamp - got[0].timestamp for p in got] == [0, 3000, 3001, 6001]  # strictly increasing
+
+
+def test_a_nack_is_answered_with_the_very_packet_the_viewer_missed_even_across_a_switch() -> None:
+    fanout, _, _, _ = _fanout()
+    _, link = _viewer(fanout, "v", "720p")
+    fanout.publish(_video("720p", 0, True, size=3000))
+    fanout.switch("v", "240p")
+    fanout.publish(_video("240p", 3000, True, size=2000))
+    sent = list(link.packets)
+    wanted = [RtpPacket.parse(sent[1]).sequence_number, RtpPacket.parse(sent[4]).sequence_number]
+    link.packets.clear()
+    assert fanout.retransmit("v", "video", [*wanted, (wanted[1] + 1000) & 0xFFFF]) == 2
+    resent = link.parsed()
+    originals = [RtpPacket.parse(sent[1]), RtpPacket.parse(sent[4])]
+    for again, original in zip(resent, originals, strict=True):
+        assert (again.sequence_number, again.timestamp, again.marker, again.payload) == (
+            original.sequence_number,
+            original.timestamp,
+            original.marker,
+            original.payload,
+        )
+
+
+def test_sender_reports_carry_the_viewers_ssrc_and_counts() -> None:
+    fanout, _, _, _ = _fanout()
+    viewer, link = _viewer(fanout, "v", "720p")
+    assert fanout.send_reports(1.0) == 0  # nothing sent yet: nothing to report
+    fanout.publish(_video("720p", 90_000, True, size=2000))
+    assert fanout.send_reports(1.0) == 1
+    sr = RtcpPacket.parse(link.rtcp[0])[0]
+    assert isinstance(sr, RtcpSrPacket) and sr.ssrc == 1111
+    assert sr.sender_info.packet_count == 2
+    first = _video_packets(link)[0]
+    assert sr.sender_info.rtp_timestamp == first.timestamp  # media time 1.0 s == pts 90000
+    assert viewer.video.packets == 2

@@ -1,0 +1,158 @@
+"""The I/O edge of the fast path: one viewer's SRTP context and UDP socket, and batched sends.
+
+A ``UdpLink`` borrows what aiortc negotiated for a viewer (the DTLS transport's outbound SRTP
+session, the ICE pair's socket and remote address) and sends through them directly: one
+``sendmsg`` with UDP GSO for each run of equal-size packets, plain ``sendto`` where the kernel
+refuses GSO. A full socket buffer drops the packets (counted) instead of queueing: a viewer that
+stops reading costs the others nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+_SEGMENT = struct.Struct("=H")
+
+
+MAX_PACKET = 1500 - 16 - 128  # pylibsrtp's buffer less the largest SRTP trailer
+
+
+class SrtpRefused(Exception):
+    """libsrtp refused to protect a packet (its error code is the argument)."""
+
+
+def fast_protect(srtp: Any) -> Callable[[bytes], bytes]:
+    """``srtp.protect`` without pylibsrtp's per-call Python overhead (~2 µs of ~3 per packet).
+
+    Calls libsrtp through pylibsrtp's own cffi binding and buffers, with the same checks;
+    falls back to ``srtp.protect`` if that pylibsrtp's layout is not the one this was written for.
+    """
+    try:
+        from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
+
+        context = srtp._srtp[0]
+        cdata = srtp._cdata
+        buffer = srtp._buffer
+    except (ImportError, AttributeError):
+        protect: Callable[[bytes], bytes] = srtp.protect
+        return protect
+    length = ffi.new("int *")
+    call = lib.srtp_protect
+
+    def protect_fast(data: bytes) -> bytes:
+        size = len(data)
+        if size > MAX_PACKET:
+            raise ValueError("packet is too long")
+        length[0] = size
+        buffer[0:size] = data
+        status = call(context, cdata, length)
+        if status:
+            raise SrtpRefused(status)
+        out: bytes = buffer[0 : length[0]]
+        return out
+
+    return protect_fast
+
+
+class LinkUnavailable(Exception):
+    """The viewer's transports are not (or no longer) connected; nothing can be sent."""
+
+
+class UdpLink:
+    """One viewer's path to the wire: ``protect`` is SRTP for RTP, ``send_runs`` sends batches."""
+
+    __slots__ = (
+        "_addr",
+        "_gso",
+        "_protect_rtcp",
+        "_sock",
+        "bytes_sent",
+        "closed",
+        "dropped",
+        "protect",
+        "sent",
+    )
+
+    def __init__(self, sock: socket.socket, addr: tuple[str, int], srtp: Any, *, gso: bool = True) -> None:
+        self._sock = sock
+        self._addr = addr
+        self.protect = fast_protect(srtp)
+        self._protect_rtcp = srtp.protect_rtcp
+        self._gso = gso
+        self.sent = 0
+        self.dropped = 0
+        self.bytes_sent = 0
+        self.closed = False
+
+    @classmethod
+    def from_dtls(cls, dtls: Any) -> UdpLink:
+        """Take over the SRTP session and ICE socket of a connected aiortc ``RTCDtlsTransport``."""
+        srtp = getattr(dtls, "_tx_srtp", None)
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        pair = getattr(connection, "_nominated", {}).get(1) if connection is not None else None
+        if srtp is None or pair is None:
+            raise LinkUnavailable("DTLS/ICE not connected")
+        transport = pair.protocol.transport
+        raw = transport.get_extra_info("socket") if transport is not None else None
+        if raw is None:
+            raise LinkUnavailable("ICE socket closed")
+        # Our own descriptor for the same socket: works with asyncio and uvloop alike (uvloop only
+        # hands out a pseudo-socket), and stays valid until we close it.
+        sock = socket.socket(fileno=os.dup(raw.fileno()))
+        sock.setblocking(False)
+        return cls(sock, pair.remote_addr, srtp)
+
+    def send_runs(self, packets: list[bytes], runs: list[tuple[int, int]]) -> None:
+        """Send protected ``packets``; each run of ``runs`` is one GSO datagram (see rtp.gso_runs)."""
+        sock = self._sock
+        addr = self._addr
+        for start, end in runs:
+            try:
+                if end - start == 1 or not self._gso:
+                    for packet in packets[start:end]:
+                        sock.sendto(packet, addr)
+                else:
+                    sock.sendmsg(
+                        [b"".join(packets[start:end])],
+                        [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(len(packets[start])))],
+                        0,
+                        addr,
+                    )
+                self.sent += end - start
+            except BlockingIOError:
+                self.dropped += end - start
+            except OSError as exc:
+                if self._gso and end - start > 1 and exc.errno in (5, 22, 90, 95, 97):  # EIO EINVAL EMSGSIZE ...
+                    log.info("UDP GSO refused (%s): sending packet by packet", exc.strerror)
+                    self._gso = False
+                    self.send_runs(packets, [(start, end)])
+                    continue
+                self.dropped += end - start
+
+    def send_one(self, packet: bytes) -> None:
+        try:
+            self._sock.sendto(packet, self._addr)
+            self.sent += 1
+        except OSError:
+            self.dropped += 1
+
+    def send_rtcp(self, compound: bytes) -> None:
+        """Protect and send one RTCP compound packet (sender reports)."""
+        try:
+            self.send_one(self._protect_rtcp(compound))
+        except Exception:  # an SRTP error on a closing session is not worth more than a count
+            self.dropped += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._sock.close()
