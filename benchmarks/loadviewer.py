@@ -48,7 +48,15 @@ class RtpCounter:
         self.verify_failed = 0
         self._until_verify = VERIFY_EVERY
 
+    def on_plaintext(self, data: bytes) -> None:
+        """A packet aiortc already decrypted (it arrived before the socket tap was in place)."""
+        self._count(data, plaintext=True)
+
     def on_datagram(self, data: bytes) -> None:
+        """An SRTP packet straight from the socket."""
+        self._count(data, plaintext=False)
+
+    def _count(self, data: bytes, plaintext: bool) -> None:
         if len(data) < 12:
             return
         _, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
@@ -58,8 +66,13 @@ class RtpCounter:
         if stream is None:
             stream = self.streams[ssrc] = StreamCount((b1 & 0x7F) in self.video_pts, seq, ts)
         stream.add(seq, ts, len(data))
+        if plaintext:
+            self.verified += 1
+            if self.first_keyframe_at is None and stream.video and _is_keyframe(RtpPacket.parse(data)):
+                self.first_keyframe_at = time.monotonic()
+            return
         if self.first_keyframe_at is None:
-            if stream.video and self._keyframe(data):
+            if stream.video and _is_keyframe(self._decrypt(data)):
                 self.first_keyframe_at = time.monotonic()
             return
         self._until_verify -= 1
@@ -76,9 +89,9 @@ class RtpCounter:
         self.verified += 1
         return packet
 
-    def _keyframe(self, data: bytes) -> bool:
-        packet = self._decrypt(data)
-        return packet is not None and payload_starts_keyframe(packet.payload)
+
+def _is_keyframe(packet: RtpPacket | None) -> bool:
+    return packet is not None and payload_starts_keyframe(packet.payload)
 
 
 @dataclass
@@ -168,7 +181,7 @@ class LoadViewer:
         counter = self.counter = RtpCounter(_video_payload_types(body), srtp, self.posted_at)
 
         async def early(data: bytes, arrival_time_ms: int) -> None:  # before the socket tap
-            counter.on_datagram(data)
+            counter.on_plaintext(data)  # aiortc decrypted it already
 
         dtls._handle_rtp_data = early  # type: ignore[method-assign]
         try:

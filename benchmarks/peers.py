@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import fractions
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,9 +63,17 @@ class NoisyH264Track(MediaStreamTrack):
     kind = "video"
 
     def __init__(
-        self, width: int = 1280, height: int = 720, *, fps: int = 30, kbps: int = 8000, noise: bool = True
+        self,
+        width: int = 1280,
+        height: int = 720,
+        *,
+        fps: int = 30,
+        kbps: int = 8000,
+        noise: bool = True,
+        stamp: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__()
+        self._stamp = stamp  # what to draw into frame n (default: n); the benchmark draws capture time
         self._with_noise = noise
         self.width, self.height, self.fps = width, height, fps
         self.counter = 0
@@ -98,7 +107,7 @@ class NoisyH264Track(MediaStreamTrack):
         luma[self.height // 3 : self.height // 3 + 150, box : box + 200] += 60
         yuv = np.full((self.height * 3 // 2, self.width), 128, dtype=np.uint8)
         yuv[: self.height] = np.clip(luma, 0, 255).astype(np.uint8)
-        draw_counter(yuv[: self.height], n)
+        draw_counter(yuv[: self.height], self._stamp(n) if self._stamp else n)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = n * (90000 // self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
@@ -127,15 +136,16 @@ class ToneAudioTrack(AudioStreamTrack):
         self._phase = 0
 
     async def recv(self) -> av.AudioFrame:
-        frame = await super().recv()
+        frame = await super().recv()  # paced 20 ms of silence (aiortc makes it at 8 kHz)
         assert isinstance(frame, av.AudioFrame)
-        samples = frame.samples
+        scale = 48000 // frame.sample_rate
+        samples = frame.samples * scale  # the same 20 ms at 48 kHz
         t = (np.arange(samples) + self._phase) / 48000
         self._phase += samples
         tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
         out = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
         out.sample_rate = 48000
-        out.pts = frame.pts
+        out.pts = (frame.pts or 0) * scale
         out.time_base = fractions.Fraction(1, 48000)
         return out
 
@@ -172,6 +182,7 @@ class WhipPublisher:
         noisy: bool = False,
         h264: bool = False,
         control: bool = False,
+        stamp: Callable[[int], int] | None = None,
     ) -> None:
         self.url = f"{base}/whip/{stream}"
         self.key = key
@@ -179,7 +190,7 @@ class WhipPublisher:
         if noisy or h264:
             # Pre-encoded with x264 ultrafast: far cheaper for the test process than aiortc's
             # own VP8/H.264 encoders at 720p.
-            self.video = NoisyH264Track(width, height, noise=noisy)
+            self.video = NoisyH264Track(width, height, noise=noisy, stamp=stamp)
             video_codec = "H264"
         else:
             self.video = PatternVideoTrack(width, height)

@@ -101,6 +101,10 @@ async def serve(config: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from benchmarks.bench import main as bench_main
+
+        return bench_main(args)
     try:
         config = load_config(args, os.environ)
     except ConfigError as exc:

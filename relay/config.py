@@ -179,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--config", metavar="PATH", default=None, help="TOML configuration file (env LIVECART_CONFIG)")
     token.add_argument("--stream", required=True, help="the protected stream")
     token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
+    bench = commands.add_parser(
+        "bench",
+        help="load-test a server: a publisher and many WHEP viewers",
+        description="Load-test a LiveCart server (see benchmarks/RESULTS.md for how we run it).",
+    )
+    from benchmarks.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)
         help_text = f"{text} (env {env}; default {default})"

@@ -1,0 +1,419 @@
+"""``livecart bench``: load-test a LiveCart server (and, for comparison, a plain aiortc relay).
+
+One publisher (optional, synthetic: frames stamped with their capture time, a product card every
+few seconds) and N viewers spread over worker processes. Each viewer does the full WHEP
+handshake and then only counts packets (``benchmarks.loadviewer``); a few probe viewers decode
+to measure glass-to-glass and card latency. ``--viewers 100,200,400`` runs one level after the
+other and reports the highest that still delivers ``--threshold`` of packets to every viewer;
+``--against-reference`` runs the same levels against ``benchmarks.reference_relay`` as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import queue as queue_module
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.benchstats import percentile
+from benchmarks.peers import WhepViewer, WhipPublisher
+from benchmarks.serverstats import ServerSampler, metrics_sampler, proc_sampler
+from benchmarks.worker import ViewerRow, WorkerPlan, WorkerResult
+from benchmarks.worker import run as worker_run
+
+SETTLE_S = 3.0  # after the last viewer was started, before the measurement window opens
+CARD_EVERY_S = 3.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--stream", required=True, help="stream name to watch (and publish to)")
+    parser.add_argument("--key", default=None, help="the stream's publish key (needed with --publish synthetic)")
+    parser.add_argument(
+        "--viewers", default="20", help="viewer count, or a comma list of levels run one after the other (20)"
+    )
+    parser.add_argument("--ramp", type=float, default=20.0, help="viewers started per second (20)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per level (10)")
+    parser.add_argument("--rendition", default="auto", help="rendition name, or auto (auto)")
+    parser.add_argument("--publish", choices=["synthetic", "none"], default="synthetic", help="(synthetic)")
+    parser.add_argument("--workers", type=int, default=None, help="viewer processes (default: CPUs available, max 4)")
+    parser.add_argument("--probes", type=int, default=2, help="decoding probe viewers for latency (2)")
+    parser.add_argument("--no-audio", action="store_true", help="viewers receive video only")
+    parser.add_argument("--threshold", type=float, default=0.995, help="delivery every viewer must reach (0.995)")
+    parser.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
+    parser.add_argument("--plot", metavar="PNG", default=None, help="plot viewers, CPU and bitrate over time")
+    parser.add_argument(
+        "--against-reference", action="store_true", help="run the same levels against a plain aiortc relay too"
+    )
+    parser.add_argument(
+        "--server-cpus", default=None, help="CPU list to pin the reference relay to (e.g. 0), like your server"
+    )
+    parser.add_argument("--server-pid", type=int, default=None, help="read server CPU/RSS from /proc for this pid")
+    parser.add_argument("--kbps", type=int, default=2500, help="rung bitrate the reference relay encodes (2500)")
+
+
+@dataclass
+class Level:
+    viewers: int
+    result: dict[str, Any] = field(default_factory=dict)
+    timeline: list[tuple[float, int, float, float]] = field(default_factory=list)  # t, connected, CPU %, Mbit/s
+
+
+def summarise(
+    rows: list[ViewerRow],
+    results: list[WorkerResult],
+    server: dict[str, float | None],
+    wall_s: float,
+) -> dict[str, Any]:
+    """The stable JSON keys of one level (see the issue: users script against them)."""
+    joined = [r for r in rows if r.joined]
+    failures: dict[str, int] = {}
+    for row in rows:
+        if not row.joined:
+            failures[row.reason or "unknown"] = failures.get(row.reason or "unknown", 0) + 1
+    joins = [r.join_ms for r in joined if r.join_ms is not None]
+    delivered = [r.delivered for r in joined if r.delivered is not None]
+    video_latency = [ms for res in results for ms in res.video_latency_ms]
+    card_latency = [ms for res in results for ms in res.card_latency_ms]
+    client_cpu = sum(res.cpu_s for res in results)
+    packets = sum(r.received for r in joined)
+    octets = sum(r.bytes for r in joined)
+    no_keyframe = sum(1 for r in joined if r.join_ms is None)
+    return {
+        "viewers_connected": len(joined),
+        "viewers_failed": len(rows) - len(joined),
+        "failures": failures,
+        "viewers_without_keyframe": no_keyframe,
+        "join_ms_p50": percentile(joins, 50),
+        "join_ms_p95": percentile(joins, 95),
+        "join_ms_p99": percentile(joins, 99),
+        "delivered_ratio_min": min(delivered) if delivered else None,
+        "delivered_ratio_median": percentile(delivered, 50),
+        "packets_per_s": packets / wall_s if wall_s else 0.0,
+        "bitrate_mbps_per_viewer": (octets * 8 / wall_s / 1e6 / len(joined)) if joined and wall_s else None,
+        "video_latency_ms_p50": percentile(video_latency, 50),
+        "video_latency_ms_p99": percentile(video_latency, 99),
+        "card_latency_ms_p50": percentile(card_latency, 50),
+        "card_latency_ms_p99": percentile(card_latency, 99),
+        "server_cpu_pct": server.get("cpu_pct"),
+        "server_rss_mb": server.get("rss_mb"),
+        "client_cpu_pct": 100 * client_cpu / wall_s if wall_s else None,
+        "packets_verified": sum(r.verified for r in joined),
+        "packets_verify_failed": sum(r.verify_failed for r in joined),
+        "window_s": wall_s,
+    }
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, display: Any) -> None:
+        self.args = args
+        self.display = display
+        self.workers_wanted = args.workers or min(4, len(os.sched_getaffinity(0)))
+
+    async def run_level(self, base: str, viewers: int, sampler: ServerSampler, label: str) -> Level:
+        args = self.args
+        level = Level(viewers)
+        count = max(1, min(self.workers_wanted, viewers))
+        ctx = multiprocessing.get_context("spawn")
+        reports: Any = ctx.Queue()
+        start_at = time.monotonic() + 3.0  # workers import aiortc meanwhile
+        ramp_s = viewers / args.ramp
+        window_start = start_at + ramp_s + SETTLE_S
+        window_end = window_start + args.duration
+        rendition = None if args.rendition == "auto" else args.rendition
+        processes = []
+        for index in range(count):
+            share = viewers // count + (1 if index < viewers % count else 0)
+            plan = WorkerPlan(
+                index=index,
+                base=base,
+                stream=args.stream,
+                rendition=rendition,
+                viewers=share,
+                probes=args.probes if index == 0 else 0,
+                start_at=start_at + index / args.ramp,
+                ramp_per_s=args.ramp / count,
+                window_start=window_start,
+                window_end=window_end,
+                audio=not args.no_audio,
+            )
+            process = ctx.Process(target=worker_run, args=(plan, reports), name=f"bench-worker-{index}", daemon=True)
+            process.start()
+            processes.append(process)
+        results: dict[int, WorkerResult] = {}
+        latest: dict[int, tuple[float, int, int, int, int]] = {}
+        server_window: dict[str, float | None] = {}
+        last_packets = 0
+        last_octets = 0
+        last_t = time.monotonic()
+        sampled_start: tuple[float, float] | None = None
+        deadline = window_end + 60 + viewers * 0.05
+        while len(results) < count and time.monotonic() < deadline:
+            try:
+                message = await asyncio.get_running_loop().run_in_executor(None, reports.get, True, 0.5)
+            except queue_module.Empty:
+                message = None
+            now = time.monotonic()
+            if message is not None and message[0] == "progress":
+                latest[message[1]] = message[2:]
+            elif message is not None and message[0] == "result":
+                results[message[1]] = message[2]
+            if sampled_start is None and now >= window_start:
+                sampled_start = (now, *(sampler.cpu_seconds(),))  # type: ignore[assignment]
+            if sampled_start is not None and "cpu_pct" not in server_window and now >= window_end:
+                cpu_end = sampler.cpu_seconds()
+                server_window["cpu_pct"] = 100 * (cpu_end - sampled_start[1]) / (now - sampled_start[0])
+                server_window["rss_mb"] = sampler.rss_mb()
+            if now - last_t >= 1.0 and latest:
+                packets = sum(v[3] for v in latest.values())
+                octets = sum(v[4] for v in latest.values())
+                connected = sum(v[1] for v in latest.values())
+                failed = sum(v[2] for v in latest.values())
+                rate = (packets - last_packets) / (now - last_t)
+                mbps = (octets - last_octets) * 8 / (now - last_t) / 1e6
+                cpu = sampler.cpu_pct_since_last()
+                level.timeline.append((now - start_at, connected, cpu, mbps))
+                self.display(label, viewers, connected, failed, rate, cpu, now, window_start, window_end)
+                last_packets, last_octets, last_t = packets, octets, now
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        if len(results) < count:
+            raise RuntimeError(f"{count - len(results)} benchmark worker(s) never reported (see their stderr)")
+        rows = [row for result in results.values() for row in result.rows]
+        wall = max(r.wall_s for r in results.values())
+        level.result = summarise(rows, list(results.values()), server_window, wall)
+        level.result["viewers"] = viewers
+        return level
+
+
+def _capacity(levels: list[Level], threshold: float) -> dict[str, Any]:
+    passing = [
+        lv
+        for lv in levels
+        if lv.result.get("delivered_ratio_min") is not None
+        and lv.result["delivered_ratio_min"] >= threshold
+        and lv.result["viewers_failed"] == 0
+    ]
+    if not passing:
+        return {"viewers": 0, "packets_per_s": 0.0, "threshold": threshold}
+    best = max(passing, key=lambda lv: lv.result["packets_per_s"])
+    return {"viewers": best.viewers, "packets_per_s": best.result["packets_per_s"], "threshold": threshold}
+
+
+async def _wait_live(http: aiohttp.ClientSession, base: str, stream: str, timeout_s: float) -> None:
+    """Wait until a viewer of the stream decodes a frame (the publisher's media made it through)."""
+    probe = WhepViewer(base, stream, data_channel=False, audio=False)
+    try:
+        await probe.start(http)
+        await probe.wait_for(lambda record: len(record.frames) > 0, timeout_s)
+    finally:
+        await probe.stop(http)
+
+
+async def _post_cards(http: aiohttp.ClientSession, base: str, stream: str, key: str) -> None:
+    """A new product card every few seconds; its subtitle carries the time it was posted."""
+    headers = {"Authorization": f"Bearer {key}"}
+    n = 0
+    while True:
+        n += 1
+        card = {
+            "id": f"bench-{n}",
+            "title": f"Benchmark card {n}",
+            "price": "9.99",
+            "currency": "EUR",
+            "image_url": "https://example.com/p.png",
+            "buy_url": "https://example.com/buy",
+            "subtitle": f"posted {time.time():.3f}",
+        }
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.post(f"{base}/api/streams/{stream}/cards", json=card, headers=headers) as res:
+                await res.read()
+            async with http.post(f"{base}/api/streams/{stream}/cards/bench-{n}/show", headers=headers) as res:
+                await res.read()
+        await asyncio.sleep(CARD_EVERY_S)
+
+
+async def run_target(
+    runner: Runner, label: str, base: str, sampler: ServerSampler, levels: list[int], cards: bool
+) -> list[Level]:
+    args = runner.args
+    done: list[Level] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        publisher = None
+        card_task = None
+        if args.publish == "synthetic":
+            if args.key is None:
+                raise SystemExit("livecart bench: --publish synthetic needs --key (the stream's publish key)")
+            publisher = WhipPublisher(
+                base,
+                args.stream,
+                args.key,
+                width=1280,
+                height=720,
+                noisy=True,
+                stamp=lambda _n: int(time.time() * 1000) & 0xFFFF,
+                audio=not args.no_audio,
+            )
+            await publisher.start(http)
+            if cards:
+                card_task = asyncio.ensure_future(_post_cards(http, base, args.stream, args.key))
+        try:
+            await _wait_live(http, base, args.stream, 20.0)
+            for viewers in levels:
+                done.append(await runner.run_level(base, viewers, sampler, label))
+        finally:
+            if card_task is not None:
+                card_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await card_task
+            if publisher is not None:
+                await publisher.stop(http)
+    return done
+
+
+def _start_reference(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "benchmarks.reference_relay", "--port", "0", "--kbps", str(args.kbps)]
+    if args.server_cpus:
+        command = ["taskset", "-c", args.server_cpus, *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("listening on "):
+            return process, line.split()[-1].strip()
+    raise RuntimeError("the reference relay exited before listening")
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
+
+
+def _print_level(console: Any, label: str, level: Level) -> None:
+    from rich.table import Table
+
+    r = level.result
+    table = Table(title=f"{label}: {level.viewers} viewers", show_header=False)
+
+    def fmt(value: Any, spec: str = ".1f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    table.add_row("connected / failed", f"{r['viewers_connected']} / {r['viewers_failed']} {r['failures'] or ''}")
+    table.add_row("join ms p50/p95/p99", f"{fmt(r['join_ms_p50'])} / {fmt(r['join_ms_p95'])} / {fmt(r['join_ms_p99'])}")
+    table.add_row(
+        "delivered min / median", f"{fmt(r['delivered_ratio_min'], '.4f')} / {fmt(r['delivered_ratio_median'], '.4f')}"
+    )
+    table.add_row("packets/s (all viewers)", fmt(r["packets_per_s"], ",.0f"))
+    table.add_row("Mbit/s per viewer", fmt(r["bitrate_mbps_per_viewer"], ".2f"))
+    table.add_row("video latency ms p50/p99", f"{fmt(r['video_latency_ms_p50'])} / {fmt(r['video_latency_ms_p99'])}")
+    table.add_row("card latency ms p50/p99", f"{fmt(r['card_latency_ms_p50'])} / {fmt(r['card_latency_ms_p99'])}")
+    table.add_row("server CPU % / RSS MB", f"{fmt(r['server_cpu_pct'])} / {fmt(r['server_rss_mb'])}")
+    table.add_row("client CPU %", fmt(r["client_cpu_pct"]))
+    table.add_row("packets verified / failed", f"{r['packets_verified']} / {r['packets_verify_failed']}")
+    console.print(table)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    levels = [int(v) for v in str(args.viewers).split(",") if v.strip()]
+    if not levels or min(levels) < 1:
+        raise SystemExit("livecart bench: --viewers wants positive counts, e.g. 50 or 100,200,300")
+    status: dict[str, str] = {}
+
+    def display(
+        label: str,
+        viewers: int,
+        connected: int,
+        failed: int,
+        rate: float,
+        cpu: float,
+        now: float,
+        window_start: float,
+        window_end: float,
+    ) -> None:
+        phase = "ramping" if now < window_start else ("measuring" if now < window_end else "leaving")
+        line = f"{label} {viewers}: {phase:9} up {connected:>4} failed {failed:>3} {rate:>8,.0f} pkt/s cpu {cpu:3.0f}%"
+        if status.get("line") != line:
+            status["line"] = line
+            console.print(line, highlight=False)
+
+    runner = Runner(args, display)
+    base = args.target.rstrip("/")
+    sampler = proc_sampler(args.server_pid) if args.server_pid else metrics_sampler(base)
+    ours = await run_target(runner, "livecart", base, sampler, levels, cards=True)
+    for level in ours:
+        _print_level(console, "LiveCart", level)
+    report: dict[str, Any] = dict(ours[-1].result)
+    report["levels"] = [lv.result for lv in ours]
+    report["capacity"] = _capacity(ours, args.threshold)
+    report["machine"] = machine()
+    report["command"] = (
+        " ".join(["livecart", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv)
+    )
+    timelines: dict[str, list[Level]] = {"livecart": ours}
+    if args.against_reference:
+        process, ref_base = _start_reference(args)
+        try:
+            ref = await run_target(runner, "reference", ref_base, proc_sampler(process.pid), levels, cards=False)
+        finally:
+            process.terminate()
+            process.wait(10)
+        for level in ref:
+            _print_level(console, "reference aiortc relay", level)
+        report["reference"] = {"levels": [lv.result for lv in ref], "capacity": _capacity(ref, args.threshold)}
+        ref_rate = report["reference"]["capacity"]["packets_per_s"]
+        report["gain"] = report["capacity"]["packets_per_s"] / ref_rate if ref_rate else None
+        timelines["reference"] = ref
+        console.print(
+            f"capacity at >= {args.threshold:.1%} delivered: LiveCart {report['capacity']['viewers']} viewers "
+            f"{report['capacity']['packets_per_s']:,.0f} pkt/s; reference {report['reference']['capacity']['viewers']} "
+            f"viewers {ref_rate:,.0f} pkt/s; gain {report['gain'] or 0:.2f}x",
+            highlight=False,
+        )
+    if args.plot:
+        from benchmarks.plot import plot_timelines
+
+        plot_timelines(timelines, args.plot)
+    if args.json:
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        report = asyncio.run(run(args))
+    except (aiohttp.ClientError, RuntimeError, TimeoutError, OSError) as exc:
+        print(f"livecart bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    worst = report.get("delivered_ratio_min")
+    return 0 if report["viewers_failed"] == 0 and worst is not None else 1
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="livecart bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
