@@ -58,9 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--against-reference", action="store_true", help="run the same levels against a plain aiortc relay too"
     )
     parser.add_argument(
+        "--reference-viewers",
+        default=None,
+        help="levels for the reference relay (default: --viewers; it saturates far earlier)",
+    )
+    parser.add_argument(
         "--server-cpus", default=None, help="CPU list to pin the reference relay to (e.g. 0), like your server"
     )
     parser.add_argument("--server-pid", type=int, default=None, help="read server CPU/RSS from /proc for this pid")
+    parser.add_argument(
+        "--fps", type=float, default=30.0, help="the stream's frame rate; frames a viewer never got count as lost (30)"
+    )
     parser.add_argument("--kbps", type=int, default=2500, help="rung bitrate the reference relay encodes (2500)")
 
 
@@ -148,6 +156,7 @@ class Runner:
                 window_start=window_start,
                 window_end=window_end,
                 audio=not args.no_audio,
+                fps=args.fps,
             )
             process = ctx.Process(target=worker_run, args=(plan, reports), name=f"bench-worker-{index}", daemon=True)
             process.start()
@@ -331,13 +340,21 @@ def _print_level(console: Any, label: str, level: Level) -> None:
     console.print(table)
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise SystemExit(f"livecart bench: viewer levels must be positive counts like 50 or 100,200,300, not {text!r}")
+    return levels
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console(stderr=True)
-    levels = [int(v) for v in str(args.viewers).split(",") if v.strip()]
-    if not levels or min(levels) < 1:
-        raise SystemExit("livecart bench: --viewers wants positive counts, e.g. 50 or 100,200,300")
+    levels = _levels(args.viewers)
     status: dict[str, str] = {}
 
     def display(
@@ -360,9 +377,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     runner = Runner(args, display)
     base = args.target.rstrip("/")
     sampler = proc_sampler(args.server_pid) if args.server_pid else metrics_sampler(base)
-    ours = await run_target(runner, "livecart", base, sampler, levels, cards=True)
+    ours = await run_target(runner, "target", base, sampler, levels, cards=True)
     for level in ours:
-        _print_level(console, "LiveCart", level)
+        _print_level(console, f"target {base}", level)
     report: dict[str, Any] = dict(ours[-1].result)
     report["levels"] = [lv.result for lv in ours]
     report["capacity"] = _capacity(ours, args.threshold)
@@ -374,7 +391,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.against_reference:
         process, ref_base = _start_reference(args)
         try:
-            ref = await run_target(runner, "reference", ref_base, proc_sampler(process.pid), levels, cards=False)
+            ref_levels = _levels(args.reference_viewers) if args.reference_viewers else levels
+            ref = await run_target(runner, "reference", ref_base, proc_sampler(process.pid), ref_levels, cards=False)
         finally:
             process.terminate()
             process.wait(10)
@@ -385,7 +403,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["gain"] = report["capacity"]["packets_per_s"] / ref_rate if ref_rate else None
         timelines["reference"] = ref
         console.print(
-            f"capacity at >= {args.threshold:.1%} delivered: LiveCart {report['capacity']['viewers']} viewers "
+            f"capacity at >= {args.threshold:.1%} delivered: target {report['capacity']['viewers']} viewers "
             f"{report['capacity']['packets_per_s']:,.0f} pkt/s; reference {report['reference']['capacity']['viewers']} "
             f"viewers {ref_rate:,.0f} pkt/s; gain {report['gain'] or 0:.2f}x",
             highlight=False,

@@ -8,13 +8,14 @@ import numpy as np
 
 VIDEO_HZ = 90_000
 AUDIO_HZ = 48_000
+AUDIO_PACKETS_PER_S = 50.0  # 20 ms Opus frames
 LAG_TOLERANCE_S = 0.2  # a stream whose media time falls further behind wall time is "late"
 
 
 class StreamCount:
     """Running counters of one received RTP stream (one SSRC), updated once per packet."""
 
-    __slots__ = ("bytes", "count", "ext_seq", "ext_ts", "last_seq", "last_ts", "video")
+    __slots__ = ("bytes", "count", "ext_seq", "ext_ts", "frames", "last_seq", "last_ts", "video")
 
     def __init__(self, video: bool, seq: int, ts: int) -> None:
         self.video = video
@@ -24,6 +25,7 @@ class StreamCount:
         self.ext_seq = -1  # extended sequence number relative to the first packet
         self.last_ts = ts
         self.ext_ts = 0
+        self.frames = 0  # distinct timestamps seen after the first (frames for video, packets for audio)
 
     def add(self, seq: int, ts: int, size: int) -> None:
         self.count += 1
@@ -33,12 +35,16 @@ class StreamCount:
             self.ext_seq += delta
             self.last_seq = seq
             step = (ts - self.last_ts) & 0xFFFFFFFF
-            if step < 0x80000000:
+            if 0 < step < 0x80000000:
                 self.ext_ts += step
                 self.last_ts = ts
+                self.frames += 1
 
-    def mark(self) -> tuple[int, int, int, int]:
-        return (self.count, self.bytes, self.ext_seq, self.ext_ts)
+    def mark(self) -> Mark:
+        return (self.count, self.bytes, self.ext_seq, self.ext_ts, self.frames)
+
+
+Mark = tuple[int, int, int, int, int]  # count, bytes, extended seq, extended timestamp, frames
 
 
 @dataclass(frozen=True)
@@ -50,21 +56,32 @@ class StreamWindow:
     bytes: int
     seq_span: int  # packets the sender numbered in the window
     media_s: float  # media time the window's packets cover
+    frames: int  # frames (distinct timestamps) seen in the window
+    frame_rate: float  # frames per second the source makes (video fps; 50 for 20 ms audio)
     wall_s: float
 
     @property
     def expected(self) -> float:
-        """Packets a viewer should have had: all numbered ones, scaled up if the stream ran late."""
+        """Packets a viewer should have had.
+
+        Three ways to lose packets, all counted: gaps in the sequence numbers (lost on the way),
+        frames the server never numbered for this viewer (dropped before packetising: fewer
+        timestamps than the source's frame rate gives for the media time covered), and a stream
+        that runs late (its media time advances slower than the wall clock).
+        """
         if self.seq_span <= 0:
             return 0.0
+        expected = float(self.seq_span)
+        if self.media_s > 0 and self.frames > 0:
+            wanted_frames = self.media_s * self.frame_rate
+            if self.frames < wanted_frames:
+                expected *= wanted_frames / self.frames
         if self.media_s > 0 and self.media_s < self.wall_s - LAG_TOLERANCE_S:
-            return self.seq_span * self.wall_s / self.media_s
-        return float(self.seq_span)
+            expected *= self.wall_s / self.media_s
+        return expected
 
 
-def window(
-    video: bool, start: tuple[int, int, int, int], end: tuple[int, int, int, int], wall_s: float
-) -> StreamWindow:
+def window(video: bool, start: Mark, end: Mark, wall_s: float, fps: float = 30.0) -> StreamWindow:
     hz = VIDEO_HZ if video else AUDIO_HZ
     return StreamWindow(
         video=video,
@@ -72,6 +89,8 @@ def window(
         bytes=end[1] - start[1],
         seq_span=end[2] - start[2],
         media_s=(end[3] - start[3]) / hz,
+        frames=end[4] - start[4],
+        frame_rate=fps if video else AUDIO_PACKETS_PER_S,
         wall_s=wall_s,
     )
 

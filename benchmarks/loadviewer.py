@@ -212,6 +212,11 @@ class LoadViewer:
         protocol.datagram_received = datagram_received
         self._tapped = protocol
 
+    def ice_transport(self) -> Any:
+        """The asyncio datagram transport of the viewer's ICE socket (tests stall or close it)."""
+        assert self._tapped is not None, "not connected"
+        return self._tapped.transport
+
     async def leave(self, http: aiohttp.ClientSession | None) -> None:
         if http is not None and self.location is not None:
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.benchstats import delivered_ratio, modular_latency_ms, window
+from benchmarks.benchstats import Mark, delivered_ratio, modular_latency_ms, window
 from benchmarks.loadviewer import JoinFailed, LoadViewer
 from benchmarks.peers import WhepViewer
 
@@ -39,6 +39,7 @@ class WorkerPlan:
     join_timeout_s: float = 10.0
     audio: bool = True
     token: str | None = None
+    fps: float = 30.0  # the source's frame rate: frames the server never sent count as lost
 
 
 @dataclass
@@ -118,7 +119,7 @@ async def _main(plan: WorkerPlan, queue: Any) -> None:
         wall = time.monotonic() - wall0
         result.wall_s = wall
         for viewer in viewers:
-            rows.append(_row(viewer, marks[id(viewer)], wall))
+            rows.append(_row(viewer, marks[id(viewer)], wall, plan.fps))
         for probe in probes:
             result.video_latency_ms.extend(_video_latencies(probe, wall0, plan.window_end))
             result.card_latency_ms.extend(_card_latencies(probe))
@@ -140,21 +141,21 @@ async def _start_probe(probe: WhepViewer, http: aiohttp.ClientSession, failures:
         failures.append(f"probe: {type(exc).__name__}")
 
 
-def _marks(viewer: LoadViewer) -> dict[int, tuple[bool, tuple[int, int, int, int]]]:
+def _marks(viewer: LoadViewer) -> dict[int, tuple[bool, Mark]]:
     counter = viewer.counter
     if counter is None:
         return {}
     return {ssrc: (s.video, s.mark()) for ssrc, s in counter.streams.items()}
 
 
-def _row(viewer: LoadViewer, start: dict[int, tuple[bool, tuple[int, int, int, int]]], wall: float) -> ViewerRow:
+def _row(viewer: LoadViewer, start: dict[int, tuple[bool, Mark]], wall: float, fps: float) -> ViewerRow:
     counter = viewer.counter
     if counter is None or viewer.location is None:
         return ViewerRow(joined=False, reason="not joined")
     windows = []
     for ssrc, stream in counter.streams.items():
-        begin = start.get(ssrc, (stream.video, (0, 0, -1, 0)))[1]
-        windows.append(window(stream.video, begin, stream.mark(), wall))
+        begin = start.get(ssrc, (stream.video, (0, 0, -1, 0, 0)))[1]
+        windows.append(window(stream.video, begin, stream.mark(), wall, fps))
     join_ms = None
     if counter.first_keyframe_at is not None:
         join_ms = (counter.first_keyframe_at - counter.posted_at) * 1000

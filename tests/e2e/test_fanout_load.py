@@ -1,0 +1,149 @@
+"""The fast path under load (issue 6): a bad viewer costs the others nothing; `livecart bench` smoke run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from benchmarks.benchstats import Mark, window
+from benchmarks.loadviewer import LoadViewer
+from benchmarks.peers import WhipPublisher
+from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
+
+CROWD = """
+[streams.crowd]
+publish_key = "{key}"
+max_viewers = 40
+
+[[streams.crowd.ladder]]
+name = "360p"
+width = 640
+height = 360
+kbps = 1200
+"""
+
+
+@pytest.fixture(scope="module")
+def crowd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("crowd")
+    config = write_config(tmp / "livecart.toml", CROWD.format(key=PUBLISH_KEY))
+    srv = start_server(["--config", str(config)], tmp / "server.log")
+    yield srv
+    code = stop_server(srv)
+    log = srv.log()
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log, log[-5000:]
+
+
+def _marks(viewer: LoadViewer) -> dict[int, tuple[bool, Mark]]:
+    assert viewer.counter is not None
+    return {ssrc: (s.video, s.mark()) for ssrc, s in viewer.counter.streams.items()}
+
+
+def _received(viewer: LoadViewer) -> int:
+    assert viewer.counter is not None
+    return sum(s.count for s in viewer.counter.streams.values())
+
+
+@pytest.mark.parametrize("trouble", ["stops reading", "vanishes"])
+async def test_a_viewer_that_stops_reading_or_vanishes_costs_the_other_19_nothing(
+    crowd_server: Server, trouble: str
+) -> None:
+    base = crowd_server.base
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(base, "crowd", PUBLISH_KEY, width=640, height=360, h264=True)
+        await publisher.start(http)
+        viewers = [LoadViewer(base, "crowd", rendition=None) for _ in range(20)]
+        try:
+            await asyncio.gather(*(v.join(http, 15) for v in viewers))
+            await wait_until(_all_have_keyframes(viewers), 15)
+            bad, healthy = viewers[0], viewers[1:]
+            transport = bad.ice_transport()
+            if trouble == "stops reading":
+                transport.pause_reading()  # its socket buffer fills; nobody reads it
+            else:
+                transport.close()  # gone: no DELETE, no DTLS close, the socket is simply closed
+            start = {id(v): _marks(v) for v in healthy}
+            bad_start = _marks(bad)
+            counts = [_received(v) for v in healthy]
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+
+            async def enough() -> bool:  # ~3 s of media each: the bad socket overflowed long ago
+                return all(_received(v) - c >= 1000 for v, c in zip(healthy, counts, strict=True))
+
+            await wait_until(enough, 30)
+            wall = loop.time() - began
+            for viewer in healthy:
+                assert viewer.counter is not None
+                for ssrc, stream in viewer.counter.streams.items():
+                    video, begin = start[id(viewer)][ssrc]
+                    got = window(video, begin, stream.mark(), wall)
+                    assert got.received == got.seq_span, f"viewer lost {got.seq_span - got.received} packets"
+                    assert got.media_s > wall - 0.5  # and never fell behind
+            if trouble == "stops reading":
+                # Prove it really stalled: once it reads again it finds far fewer packets than were sent.
+                transport.resume_reading()
+                await wait_until(_got_more(bad, bad_start), 10)
+                assert bad.counter is not None
+                lost = 0
+                for ssrc, stream in bad.counter.streams.items():
+                    got = window(stream.video, bad_start[ssrc][1], stream.mark(), wall)
+                    lost += got.seq_span - got.received
+                assert lost > 100
+        finally:
+            await asyncio.gather(*(v.leave(http) for v in viewers), return_exceptions=True)
+            await publisher.stop(http)
+
+
+def _all_have_keyframes(viewers: list[LoadViewer]) -> object:
+    async def check() -> bool:
+        return all(
+            v.counter is not None and v.counter.first_keyframe_at is not None and len(v.counter.streams) == 2
+            for v in viewers
+        )  # video from a keyframe on, and audio
+
+    return check
+
+
+def _got_more(viewer: LoadViewer, start: dict[int, tuple[bool, Mark]]) -> object:
+    before = sum(mark[0] for _, mark in start.values())
+
+    async def check() -> bool:
+        return _received(viewer) > before + 50
+
+    return check
+
+
+async def test_bench_smoke_run_delivers_to_20_viewers(crowd_server: Server, tmp_path: Path) -> None:
+    """`livecart bench` as a user runs it: 20 viewers for 10 s, JSON with the documented keys."""
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, "-m", "relay.cli", "bench",
+        "--target", crowd_server.base, "--stream", "crowd", "--key", PUBLISH_KEY,
+        "--viewers", "20", "--ramp", "20", "--duration", "10", "--workers", "2", "--json", str(out),
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    report = json.loads(out.read_text())
+    for key in (
+        "viewers_connected", "viewers_failed", "failures", "join_ms_p50", "join_ms_p95", "join_ms_p99",
+        "delivered_ratio_min", "delivered_ratio_median", "packets_per_s", "video_latency_ms_p50",
+        "video_latency_ms_p99", "card_latency_ms_p50", "card_latency_ms_p99", "server_cpu_pct", "client_cpu_pct",
+    ):  # fmt: skip
+        assert key in report, key
+    assert report["viewers_connected"] == 20 and report["viewers_failed"] == 0, report["failures"]
+    assert report["delivered_ratio_min"] >= 0.99
+    assert report["packets_verified"] > 0 and report["packets_verify_failed"] == 0
+    assert report["video_latency_ms_p50"] is not None and report["video_latency_ms_p50"] < 1000
+    assert report["card_latency_ms_p50"] is not None  # the probes saw the cards the publisher posted
+    assert 0 < report["server_cpu_pct"] and 0 < report["client_cpu_pct"]
