@@ -33,7 +33,7 @@ from benchmarks.serverstats import ServerSampler, metrics_sampler, proc_sampler
 from benchmarks.worker import ViewerRow, WorkerPlan, WorkerResult
 from benchmarks.worker import run as worker_run
 
-SETTLE_S = 3.0  # after the last viewer was started, before the measurement window opens
+SETTLE_S = 2.0  # after the last viewer joined, before the measurement window opens
 CARD_EVERY_S = 3.0
 
 
@@ -137,9 +137,9 @@ class Runner:
         ctx = multiprocessing.get_context("spawn")
         reports: Any = ctx.Queue()
         start_at = time.monotonic() + 3.0  # workers import aiortc meanwhile
-        ramp_s = viewers / args.ramp
-        window_start = start_at + ramp_s + SETTLE_S
-        window_end = window_start + args.duration
+        window_start = window_end = float("inf")  # opened once every worker has joined its viewers
+        joined: set[int] = set()
+        commands = [ctx.Queue() for _ in range(count)]
         rendition = None if args.rendition == "auto" else args.rendition
         processes = []
         for index in range(count):
@@ -153,22 +153,21 @@ class Runner:
                 probes=args.probes if index == 0 else 0,
                 start_at=start_at + index / args.ramp,
                 ramp_per_s=args.ramp / count,
-                window_start=window_start,
-                window_end=window_end,
                 audio=not args.no_audio,
                 fps=args.fps,
             )
-            process = ctx.Process(target=worker_run, args=(plan, reports), name=f"bench-worker-{index}", daemon=True)
+            process = ctx.Process(
+                target=worker_run, args=(plan, reports, commands[index]), name=f"bench-worker-{index}", daemon=True
+            )
             process.start()
             processes.append(process)
         results: dict[int, WorkerResult] = {}
         latest: dict[int, tuple[float, int, int, int, int]] = {}
         server_window: dict[str, float | None] = {}
-        last_packets = 0
-        last_octets = 0
+        previous: dict[int, tuple[float, int, int, int, int]] = {}  # each worker's sample at the last display
         last_t = time.monotonic()
         sampled_start: tuple[float, float] | None = None
-        deadline = window_end + 60 + viewers * 0.05
+        deadline = start_at + viewers / args.ramp + args.duration + 120 + viewers * 0.05
         while len(results) < count and time.monotonic() < deadline:
             try:
                 message = await asyncio.get_running_loop().run_in_executor(None, reports.get, True, 0.5)
@@ -179,6 +178,13 @@ class Runner:
                 latest[message[1]] = message[2:]
             elif message is not None and message[0] == "result":
                 results[message[1]] = message[2]
+            elif message is not None and message[0] == "joined":
+                joined.add(message[1])
+                if len(joined) == count:  # everyone is in (or failed): settle, then measure
+                    window_start = now + SETTLE_S
+                    window_end = window_start + args.duration
+                    for command in commands:
+                        command.put((window_start, window_end))
             if sampled_start is None and now >= window_start:
                 sampled_start = (now, *(sampler.cpu_seconds(),))  # type: ignore[assignment]
             if sampled_start is not None and "cpu_pct" not in server_window and now >= window_end:
@@ -186,16 +192,19 @@ class Runner:
                 server_window["cpu_pct"] = 100 * (cpu_end - sampled_start[1]) / (now - sampled_start[0])
                 server_window["rss_mb"] = sampler.rss_mb()
             if now - last_t >= 1.0 and latest:
-                packets = sum(v[3] for v in latest.values())
-                octets = sum(v[4] for v in latest.values())
                 connected = sum(v[1] for v in latest.values())
                 failed = sum(v[2] for v in latest.values())
-                rate = (packets - last_packets) / (now - last_t)
-                mbps = (octets - last_octets) * 8 / (now - last_t) / 1e6
+                rate = mbps = 0.0
+                for worker, sample in latest.items():  # each worker's own clock: no aliasing
+                    before = previous.get(worker)
+                    if before is not None and sample[0] > before[0]:
+                        rate += (sample[3] - before[3]) / (sample[0] - before[0])
+                        mbps += (sample[4] - before[4]) * 8 / (sample[0] - before[0]) / 1e6
+                previous = dict(latest)
                 cpu = sampler.cpu_pct_since_last()
                 level.timeline.append((now - start_at, connected, cpu, mbps))
                 self.display(label, viewers, connected, failed, rate, cpu, now, window_start, window_end)
-                last_packets, last_octets, last_t = packets, octets, now
+                last_t = now
         for process in processes:
             process.join(timeout=30)
             if process.is_alive():

@@ -34,8 +34,6 @@ class WorkerPlan:
     probes: int  # decoding viewers for video latency and card latency
     start_at: float
     ramp_per_s: float
-    window_start: float
-    window_end: float
     join_timeout_s: float = 10.0
     audio: bool = True
     token: str | None = None
@@ -64,22 +62,27 @@ class WorkerResult:
     wall_s: float = 0.0
 
 
-def run(plan: WorkerPlan, queue: Any) -> None:
-    """Process entry point (multiprocessing, spawn)."""
+def run(plan: WorkerPlan, queue: Any, commands: Any) -> None:
+    """Process entry point (multiprocessing, spawn).
+
+    Reports ``("joined", index)`` once every viewer has joined or failed, then waits for the
+    measurement window ``(start, end)`` on ``commands``: the parent opens it only when every
+    worker has joined, so no viewer is still connecting while packets are counted.
+    """
     logging.basicConfig(level=logging.ERROR)
     try:
         import uvloop
 
-        uvloop.run(_main(plan, queue))
+        uvloop.run(_main(plan, queue, commands))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(_main(plan, queue))
+        asyncio.run(_main(plan, queue, commands))
 
 
 async def _sleep_until(at: float) -> None:
     await asyncio.sleep(max(0.0, at - time.monotonic()))
 
 
-async def _main(plan: WorkerPlan, queue: Any) -> None:
+async def _main(plan: WorkerPlan, queue: Any, commands: Any) -> None:
     viewers: list[LoadViewer] = []
     rows: list[ViewerRow] = []
     probes: list[WhepViewer] = []
@@ -109,19 +112,21 @@ async def _main(plan: WorkerPlan, queue: Any) -> None:
             viewers.append(viewer)
             joins.append(asyncio.ensure_future(join_one(viewer)))
         await asyncio.gather(*joins)
+        queue.put(("joined", plan.index))
+        window_start, window_end = await asyncio.get_running_loop().run_in_executor(None, commands.get)
 
-        await _sleep_until(plan.window_start)
+        await _sleep_until(window_start)
         marks = {id(v): _marks(v) for v in viewers}
         cpu0 = time.process_time()
         wall0 = time.monotonic()
-        await _sleep_until(plan.window_end)
+        await _sleep_until(window_end)
         result.cpu_s = time.process_time() - cpu0
         wall = time.monotonic() - wall0
         result.wall_s = wall
         for viewer in viewers:
             rows.append(_row(viewer, marks[id(viewer)], wall, plan.fps))
         for probe in probes:
-            result.video_latency_ms.extend(_video_latencies(probe, wall0, plan.window_end))
+            result.video_latency_ms.extend(_video_latencies(probe, wall0, window_end))
             result.card_latency_ms.extend(_card_latencies(probe))
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
