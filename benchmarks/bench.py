@@ -21,6 +21,7 @@ import queue as queue_module
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,17 @@ def summarise(
         "client_cpu_pct": 100 * client_cpu / wall_s if wall_s else None,
         "packets_verified": sum(r.verified for r in joined),
         "packets_verify_failed": sum(r.verify_failed for r in joined),
+        "verify_errors": _merge(r.verify_errors for r in joined),
         "window_s": wall_s,
     }
+
+
+def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for key, n in count.items():
+            merged[key] = merged.get(key, 0) + n
+    return merged
 
 
 class Runner:

@@ -46,6 +46,7 @@ class RtpCounter:
         self.first_keyframe_at: float | None = None
         self.verified = 0
         self.verify_failed = 0
+        self.verify_errors: dict[str, int] = {}  # why decryption or parsing failed -> count
         self._until_verify = VERIFY_EVERY
 
     def on_plaintext(self, data: bytes) -> None:
@@ -83,8 +84,10 @@ class RtpCounter:
     def _decrypt(self, data: bytes) -> RtpPacket | None:
         try:
             packet = RtpPacket.parse(self._unprotect(data))
-        except Exception:
+        except Exception as exc:
             self.verify_failed += 1
+            reason = f"{type(exc).__name__}: {exc}"[:80]
+            self.verify_errors[reason] = self.verify_errors.get(reason, 0) + 1
             return None
         self.verified += 1
         return packet

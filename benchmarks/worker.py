@@ -50,6 +50,7 @@ class ViewerRow:
     bytes: int = 0
     verified: int = 0
     verify_failed: int = 0
+    verify_errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,6 +173,7 @@ def _row(viewer: LoadViewer, start: dict[int, tuple[bool, Mark]], wall: float, f
         bytes=sum(w.bytes for w in windows),
         verified=counter.verified,
         verify_failed=counter.verify_failed,
+        verify_errors=dict(counter.verify_errors),
     )
 
 
