@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from benchmarks.benchstats import Mark, window
 from benchmarks.loadviewer import LoadViewer
-from benchmarks.peers import WhipPublisher
+from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
 
 CROWD = """
@@ -147,3 +148,57 @@ async def test_bench_smoke_run_delivers_to_20_viewers(crowd_server: Server, tmp_
     assert report["video_latency_ms_p50"] is not None and report["video_latency_ms_p50"] < 1000
     assert report["card_latency_ms_p50"] is not None  # the probes saw the cards the publisher posted
     assert 0 < report["server_cpu_pct"] and 0 < report["client_cpu_pct"]
+
+
+def _drop_video_packets(viewer: WhepViewer, every: int) -> list[int]:
+    """Make a real aiortc viewer lose one video RTP packet in ``every`` before aiortc sees it."""
+    dtls = viewer.pc.getTransceivers()[0].receiver.transport
+    pair = dtls.transport._connection._nominated[1]
+    protocol = pair.protocol
+    original = protocol.datagram_received
+    seen = [0]
+    dropped: list[int] = []
+
+    def lossy(data: bytes, addr: tuple[str, int]) -> None:
+        if data and 127 < data[0] < 192 and not 192 <= data[1] <= 223 and len(data) > 400:  # video-sized RTP
+            seen[0] += 1
+            if seen[0] % every == 0:
+                dropped.append(int.from_bytes(data[2:4], "big"))
+                return
+        original(data, addr)
+
+    protocol.datagram_received = lossy
+    return dropped
+
+
+async def test_lost_packets_are_resent_from_history_and_the_picture_never_freezes(crowd_server: Server) -> None:
+    """A viewer losing 1 video packet in 10 gets each one again on NACK, re-protected for it."""
+    base = crowd_server.base
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(base, "crowd", PUBLISH_KEY, width=640, height=360, h264=True)
+        await publisher.start(http)
+        viewer = WhepViewer(base, "crowd", data_channel=False)
+        try:
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 10, 15)
+            before = await _stream_counter(http, base, "packets_retransmitted")
+            dropped = _drop_video_packets(viewer, every=10)
+            start = len(viewer.record.frames)
+            await viewer.wait_for(lambda r: len(r.frames) >= start + 150, 20)  # ~5 s of video
+            assert len(dropped) >= 10
+            resent = await _stream_counter(http, base, "packets_retransmitted") - before
+            assert resent >= len(dropped) * 0.8, (resent, len(dropped))
+            frames = viewer.record.frames[start:]
+            gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
+            assert max(gaps) < 0.5  # each loss was repaired in time: no freeze
+            counters = [f.counter for f in frames]
+            assert counters == sorted(counters)  # the publisher's frames, in order
+        finally:
+            await viewer.stop(http)
+            await publisher.stop(http)
+
+
+async def _stream_counter(http: aiohttp.ClientSession, base: str, key: str) -> int:
+    async with http.get(f"{base}/api/streams/crowd") as res:
+        data = await res.json()
+    return int(data[key])
