@@ -21,7 +21,8 @@ import queue as queue_module
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import aiohttp
 
 from benchmarks.benchstats import percentile
 from benchmarks.peers import WhepViewer, WhipPublisher
-from benchmarks.serverstats import ServerSampler, metrics_sampler, proc_sampler
+from benchmarks.serverstats import ServerSampler, local_listener_pid, metrics_sampler, proc_sampler
 from benchmarks.worker import ViewerRow, WorkerPlan, WorkerResult
 from benchmarks.worker import run as worker_run
 
@@ -66,7 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server-cpus", default=None, help="CPU list to pin the reference relay to (e.g. 0), like your server"
     )
-    parser.add_argument("--server-pid", type=int, default=None, help="read server CPU/RSS from /proc for this pid")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="read server CPU/RSS from /proc for this pid (default: found by port for a local target, else /metrics)",
+    )
     parser.add_argument(
         "--fps", type=float, default=30.0, help="the stream's frame rate; frames a viewer never got count as lost (30)"
     )
@@ -359,6 +365,14 @@ def _print_level(console: Any, label: str, level: Level) -> None:
     console.print(table)
 
 
+def _server_sampler(base: str, pid: int | None) -> ServerSampler:
+    """/proc for a server on this machine (found by its port), its /metrics otherwise."""
+    url = urllib.parse.urlsplit(base)
+    if pid is None and url.hostname in ("127.0.0.1", "localhost", "::1"):
+        pid = local_listener_pid(url.port or (443 if url.scheme == "https" else 80))
+    return proc_sampler(pid) if pid else metrics_sampler(base)
+
+
 def _levels(text: str) -> list[int]:
     try:
         levels = [int(v) for v in str(text).split(",") if v.strip()]
@@ -371,10 +385,13 @@ def _levels(text: str) -> list[int]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
 
     console = Console(stderr=True)
     levels = _levels(args.viewers)
-    status: dict[str, str] = {}
+    live = Live(Text(""), console=console, transient=True, auto_refresh=False) if console.is_terminal else None
+    last_print = [0.0]
 
     def display(
         label: str,
@@ -389,13 +406,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ) -> None:
         phase = "ramping" if now < window_start else ("measuring" if now < window_end else "leaving")
         line = f"{label} {viewers}: {phase:9} up {connected:>4} failed {failed:>3} {rate:>8,.0f} pkt/s cpu {cpu:3.0f}%"
-        if status.get("line") != line:
-            status["line"] = line
+        if live is not None:  # a terminal: one status line updated in place
+            live.update(Text(line), refresh=True)
+        elif now - last_print[0] >= 5:  # a log: a line every 5 s
+            last_print[0] = now
             console.print(line, highlight=False)
 
+    if live is not None:
+        live.start()
+    try:
+        return await _run(args, console, levels, display)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+async def _run(
+    args: argparse.Namespace, console: Any, levels: list[int], display: Callable[..., None]
+) -> dict[str, Any]:
     runner = Runner(args, display)
     base = args.target.rstrip("/")
-    sampler = proc_sampler(args.server_pid) if args.server_pid else metrics_sampler(base)
+    sampler = _server_sampler(base, args.server_pid)
     ours = await run_target(runner, "target", base, sampler, levels, cards=True)
     for level in ours:
         _print_level(console, f"target {base}", level)

@@ -63,3 +63,31 @@ def proc_sampler(pid: int) -> ServerSampler:
         return (int(fields[11]) + int(fields[12])) / ticks, rss_pages * page
 
     return ServerSampler(read)
+
+
+def local_listener_pid(port: int) -> int | None:
+    """The pid of the local process listening on TCP ``port`` (from /proc), or None."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                    return int(entry)
+        except OSError:  # gone, or not ours to read
+            continue
+    return None
