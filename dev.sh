@@ -37,10 +37,15 @@ case "${1:-}" in
     shift
     ensure_venv
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
-    if [ ! -x /usr/bin/chromium ]; then
-      # Browser tests use Debian's Chromium (never a browser download).
+    missing=()
+    # Browser tests use Debian's Chromium (never a browser download); the lossy-link test builds a
+    # network namespace (iproute2) and drops packets in it (nftables).
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nft >/dev/null || missing+=(nftables)
+    if [ "${#missing[@]}" -gt 0 ]; then
       as_root apt-get update -qq
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     echo "== ruff"; "$VENV/bin/ruff" check ingest transcode relay benchmarks tests
     echo "== mypy"; "$VENV/bin/mypy"

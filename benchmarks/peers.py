@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,7 @@ class NoisyH264Track(MediaStreamTrack):
         kbps: int = 8000,
         noise: bool = True,
         stamp: Callable[[int], int] | None = None,
+        profile: str = "baseline",
     ) -> None:
         super().__init__()
         self._stamp = stamp  # what to draw into frame n (default: n); the benchmark draws capture time
@@ -88,7 +90,7 @@ class NoisyH264Track(MediaStreamTrack):
         ctx.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
-            "profile": "baseline",
+            "profile": profile,
             "x264-params": "repeat-headers=1",
         }
         ctx.open()
@@ -183,14 +185,17 @@ class WhipPublisher:
         h264: bool = False,
         control: bool = False,
         stamp: Callable[[int], int] | None = None,
+        h264_profile: str = "baseline",
+        offer_profile_level_id: str | None = None,
     ) -> None:
+        self.offer_profile_level_id = offer_profile_level_id  # claim this H.264 profile in the offer
         self.url = f"{base}/whip/{stream}"
         self.key = key
         self.video: PatternVideoTrack | NoisyH264Track
         if noisy or h264:
             # Pre-encoded with x264 ultrafast: far cheaper for the test process than aiortc's
             # own VP8/H.264 encoders at 720p.
-            self.video = NoisyH264Track(width, height, noise=noisy, stamp=stamp)
+            self.video = NoisyH264Track(width, height, noise=noisy, stamp=stamp, profile=h264_profile)
             video_codec = "H264"
         else:
             self.video = PatternVideoTrack(width, height)
@@ -219,7 +224,14 @@ class WhipPublisher:
         if self.audio is not None:
             self.pc.addTransceiver(self.audio, direction="sendonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.location, answer = await _post_sdp(http, self.url, self.pc.localDescription.sdp, self.key)
+        offer = self.pc.localDescription.sdp
+        if self.offer_profile_level_id is not None:  # what OBS or FFmpeg would offer for Main/High
+            offer = re.sub(r"profile-level-id=[0-9a-fA-F]{6}", f"profile-level-id={self.offer_profile_level_id}", offer)
+        self.answer = ""
+        self.location, answer = await _post_sdp(http, self.url, offer, self.key)
+        self.answer = answer
+        if self.offer_profile_level_id is not None:  # our aiortc itself only takes baseline back
+            answer = answer.replace(f"profile-level-id={self.offer_profile_level_id}", "profile-level-id=42e01f")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     async def stop(self, http: aiohttp.ClientSession | None, *, delete: bool = True) -> int | None:
@@ -299,6 +311,7 @@ class WhepViewer:
             # REMB the server sees is what ``send_remb`` says: a viewer on a link we dictate.
             offer = "".join(ln for ln in offer.splitlines(keepends=True) if "abs-send-time" not in ln)
         self.location, answer = await _post_sdp(http, self.url, offer, None)
+        self.answer = answer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     def _on_track(self, track: MediaStreamTrack) -> None:

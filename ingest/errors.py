@@ -72,6 +72,12 @@ class BodyTooLarge(LiveCartError):
     status = 413
 
 
+class RequestTimeout(LiveCartError):
+    """The client did not send its request body in time."""
+
+    status = 408
+
+
 class UnsupportedMediaType(LiveCartError):
     """The request body has the wrong content type."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from aiohttp import web
 
-from ingest.errors import BadRequest, BodyTooLarge, Forbidden, Unauthorized, UnsupportedMediaType
+from ingest.errors import BadRequest, BodyTooLarge, Forbidden, RequestTimeout, Unauthorized, UnsupportedMediaType
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -32,23 +33,40 @@ def check_bearer(request: web.Request, expected: str) -> None:
         raise Forbidden("wrong bearer token for this stream")
 
 
-async def read_limited(request: web.Request, max_bytes: int) -> bytes:
-    """Read at most ``max_bytes`` of body; BodyTooLarge past that (declared or actual)."""
+DEFAULT_BODY_TIMEOUT_S = 10.0
+
+
+async def read_limited(request: web.Request, max_bytes: int, timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> bytes:
+    """Read the whole body, at most ``max_bytes`` of it, within ``timeout_s``.
+
+    BodyTooLarge past the limit (declared or actual); RequestTimeout when the client is too slow.
+    The body may arrive in any number of pieces: it is read until its end, never just the first.
+    """
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the {max_bytes}-byte limit")
-    data = await request.content.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise BodyTooLarge(f"body is over the {max_bytes}-byte limit")
-    return data
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(max_bytes + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"body is over the {max_bytes}-byte limit")
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout_s:g} s") from None
+    return b"".join(chunks)
 
 
-async def read_body(request: web.Request, *, content_type: str, max_bytes: int) -> str:
+async def read_body(
+    request: web.Request, *, content_type: str, max_bytes: int, timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+) -> str:
     """Read a text body of ``content_type`` of at most ``max_bytes``, without trusting headers."""
     if request.content_type != content_type:
         got = request.content_type or "none"
         raise UnsupportedMediaType(f"Content-Type must be {content_type}, got {got}")
-    data = await read_limited(request, max_bytes)
+    data = await read_limited(request, max_bytes, timeout_s)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -355,3 +355,52 @@ def advertise_address(answer: str, public_ip: str) -> str:
             line = f"c=IN {family} {public_ip}"
         out.append(line)
     return eol.join(out)
+
+
+_PROFILE_LEVEL_ID = re.compile(r"profile-level-id=([0-9a-fA-F]{6})")
+_FMTP_LINE = re.compile(r"^a=fmtp:(\d+) (.*)$")
+_RTPMAP_H264 = re.compile(r"^a=rtpmap:(\d+) H264/90000", re.IGNORECASE)
+BASELINE_ALIAS = "42e01f"  # constrained baseline, level 3.1: what aiortc accepts from a publisher
+
+
+def alias_h264_profiles(offer: str) -> tuple[str, dict[str, str]]:
+    """Let aiortc accept a publisher's Main/High H.264 offer (its decoder, FFmpeg, decodes them all).
+
+    aiortc only negotiates constrained-baseline H.264 from an offer. When an offer's
+    packetization-mode=1 H.264 formats are all of other profiles, they are offered to aiortc as
+    constrained baseline; ``restore_h264_profiles`` puts the publisher's own profile-level-id back
+    into the answer. Offers with a baseline format are left alone (aiortc picks that one).
+    Returns the offer for aiortc and {payload type: original profile-level-id}.
+    """
+    lines = offer.splitlines(keepends=True)
+    h264 = {m.group(1) for line in lines if (m := _RTPMAP_H264.match(line.strip()))}
+    mode1: dict[int, tuple[str, str]] = {}  # line index -> (payload type, profile-level-id)
+    for index, line in enumerate(lines):
+        match = _FMTP_LINE.match(line.rstrip("\r\n"))
+        if not match or match.group(1) not in h264:
+            continue
+        params = match.group(2).replace(" ", "").lower()
+        if "packetization-mode=1" not in params.split(";"):
+            continue
+        profile = _PROFILE_LEVEL_ID.search(match.group(2))
+        level_id = profile.group(1) if profile else "42001f"
+        mode1[index] = (match.group(1), level_id)
+    if not mode1 or any(level_id[:2].lower() == "42" for _, level_id in mode1.values()):
+        return offer, {}
+    originals: dict[str, str] = {}
+    for index, (payload_type, level_id) in mode1.items():
+        originals[payload_type] = level_id
+        lines[index] = _PROFILE_LEVEL_ID.sub(f"profile-level-id={BASELINE_ALIAS}", lines[index])
+    return "".join(lines), originals
+
+
+def restore_h264_profiles(answer: str, originals: dict[str, str]) -> str:
+    """Put the publisher's own profile-level-id back into the answer (see ``alias_h264_profiles``)."""
+    if not originals:
+        return answer
+    lines = answer.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        match = _FMTP_LINE.match(line.rstrip("\r\n"))
+        if match and match.group(1) in originals:
+            lines[index] = _PROFILE_LEVEL_ID.sub(f"profile-level-id={originals[match.group(1)]}", line)
+    return "".join(lines)

@@ -20,6 +20,7 @@ from ingest.sdp import advertise_address, check_publish_offer, check_view_offer,
 from relay.cards_api import cards_routes
 from relay.clientlimit import ClientLimiter
 from relay.config import Config
+from relay.deadlines import HeaderDeadlines
 from relay.http_errors import Handler, error_middleware
 from relay.looplag import LoopLagMonitor
 from relay.metrics import Metrics
@@ -114,7 +115,9 @@ async def whip_post(request: web.Request) -> web.Response:
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
     check_bearer(request, stream.config.publish_key)
-    sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
+    sdp = await read_body(
+        request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
+    )
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_publish_offer(offer)
     await registry.webhooks.allow_publish(stream.name, request.remote)
@@ -136,7 +139,9 @@ async def whep_post(request: web.Request) -> web.Response:
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
     stream.check_viewer_token(viewer_token(request), time.time())
-    sdp = await read_body(request, content_type="application/sdp", max_bytes=limits.max_body_bytes)
+    sdp = await read_body(
+        request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
+    )
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
     await registry.webhooks.allow_viewer(stream.name, request.remote)
@@ -196,9 +201,10 @@ def _page(name: str) -> Handler:
     return serve
 
 
-def build_app(config: Config) -> web.Application:
+def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.Application:
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
-    app = web.Application(middlewares=[status_middleware, cors_middleware, error_middleware])
+    first = [deadlines.mark_started] if deadlines is not None else []
+    app = web.Application(middlewares=[*first, status_middleware, cors_middleware, error_middleware])
     app[CONFIG] = config
     app[CLIENT_LIMIT] = ClientLimiter(config.limits.posts_per_s_per_ip, config.limits.posts_burst)
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from ingest.logctx import SessionFilter
 from relay.app import build_app
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
+from relay.deadlines import DeadlineRunner, HeaderDeadlines
 from relay.viewer_tokens import mint as mint_viewer_token
 
 log = logging.getLogger("livecart")
@@ -58,8 +59,9 @@ def _setup_logging(level: str, fmt: str) -> None:
 
 async def serve(config: Config) -> int:
     """Run the server until SIGINT/SIGTERM, then close every session within the deadline."""
-    app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    deadlines = HeaderDeadlines(config.limits.header_timeout_s)
+    app = build_app(config, deadlines)
+    runner = DeadlineRunner(app, deadlines, handle_signals=False, access_log=None)
     await runner.setup()
     ssl_context = None
     if config.server.tls_cert and config.server.tls_key:

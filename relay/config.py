@@ -52,6 +52,8 @@ class LimitsConfig:
     max_media_sections: int = 8
     setup_timeout_s: float = 15.0
     media_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0  # a connection must send its request headers within this
+    body_timeout_s: float = 10.0  # and a request its body
     posts_per_s_per_ip: float = 10.0  # WHIP/WHEP POSTs one client address may make (token bucket)
     posts_burst: int = 30
 
@@ -123,6 +125,15 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "tls_key", "--tls-key", "LIVECART_TLS_KEY", str, "PEM private key for HTTPS"),
     ("server", "public_ip", "--public-ip", "LIVECART_PUBLIC_IP", str, "public address behind 1:1 NAT"),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
+    (
+        "limits",
+        "header_timeout_s",
+        "--header-timeout",
+        "LIVECART_HEADER_TIMEOUT",
+        float,
+        "seconds a connection has to send its request headers",
+    ),
+    ("limits", "body_timeout_s", "--body-timeout", "LIVECART_BODY_TIMEOUT", float, "seconds a request has for a body"),
     (
         "limits",
         "max_viewers_per_stream",
@@ -304,6 +315,8 @@ def _validate(config: Config) -> None:
         (lim.max_media_sections < 1, f"max_media_sections must be positive, got {lim.max_media_sections}"),
         (lim.setup_timeout_s <= 0, f"setup_timeout_s must be positive, got {lim.setup_timeout_s}"),
         (lim.media_timeout_s <= 0, f"media_timeout_s must be positive, got {lim.media_timeout_s}"),
+        (lim.header_timeout_s <= 0, f"header_timeout_s must be positive, got {lim.header_timeout_s}"),
+        (lim.body_timeout_s <= 0, f"body_timeout_s must be positive, got {lim.body_timeout_s}"),
         (lim.posts_per_s_per_ip <= 0, f"posts_per_s_per_ip must be positive, got {lim.posts_per_s_per_ip}"),
         (lim.posts_burst < 1, f"posts_burst must be at least 1, got {lim.posts_burst}"),
         ((s.tls_cert is None) != (s.tls_key is None), "tls_cert and tls_key go together: give both or neither"),

@@ -233,6 +233,8 @@ class Fanout:
         self.frames_forwarded = 0
         self.packets_forwarded = 0
         self.retransmitted = 0
+        self.nack_reports = 0  # NACK RTCP packets received from viewers
+        self.nacked_packets = 0  # packets those reports asked for
         self.keyframe_requests = 0
 
     def __len__(self) -> int:
@@ -439,6 +441,8 @@ class Fanout:
     # ---- RTCP ---------------------------------------------------------------------------------
     def retransmit(self, viewer_id: str, kind: str, lost: list[int]) -> int:
         """Answer a NACK from the rung's shared history, re-protected for this viewer."""
+        self.nack_reports += 1
+        self.nacked_packets += len(lost)
         tracks = self._viewers.get(viewer_id)
         if tracks is None:
             return 0

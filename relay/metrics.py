@@ -39,8 +39,16 @@ class LiveCartCollector(Collector):
                 ("packets_forwarded", "RTP packets sent to viewers (packets x viewers)"),
                 ("packets_dropped", "RTP packets dropped because a viewer's socket buffer was full"),
                 ("packets_retransmitted", "RTP packets resent on NACK"),
+                ("nack_reports", "NACK reports received from viewers"),
+                ("packets_nacked", "RTP packets viewers reported lost (NACK)"),
+                ("viewer_keyframe_requests", "Keyframe requests (PLI/FIR) received from viewers"),
             )
         }
+        loss = GaugeMetricFamily(
+            "livecart_viewer_loss_ratio",
+            "Packet loss viewers report (latest receiver report)",
+            labels=["stream", "stat"],
+        )
         viewers = GaugeMetricFamily("livecart_rung_viewers", "Viewers per rendition", labels=["stream", "rung"])
         rung_counters = {
             key: CounterMetricFamily(f"livecart_encoder_{key}", text, labels=["stream", "rung"])
@@ -63,13 +71,24 @@ class LiveCartCollector(Collector):
             forwarded.add_metric([name], stream["frames_forwarded"])
             for key, family in packet_counters.items():
                 family.add_metric([name], stream[key])
+            loss.add_metric([name, "mean"], stream["viewer_loss_mean"])
+            loss.add_metric([name, "max"], stream["viewer_loss_max"])
             cards.add_metric([name], stream.get("card_actions", 0))
             for rung in stream["rungs"]:
                 viewers.add_metric([name, rung["name"]], rung["viewers"])
                 for key, family in rung_counters.items():
                     family.add_metric([name, rung["name"]], rung[key])
                 encode_seconds.add_metric([name, rung["name"]], rung["encode_ms_total"] / 1000)
-        yield from (live, forwarded, *packet_counters.values(), viewers, *rung_counters.values(), encode_seconds, cards)
+        yield from (
+            live,
+            forwarded,
+            *packet_counters.values(),
+            loss,
+            viewers,
+            *rung_counters.values(),
+            encode_seconds,
+            cards,
+        )
         loop = snap.get("loop")
         if loop:
             yield GaugeMetricFamily(

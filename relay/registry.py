@@ -17,7 +17,7 @@ from aiortc import RTCRtpSender
 from ingest.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection
 from ingest.publisher import PublisherSession
-from ingest.sdp import OfferSummary
+from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
 from ingest.synthetic import SyntheticSource
 from relay.cardstore import CardStore
 from relay.config import Config
@@ -102,8 +102,9 @@ class Registry:
                 on_end=self._publisher_ended,
                 on_message=lambda _session, text: stream.cards.handle_message(text),
             )
-            await apply_offer(pc, offer_sdp)
-            answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
+            aiortc_offer, profiles = alias_h264_profiles(offer_sdp)  # Main/High H.264 publishers too
+            await apply_offer(pc, aiortc_offer)
+            answer = restore_h264_profiles(await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S), profiles)
         except BaseException:
             await close_quietly(pc, f"publisher {stream.name} (negotiation)")
             raise

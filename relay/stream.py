@@ -106,6 +106,8 @@ class Stream:
         self.publisher: Publisher | None = None
         self.viewers: dict[str, ViewerSession] = {}
         self._choices: dict[str, ViewerChoice] = {}
+        self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
+        self.viewer_keyframe_requests = 0  # PLI/FIR received
         self.cards = CardFeed(
             config.name,
             board or CardBoard(),
@@ -239,6 +241,7 @@ class Stream:
     def remove_viewer(self, viewer_id: str) -> None:
         self.viewers.pop(viewer_id, None)
         self._choices.pop(viewer_id, None)
+        self._reported_loss.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
 
     def on_viewer_message(self, viewer: ViewerSession, text: str) -> None:
@@ -275,6 +278,7 @@ class Stream:
         if choice is None:
             return
         if feedback.keyframe_request:
+            self.viewer_keyframe_requests += 1
             rung = self.fanout.rung_of(viewer_id)
             if rung is not None:
                 self.transcoder.request_keyframe(rung)
@@ -283,6 +287,7 @@ class Stream:
         if feedback.remb_bps is not None:
             decision = choice.abr.on_remb(feedback.remb_bps, now)
         elif feedback.loss is not None:
+            self._reported_loss[viewer_id] = feedback.loss
             decision = choice.abr.on_loss(feedback.loss, now)
         else:
             return
@@ -319,6 +324,11 @@ class Stream:
             "packets_forwarded": self.fanout.packets_forwarded,
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
+            "nack_reports": self.fanout.nack_reports,
+            "packets_nacked": self.fanout.nacked_packets,
+            "viewer_keyframe_requests": self.viewer_keyframe_requests,
+            "viewer_loss_mean": (sum(losses) / len(losses)) if (losses := list(self._reported_loss.values())) else 0.0,
+            "viewer_loss_max": max(self._reported_loss.values(), default=0.0),
             "card_actions": self.cards.actions,
         }
 

@@ -60,7 +60,9 @@ max_viewers = 1
     return path
 
 
-def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> Server:
     """Start ``livecart serve`` on a free port and wait (bounded) for its 'listening' line.
 
     Each server gets its own data directory beside its log unless the test names one.
@@ -69,7 +71,7 @@ def start_server(args: list[str], log_path: Path, env: dict[str, str] | None = N
         args = [*args, "--data-dir", str(log_path.parent / f"{log_path.stem}-data")]
     log_file = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args],
+        [*(prefix or []), sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=log_file,
         text=True,

@@ -188,6 +188,10 @@ async def test_lost_packets_are_resent_from_history_and_the_picture_never_freeze
             assert len(dropped) >= 10
             resent = await _stream_counter(http, base, "packets_retransmitted") - before
             assert resent >= len(dropped) * 0.8, (resent, len(dropped))
+            assert await _stream_counter(http, base, "packets_nacked") >= resent
+            async with http.get(f"{base}/metrics") as res:
+                metrics = await res.text()
+            assert 'livecart_packets_retransmitted_total{stream="crowd"}' in metrics
             frames = viewer.record.frames[start:]
             gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
             assert max(gaps) < 0.5  # each loss was repaired in time: no freeze

@@ -14,9 +14,11 @@ from ingest.sdp import (
     Codec,
     OfferSummary,
     add_rtcp_mux_only,
+    alias_h264_profiles,
     check_publish_offer,
     check_view_offer,
     parse_offer,
+    restore_h264_profiles,
 )
 
 FIXTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sdp"
@@ -577,3 +579,31 @@ def test_add_rtcp_mux_only_never_raises_and_only_ever_adds_its_line(text: str) -
 @given(mutated_fixture())
 def test_mutated_fixtures_parse_or_raise_bad_offer(text: str) -> None:
     must_not_crash(text)
+
+
+def _h264_offer(*fmtps: str) -> str:
+    lines = ["v=0", "m=video 9 UDP/TLS/RTP/SAVPF " + " ".join(str(96 + i) for i in range(len(fmtps)))]
+    for i, fmtp in enumerate(fmtps):
+        lines += [f"a=rtpmap:{96 + i} H264/90000", f"a=fmtp:{96 + i} {fmtp}"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_main_and_high_only_offers_are_aliased_to_baseline_and_restored_in_the_answer() -> None:
+    offer = _h264_offer(
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f",
+        "packetization-mode=1;profile-level-id=640028",
+        "packetization-mode=0;profile-level-id=4d001f",
+    )
+    aliased, originals = alias_h264_profiles(offer)
+    assert originals == {"96": "4d001f", "97": "640028"}
+    assert "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n" in aliased
+    assert "a=fmtp:98 packetization-mode=0;profile-level-id=4d001f" in aliased  # mode 0 is not ours to touch
+    answer = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+    assert restore_h264_profiles(answer, originals).endswith("profile-level-id=4d001f\r\n")
+
+
+def test_offers_with_a_baseline_format_are_left_alone() -> None:
+    offer = _h264_offer("packetization-mode=1;profile-level-id=42e01f", "packetization-mode=1;profile-level-id=640c1f")
+    assert alias_h264_profiles(offer) == (offer, {})
+    no_level = _h264_offer("packetization-mode=1")  # no profile-level-id means baseline (RFC 6184)
+    assert alias_h264_profiles(no_level) == (no_level, {})
