@@ -51,6 +51,11 @@ class PeerSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the peer connection has come up (it may have failed since)."""
+        return self._connected.is_set()
+
     def _on_state(self, state: str) -> None:
         if state == "connected":
             self._connected.set()

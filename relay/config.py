@@ -48,6 +48,8 @@ class LimitsConfig:
 
     max_publishers: int = 16
     max_viewers_per_stream: int = 200
+    max_viewers_total: int = 2000  # viewers of all streams together
+    max_connecting: int = 200  # sessions negotiating or not yet connected (each is dropped after setup_timeout_s)
     max_body_bytes: int = 32768
     max_media_sections: int = 8
     setup_timeout_s: float = 15.0
@@ -125,6 +127,15 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "tls_key", "--tls-key", "LIVECART_TLS_KEY", str, "PEM private key for HTTPS"),
     ("server", "public_ip", "--public-ip", "LIVECART_PUBLIC_IP", str, "public address behind 1:1 NAT"),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
+    ("limits", "max_viewers_total", "--max-viewers-total", "LIVECART_MAX_VIEWERS_TOTAL", int, "viewers of all streams"),
+    (
+        "limits",
+        "max_connecting",
+        "--max-connecting",
+        "LIVECART_MAX_CONNECTING",
+        int,
+        "sessions negotiating or not yet connected",
+    ),
     (
         "limits",
         "header_timeout_s",
@@ -311,6 +322,8 @@ def _validate(config: Config) -> None:
         (s.log_format not in ("text", "json"), f"log_format must be text or json, got {s.log_format!r}"),
         (lim.max_publishers < 1, f"max_publishers must be positive, got {lim.max_publishers}"),
         (lim.max_viewers_per_stream < 1, f"max_viewers_per_stream must be positive, got {lim.max_viewers_per_stream}"),
+        (lim.max_viewers_total < 1, f"max_viewers_total must be positive, got {lim.max_viewers_total}"),
+        (lim.max_connecting < 1, f"max_connecting must be positive, got {lim.max_connecting}"),
         (lim.max_body_bytes < 1024, f"max_body_bytes must be at least 1024, got {lim.max_body_bytes}"),
         (lim.max_media_sections < 1, f"max_media_sections must be positive, got {lim.max_media_sections}"),
         (lim.setup_timeout_s <= 0, f"setup_timeout_s must be positive, got {lim.setup_timeout_s}"),

@@ -89,6 +89,7 @@ class Registry:
         others = sum(1 for s in self.streams.values() if s.live and s is not stream)
         if others + self._negotiating_publishers >= limits.max_publishers:
             raise LimitReached(f"publisher limit of {limits.max_publishers} reached, retry later")
+        self._check_connecting()
         self._negotiating_publishers += 1
         pc = new_peer_connection()
         try:
@@ -135,6 +136,15 @@ class Registry:
             raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
         await session.close(reason)
 
+    def _check_connecting(self) -> None:
+        """Sessions negotiating or not yet connected are capped: each holds sockets and a handshake."""
+        limit = self.config.limits.max_connecting
+        connecting = self._negotiating_publishers + sum(self._negotiating_viewers.values())
+        connecting += sum(1 for p in self.publishers.values() if not p.connected)
+        connecting += sum(1 for v in self.viewers.values() if not v.connected)
+        if connecting >= limit:
+            raise LimitReached(f"{connecting} sessions are still connecting (limit {limit}), retry later")
+
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
         self._demo = demo
@@ -152,6 +162,10 @@ class Registry:
         pending = self._negotiating_viewers.get(stream.name, 0)
         if len(stream.viewers) + pending >= limit:
             raise LimitReached(f"stream {stream.name!r} has reached its limit of {limit} viewers")
+        total = self.config.limits.max_viewers_total
+        if len(self.viewers) + sum(self._negotiating_viewers.values()) >= total:
+            raise LimitReached(f"the server has reached its limit of {total} viewers, retry later")
+        self._check_connecting()
         self._negotiating_viewers[stream.name] = pending + 1
         pc = new_peer_connection()
         session_id = new_session_id()
