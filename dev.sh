@@ -39,14 +39,16 @@ case "${1:-}" in
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
     missing=()
     # Browser tests use Debian's Chromium (never a browser download); the lossy-link test builds a
-    # network namespace (iproute2) and drops packets in it (nftables).
+    # network namespace (iproute2) and drops packets in it (nftables); interop tests use Node.js.
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nft >/dev/null || missing+=(nftables)
+    command -v npm >/dev/null || missing+=(nodejs npm)  # werift, a third-party WebRTC stack, as a viewer
     if [ "${#missing[@]}" -gt 0 ]; then
       as_root apt-get update -qq
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error >/dev/null
     echo "== ruff"; "$VENV/bin/ruff" check ingest transcode relay benchmarks tests
     echo "== mypy"; "$VENV/bin/mypy"
     echo "== pytest"; exec "$VENV/bin/python" -m pytest "$@"
