@@ -10,6 +10,12 @@ PY="${PYTHON:-python3}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   echo "dev.sh: need root (or sudo) to run: $*" >&2; exit 1; fi; }
 
+gst_ok() {
+  /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0')
+from gi.repository import Gst; Gst.init(None)
+assert all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'vp8enc', 'nicesrc', 'opusenc'))" 2>/dev/null
+}
+
 ensure_venv() {
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "dev.sh: LiveCart needs Python 3.11 or newer ($PY is $("$PY" --version 2>&1))" >&2; exit 1
@@ -43,7 +49,10 @@ case "${1:-}" in
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nft >/dev/null || missing+=(nftables)
-    command -v npm >/dev/null || missing+=(nodejs npm)  # werift, a third-party WebRTC stack, as a viewer
+    command -v npm >/dev/null || missing+=(nodejs npm)  # werift and libwebrtc (npm) interop peers
+    # GStreamer's webrtcbin, driven from the system Python, is another interop publisher.
+    gst_ok || missing+=(python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad
+                        gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice)
     if [ "${#missing[@]}" -gt 0 ]; then
       as_root apt-get update -qq
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -281,6 +281,7 @@ class WhepViewer:
         self.record = ViewerRecord()
         self.location: str | None = None
         self._read_pattern = read_pattern
+        self.last_luma: Any = None
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._data_channel = data_channel
@@ -326,6 +327,7 @@ class WhepViewer:
                     if self._read_pattern:
                         luma = frame.to_ndarray(format="gray")
                         counter = read_counter(luma.astype(np.uint8, copy=False))
+                        self.last_luma = luma  # the newest decoded picture, for content checks
                     rtp = int(frame.pts or 0)
                     self.record.frames.append(DecodedFrame(frame.width, frame.height, counter, time.monotonic(), rtp))
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -14,9 +15,35 @@ from ingest.sdp import add_rtcp_mux_only
 log = logging.getLogger(__name__)
 
 
+# aiortc offers only ECDHE-ECDSA suites. That is enough while aiortc is the DTLS server (its own
+# certificate is ECDSA), but a peer with an RSA certificate acting as DTLS server (GStreamer's
+# webrtcbin) then finds "no shared cipher". The RSA suites below make both roles work.
+RSA_SUITES = b"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"
+
+
 def new_peer_connection() -> RTCPeerConnection:
-    """A peer connection that never contacts a STUN server (aiortc uses a public one by default)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    """A peer connection that never contacts a STUN server (aiortc uses a public one by default)
+    and that accepts peers with RSA DTLS certificates as well as ECDSA ones."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for certificate in getattr(pc, "_RTCPeerConnection__certificates", []):
+        _accept_rsa_peers(certificate)
+    return pc
+
+
+def _accept_rsa_peers(certificate: Any) -> None:
+    create = certificate._create_ssl_context
+
+    def create_with_rsa(srtp_profiles: Any) -> Any:
+        ctx = create(srtp_profiles)
+        ctx.set_cipher_list(ECDSA_SUITES + b":" + RSA_SUITES)
+        return ctx
+
+    certificate._create_ssl_context = create_with_rsa
+
+
+ECDSA_SUITES = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+)
 
 
 async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:

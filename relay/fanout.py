@@ -232,6 +232,7 @@ class Fanout:
         self._wall = wall_clock
         self.frames_forwarded = 0
         self.packets_forwarded = 0
+        self.bytes_forwarded = 0  # RTP payload bytes sent to viewers (payloads x viewers)
         self.retransmitted = 0
         self.nack_reports = 0  # NACK RTCP packets received from viewers
         self.nacked_packets = 0  # packets those reports asked for
@@ -388,6 +389,7 @@ class Fanout:
                 send_frame(out, rtp, ext)
             self.frames_forwarded += len(members)
             self.packets_forwarded += len(members) * len(rtp.payloads)
+            self.bytes_forwarded += len(members) * rtp.octets
         if frame.keyframe and state.pending and frame.kind != AUDIO:
             self._promote(frame.rung, state, rtp, now)
 
@@ -419,6 +421,7 @@ class Fanout:
             self._first(out, keyframe.ts)
             self.frames_forwarded += 1
             self.packets_forwarded += len(keyframe.payloads)
+            self.bytes_forwarded += keyframe.octets
             tracks.rung = rung
             tracks.pending = None
             state.members[viewer_id] = tracks

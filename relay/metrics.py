@@ -37,6 +37,7 @@ class LiveCartCollector(Collector):
             key: CounterMetricFamily(f"livecart_{key}", text, labels=["stream"])
             for key, text in (
                 ("packets_forwarded", "RTP packets sent to viewers (packets x viewers)"),
+                ("bytes_forwarded", "RTP payload bytes sent to viewers (bytes x viewers)"),
                 ("packets_dropped", "RTP packets dropped because a viewer's socket buffer was full"),
                 ("packets_retransmitted", "RTP packets resent on NACK"),
                 ("nack_reports", "NACK reports received from viewers"),

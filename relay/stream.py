@@ -322,6 +322,7 @@ class Stream:
             ],
             "frames_forwarded": self.fanout.frames_forwarded,
             "packets_forwarded": self.fanout.packets_forwarded,
+            "bytes_forwarded": self.fanout.bytes_forwarded,
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
             "nack_reports": self.fanout.nack_reports,

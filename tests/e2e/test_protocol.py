@@ -202,6 +202,11 @@ async def test_metrics_parse_and_move_and_healthz_answers(quick_server: Server) 
             key = ("livecart_encoder_frames_out_total", (("rung", "240p"), ("stream", "interop")))
             assert during[key] > before.get(key, 0)
             assert during[("livecart_http_responses_total", (("status", "201"),))] >= 2
+            for counter in ("packets_forwarded", "bytes_forwarded"):
+                key = (f"livecart_{counter}_total", (("stream", "interop"),))
+                assert during[key] > before.get(key, 0), counter
+            assert ("livecart_viewer_loss_ratio", (("stat", "max"), ("stream", "interop"))) in during
+            assert ("livecart_process_cpu_seconds_total", ()) in during or ("process_cpu_seconds_total", ()) in during
         finally:
             await viewer.stop(http)
             await publisher.stop(http)
