@@ -2,59 +2,23 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import start_server, stop_server, write_config
+from tests.e2e.helpers import p256_certificate, viewer_offer
 
 KEY = "deploy-test-key-0123456789"
 PUBLIC_IP = "127.0.0.2"  # stands for the public side of a 1:1 NAT; never contacted by this test
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
-async def _view_offer() -> str:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = p256_certificate(tmp_path)
     config = write_config(tmp_path / "livecart.toml", f'[streams.live2]\npublish_key = "{KEY}"\n')
     config.write_text(
         '[server]\nice_servers = ["stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"]\n'
@@ -84,7 +48,7 @@ async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
                 assert res.status == 204
                 assert len(res.headers.getall("Link")) == 2
             async with http.post(
-                f"{server.base}/whep/live2", data=await _view_offer(), headers={"Content-Type": "application/sdp"}
+                f"{server.base}/whep/live2", data=await viewer_offer(), headers={"Content-Type": "application/sdp"}
             ) as res:
                 answer = await res.text()
                 assert res.status == 201, answer
@@ -114,7 +78,7 @@ async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: 
         ["--config", str(config), "--setup-timeout", "2", "--data-dir", str(tmp_path / "d")], tmp_path / "server.log"
     )
     try:
-        offer = await _view_offer()
+        offer = await viewer_offer()
         async with aiohttp.ClientSession() as http:
 
             async def whep(query: str = "", token: str | None = None) -> int:

@@ -7,7 +7,6 @@ P-256 certificate (what the README tells users) and ``whip_flags=dtls_active``.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import threading
 import time
 from pathlib import Path
@@ -15,36 +14,11 @@ from pathlib import Path
 import aiohttp
 import av
 import numpy as np
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from benchmarks.pattern import draw_counter
 from benchmarks.peers import WhepViewer
 from tests.e2e.conftest import PUBLISH_KEY, Server, wait_until
-
-
-def _p256_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ffmpeg")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+from tests.e2e.helpers import p256_certificate
 
 
 def _publish(url: str, cert: Path, key: Path, stop: threading.Event, errors: list[BaseException]) -> None:
@@ -78,7 +52,7 @@ def _publish(url: str, cert: Path, key: Path, stop: threading.Event, errors: lis
 
 
 async def test_ffmpeg_whip_muxer_publishes_and_viewers_see_its_frames(server: Server, tmp_path: Path) -> None:
-    cert, key = _p256_certificate(tmp_path)
+    cert, key = p256_certificate(tmp_path, "ffmpeg")
     stop = threading.Event()
     errors: list[BaseException] = []
     publisher = threading.Thread(target=_publish, args=(f"{server.base}/whip/live", cert, key, stop, errors))

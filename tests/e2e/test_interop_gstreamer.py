@@ -6,11 +6,8 @@ handshake then fails with "no shared cipher" (``ingest.peer`` adds the RSA suite
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import json
 import subprocess
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -18,8 +15,8 @@ import pytest
 
 from benchmarks.peers import WhepViewer
 from tests.e2e.conftest import PUBLISH_KEY, Server
+from tests.e2e.helpers import INTEROP, ExternalPeer
 
-INTEROP = Path(__file__).resolve().parents[1] / "interop"
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings come from Debian, not PyPI
 
 
@@ -42,25 +39,18 @@ async def test_a_gstreamer_webrtcbin_publisher_with_an_rsa_certificate_reaches_v
     problem = _gstreamer_ready()
     if problem is not None:
         pytest.skip(f"needs GStreamer 1.22 webrtcbin with Python bindings (./dev.sh test installs them): {problem}")
-    process = await asyncio.create_subprocess_exec(
-        SYSTEM_PYTHON, str(INTEROP / "gst_publisher.py"), f"{server.base}/whip/live", PUBLISH_KEY, "6",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
+    peer = await ExternalPeer.start(
+        SYSTEM_PYTHON, str(INTEROP / "gst_publisher.py"), f"{server.base}/whip/live", PUBLISH_KEY, "6"
+    )
     viewer = WhepViewer(server.base, "live", data_channel=False, audio=False)
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        assert json.loads(line) == {"published": True}, line
+        assert await peer.next(30) == {"published": True}
         await viewer.start(http)
         await viewer.wait_for(lambda r: len(r.frames) >= 30, 20)
-        out, err = await asyncio.wait_for(process.communicate(), 40)
+        end = await peer.result(40)
     finally:
         await viewer.stop(http)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()[-3000:]
-    end = json.loads(out.decode().strip().splitlines()[-1])
+        await peer.close()
     assert end == {"state": "connected", "deleteStatus": 200}
     assert {(f.width, f.height) for f in viewer.record.frames} == {(320, 240)}
     # SMPTE bars: seven columns whose brightness falls from white to blue, left to right.

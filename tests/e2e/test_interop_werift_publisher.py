@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
-import shutil
 import socket
 import struct
-from pathlib import Path
 
 import aiohttp
 import av
 import numpy as np
-import pytest
 
 from benchmarks.pattern import draw_counter
 from benchmarks.peers import WhepViewer
 from relay.rtp import packetize_h264
 from tests.e2e.conftest import PUBLISH_KEY, Server
-
-INTEROP = Path(__file__).resolve().parents[1] / "interop"
+from tests.e2e.helpers import INTEROP, ExternalPeer, node_with
 
 
 async def _feed_rtp(port: int, stop: asyncio.Event) -> int:
@@ -62,35 +57,25 @@ async def _feed_rtp(port: int, stop: asyncio.Event) -> int:
 
 
 async def test_a_werift_publisher_reaches_viewers_with_its_frames(server: Server, http: aiohttp.ClientSession) -> None:
-    node = shutil.which("node")
-    if node is None or not (INTEROP / "node_modules" / "werift").is_dir():
-        pytest.skip("needs Node.js and werift (./dev.sh test runs npm ci in tests/interop)")
-    process = await asyncio.create_subprocess_exec(
-        node, str(INTEROP / "werift_publisher.js"), f"{server.base}/whip/live", PUBLISH_KEY, "8",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
+    node = node_with("werift")
+    peer = await ExternalPeer.start(
+        node, str(INTEROP / "werift_publisher.js"), f"{server.base}/whip/live", PUBLISH_KEY, "8"
+    )
     stop = asyncio.Event()
     viewer = WhepViewer(server.base, "live", data_channel=False, audio=False)
     feeder = None
     try:
-        port = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))["rtpPort"]
-        feeder = asyncio.ensure_future(_feed_rtp(port, stop))
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        assert json.loads(line) == {"published": True}, line
+        feeder = asyncio.ensure_future(_feed_rtp((await peer.next(30))["rtpPort"], stop))
+        assert await peer.next(30) == {"published": True}
         await viewer.start(http)
         await viewer.wait_for(lambda r: len(r.frames) >= 30, 20)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        end = await peer.result(30)
     finally:
         stop.set()
         if feeder is not None:
             await feeder
         await viewer.stop(http)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()[-3000:]
-    end = json.loads(out.decode().strip().splitlines()[-1])
+        await peer.close()
     assert end["state"] == "connected" and end["deleteStatus"] == 200 and end["forwarded"] > 100
     counters = [f.counter for f in viewer.record.frames]
     assert counters == sorted(counters) and counters[-1] - counters[0] >= 25  # the frames werift forwarded

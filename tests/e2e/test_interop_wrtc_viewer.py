@@ -7,37 +7,24 @@ why, and the test checks that. Should a build offer H.264, the test checks it de
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
-
 import aiohttp
-import pytest
 
 from benchmarks.peers import WhipPublisher
 from tests.e2e.conftest import PUBLISH_KEY, Server
+from tests.e2e.helpers import INTEROP, ExternalPeer, node_with
 
-INTEROP = Path(__file__).resolve().parents[1] / "interop"
 
-
-async def test_a_libwebrtc_viewer_decodes_the_publishers_frames_and_gets_the_cards_channel(
+async def test_a_libwebrtc_viewer_decodes_the_publishers_frames_or_is_told_why_not(
     server: Server, http: aiohttp.ClientSession
 ) -> None:
-    node = shutil.which("node")
-    if node is None or not (INTEROP / "node_modules" / "@roamhq" / "wrtc").is_dir():
-        pytest.skip("needs Node.js and @roamhq/wrtc (./dev.sh test runs npm ci in tests/interop)")
+    node = node_with("@roamhq/wrtc")
     publisher = WhipPublisher(server.base, "live", PUBLISH_KEY, h264=True)
     await publisher.start(http)
+    peer = await ExternalPeer.start(node, str(INTEROP / "wrtc_viewer.js"), f"{server.base}/whep/live", "4")
     try:
-        process = await asyncio.create_subprocess_exec(
-            node, str(INTEROP / "wrtc_viewer.js"), f"{server.base}/whep/live", "4",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()[-3000:]
-        result = json.loads(out.decode().strip().splitlines()[-1])
+        result = await peer.result(60)
     finally:
+        await peer.close()
         await publisher.stop(http)
     if "status" in result:
         assert result["status"] == 400

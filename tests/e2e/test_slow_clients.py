@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
 
 from tests.e2e.conftest import Server, start_server, stop_server, write_config
+from tests.e2e.helpers import viewer_offer
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,6 @@ async def connection(slow_server: Server) -> AsyncIterator[tuple[asyncio.StreamR
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
     yield reader, writer
     writer.close()
-
-
-async def _viewer_offer() -> str:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    offer: str = pc.localDescription.sdp
-    await pc.close()
-    return offer
 
 
 async def test_a_client_that_never_finishes_its_headers_is_cut_off(
@@ -68,7 +59,7 @@ async def test_an_offer_arriving_in_many_small_pieces_is_read_whole(
     slow_server: Server, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]
 ) -> None:
     reader, writer = connection
-    body = (await _viewer_offer()).encode()
+    body = (await viewer_offer()).encode()
     writer.write(
         b"POST /whep/live HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
         b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
