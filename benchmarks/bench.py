@@ -49,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ramp", type=float, default=20.0, help="viewers started per second (20)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per level (10)")
     parser.add_argument("--rendition", default="auto", help="rendition name, or auto (auto)")
-    parser.add_argument("--publish", choices=["synthetic", "none"], default="synthetic", help="(synthetic)")
+    parser.add_argument(
+        "--publish",
+        choices=["synthetic", "none"],
+        default="synthetic",
+        help="synthetic: publish a 720p stream stamped with capture times, and cards; none: the stream is live already",
+    )
     parser.add_argument("--workers", type=int, default=None, help="viewer processes (default: CPUs available, max 4)")
     parser.add_argument("--probes", type=int, default=2, help="decoding probe viewers for latency (2)")
     parser.add_argument("--no-audio", action="store_true", help="viewers receive video only")

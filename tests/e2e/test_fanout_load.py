@@ -206,3 +206,24 @@ async def _stream_counter(http: aiohttp.ClientSession, base: str, key: str) -> i
     async with http.get(f"{base}/api/streams/crowd") as res:
         data = await res.json()
     return int(data[key])
+
+
+async def test_bench_measures_a_stream_that_is_already_live(crowd_server: Server, tmp_path: Path) -> None:
+    """`--publish none`: no publisher of its own, no cards; the viewers still get everything."""
+    out = tmp_path / "bench.json"
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(crowd_server.base, "crowd", PUBLISH_KEY, width=640, height=360, h264=True)
+        await publisher.start(http)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "relay.cli", "bench", "--target", crowd_server.base, "--stream", "crowd",
+                "--publish", "none", "--viewers", "5", "--duration", "3", "--probes", "0", "--workers", "1",
+                "--json", str(out), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, stderr = await asyncio.wait_for(process.communicate(), 90)
+        finally:
+            await publisher.stop(http)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    report = json.loads(out.read_text())
+    assert report["viewers_connected"] == 5 and report["delivered_ratio_min"] >= 0.99
+    assert report["card_latency_ms_p50"] is None and report["video_latency_ms_p50"] is None  # no probes, no cards
