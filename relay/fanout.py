@@ -221,9 +221,11 @@ class Fanout:
         keyframe_min_interval_s: float = 0.5,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        on_broken: Callable[[str, str], None] = lambda viewer_id, reason: None,
     ) -> None:
         self._request_keyframe = request_keyframe
         self._on_switched = on_switched
+        self._on_broken = on_broken
         self._viewers: dict[str, ViewerTracks] = {}
         self._rungs: dict[str, RungState] = {}
         self._audio = RungState()
@@ -237,6 +239,7 @@ class Fanout:
         self.nack_reports = 0  # NACK RTCP packets received from viewers
         self.nacked_packets = 0  # packets those reports asked for
         self.keyframe_requests = 0
+        self.send_errors = 0  # viewers dropped because sending to them raised
 
     def __len__(self) -> int:
         return len(self._viewers)
@@ -348,6 +351,13 @@ class Fanout:
         for link in links.values():
             link.close()
 
+    def _drop_broken(self, broken: list[tuple[str, Exception]]) -> None:
+        """Viewers whose send failed are detached and reported (their session is then closed)."""
+        for viewer_id, exc in broken:
+            self.send_errors += 1
+            self.detach(viewer_id)
+            self._on_broken(viewer_id, f"{type(exc).__name__}: {exc}")
+
     def _ask_keyframe(self, rung: str) -> None:
         self.keyframe_requests += 1
         self._request_keyframe(rung)
@@ -378,7 +388,8 @@ class Fanout:
             ast = abs_send_time(now)
             exts: dict[tuple[int | None, int | None, bytes], bytes] = {}
             is_audio = frame.kind == AUDIO
-            for tracks in members.values():
+            broken = None
+            for viewer_id, tracks in members.items():
                 out = tracks.audio if is_audio else tracks.video
                 if out is None:
                     continue
@@ -386,7 +397,13 @@ class Fanout:
                 ext = exts.get(key)
                 if ext is None:
                     ext = exts[key] = _extensions(key, ast)
-                send_frame(out, rtp, ext)
+                try:
+                    send_frame(out, rtp, ext)
+                except Exception as exc:  # one viewer's SRTP trouble must not stop the others
+                    broken = broken or []
+                    broken.append((viewer_id, exc))
+            if broken:
+                self._drop_broken(broken)
             self.frames_forwarded += len(members)
             self.packets_forwarded += len(members) * len(rtp.payloads)
             self.bytes_forwarded += len(members) * rtp.octets
@@ -417,7 +434,11 @@ class Fanout:
                         out.ts_off = seen + 1 - keyframe.ts
             else:
                 out.seq_off = (out.seq_off - keyframe.first_seq) & 0xFFFF
-            send_frame(out, keyframe, _extensions(out.ext_key, ast))
+            try:
+                send_frame(out, keyframe, _extensions(out.ext_key, ast))
+            except Exception as exc:
+                self._drop_broken([(viewer_id, exc)])
+                continue
             self._first(out, keyframe.ts)
             self.frames_forwarded += 1
             self.packets_forwarded += len(keyframe.payloads)

@@ -102,6 +102,7 @@ class Stream:
             self.transcoder.request_keyframe,
             self._on_switched,
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
+            on_broken=self._viewer_broken,
         )
         self.publisher: Publisher | None = None
         self.viewers: dict[str, ViewerSession] = {}
@@ -172,6 +173,12 @@ class Stream:
             target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
             if self.fanout.rung_of(viewer_id) != target:
                 self.fanout.switch(viewer_id, target)
+
+    def _viewer_broken(self, viewer_id: str, reason: str) -> None:
+        viewer = self.viewers.get(viewer_id)
+        log.warning("stream %s: sending to viewer %s failed (%s); closing it", self.name, viewer_id[:8], reason)
+        if viewer is not None:
+            viewer.close_soon(f"send failed: {reason}")
 
     def _on_switched(self, viewer_id: str, rung: str) -> None:
         viewer = self.viewers.get(viewer_id)
@@ -325,6 +332,7 @@ class Stream:
             "bytes_forwarded": self.fanout.bytes_forwarded,
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
+            "viewer_send_errors": self.fanout.send_errors,
             "nack_reports": self.fanout.nack_reports,
             "packets_nacked": self.fanout.nacked_packets,
             "viewer_keyframe_requests": self.viewer_keyframe_requests,

@@ -145,7 +145,10 @@ class StreamTranscoder:
                 self._audio = None  # rebuilt on the next frame
                 continue
             for encoded in out:
-                self._on_frame(encoded)
+                try:
+                    self._on_frame(encoded)
+                except Exception as exc:  # a consumer's bug must not stop the audio for everyone
+                    log.error("transcode %s: delivering audio failed: %s: %s", self.name, type(exc).__name__, exc)
 
     def _encode_audio(self, batch: list[tuple[av.AudioFrame, int]]) -> list[EncodedFrame]:
         if self._audio is None:

@@ -93,7 +93,10 @@ class RungEncoder:
                     self.keyframes_forced += force
                     self.last_keyframe_at = now
                     self.gate.keyframe_sent(now)
-                self._on_frame(encoded)
+                try:
+                    self._on_frame(encoded)
+                except Exception as exc:  # a consumer's bug must not stop the encoder for everyone
+                    log.error("%s: delivering a frame failed: %s: %s", self._label, type(exc).__name__, exc)
 
     def stats(self) -> EncoderStats:
         width, height = self.size

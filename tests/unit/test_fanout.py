@@ -234,3 +234,33 @@ def test_sender_reports_carry_the_viewers_ssrc_and_counts() -> None:
     first = _video_packets(link)[0]
     assert sr.sender_info.rtp_timestamp == first.timestamp  # media time 1.0 s == pts 90000
     assert viewer.video.packets == 2
+
+
+class FailingLink(RecordingLink):
+    def protect(self, packet: bytes) -> bytes:
+        raise RuntimeError("srtp refused")
+
+
+def test_a_viewer_whose_send_fails_is_dropped_and_reported_while_the_others_get_the_frame() -> None:
+    broken: list[tuple[str, str]] = []
+    fanout = Fanout(
+        lambda rung: None,
+        lambda v, r: None,
+        clock=Clock(),
+        wall_clock=lambda: 0.0,
+        on_broken=lambda viewer, reason: broken.append((viewer, reason)),
+    )
+    good = fanout.new_tracks("good", with_audio=False)
+    good.video.configure(1, 102, "0", None, None, "c")
+    bad = fanout.new_tracks("bad", with_audio=False)
+    bad.video.configure(2, 102, "0", None, None, "c")
+    fanout.attach("bad", bad, "720p")
+    fanout.attach("good", good, "720p")
+    good_link, bad_link = RecordingLink(), FailingLink()
+    fanout.activate("bad", "video", bad_link)
+    fanout.activate("good", "video", good_link)
+    fanout.publish(_video("720p", 0, True))
+    fanout.publish(_video("720p", 3000, False))
+    assert broken == [("bad", "RuntimeError: srtp refused")]
+    assert len(fanout) == 1 and bad_link.closed and fanout.send_errors == 1
+    assert len(good_link.packets) == 2  # both frames reached the healthy viewer
