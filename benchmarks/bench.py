@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.benchargs import add_arguments
 from benchmarks.benchstats import percentile
 from benchmarks.peers import WhepViewer, WhipPublisher
 from benchmarks.serverstats import ServerSampler, local_listener_pid, metrics_sampler, proc_sampler
@@ -37,51 +38,6 @@ from benchmarks.worker import run as worker_run
 
 SETTLE_S = 2.0  # after the last viewer joined, before the measurement window opens
 CARD_EVERY_S = 3.0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--stream", required=True, help="stream name to watch (and publish to)")
-    parser.add_argument("--key", default=None, help="the stream's publish key (needed with --publish synthetic)")
-    parser.add_argument(
-        "--viewers", default="20", help="viewer count, or a comma list of levels run one after the other (20)"
-    )
-    parser.add_argument("--ramp", type=float, default=20.0, help="viewers started per second (20)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per level (10)")
-    parser.add_argument("--rendition", default="auto", help="rendition name, or auto (auto)")
-    parser.add_argument(
-        "--publish",
-        choices=["synthetic", "none"],
-        default="synthetic",
-        help="synthetic: publish a 720p stream stamped with capture times, and cards; none: the stream is live already",
-    )
-    parser.add_argument("--workers", type=int, default=None, help="viewer processes (default: CPUs available, max 4)")
-    parser.add_argument("--probes", type=int, default=2, help="decoding probe viewers for latency (2)")
-    parser.add_argument("--no-audio", action="store_true", help="viewers receive video only")
-    parser.add_argument("--threshold", type=float, default=0.995, help="delivery every viewer must reach (0.995)")
-    parser.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PNG", default=None, help="plot viewers, CPU and bitrate over time")
-    parser.add_argument(
-        "--against-reference", action="store_true", help="run the same levels against a plain aiortc relay too"
-    )
-    parser.add_argument(
-        "--reference-viewers",
-        default=None,
-        help="levels for the reference relay (default: --viewers; it saturates far earlier)",
-    )
-    parser.add_argument(
-        "--server-cpus", default=None, help="CPU list to pin the reference relay to (e.g. 0), like your server"
-    )
-    parser.add_argument(
-        "--server-pid",
-        type=int,
-        default=None,
-        help="read server CPU/RSS from /proc for this pid (default: found by port for a local target, else /metrics)",
-    )
-    parser.add_argument(
-        "--fps", type=float, default=30.0, help="the stream's frame rate; frames a viewer never got count as lost (30)"
-    )
-    parser.add_argument("--kbps", type=int, default=2500, help="rung bitrate the reference relay encodes (2500)")
 
 
 @dataclass
@@ -207,7 +163,7 @@ class Runner:
                     for command in commands:
                         command.put((window_start, window_end))
             if sampled_start is None and now >= window_start:
-                sampled_start = (now, *(sampler.cpu_seconds(),))  # type: ignore[assignment]
+                sampled_start = (now, sampler.cpu_seconds())
             if sampled_start is not None and "cpu_pct" not in server_window and now >= window_end:
                 cpu_end = sampler.cpu_seconds()
                 server_window["cpu_pct"] = 100 * (cpu_end - sampled_start[1]) / (now - sampled_start[0])

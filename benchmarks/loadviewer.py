@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -95,15 +94,6 @@ class RtpCounter:
 
 def _is_keyframe(packet: RtpPacket | None) -> bool:
     return packet is not None and payload_starts_keyframe(packet.payload)
-
-
-@dataclass
-class LoadViewerResult:
-    joined: bool
-    reason: str | None = None
-    join_ms: float | None = None
-    counter: RtpCounter | None = None
-    messages: list[tuple[float, str]] = field(default_factory=list)
 
 
 def _video_payload_types(answer: str) -> set[int]:

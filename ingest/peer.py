@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 # aiortc offers only ECDHE-ECDSA suites. That is enough while aiortc is the DTLS server (its own
 # certificate is ECDSA), but a peer with an RSA certificate acting as DTLS server (GStreamer's
 # webrtcbin) then finds "no shared cipher". The RSA suites below make both roles work.
+ECDSA_SUITES = (  # aiortc's own list
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+)
 RSA_SUITES = b"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"
 
 
@@ -39,11 +42,6 @@ def _accept_rsa_peers(certificate: Any) -> None:
         return ctx
 
     certificate._create_ssl_context = create_with_rsa
-
-
-ECDSA_SUITES = (
-    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
-)
 
 
 async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:

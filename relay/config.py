@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.benchargs import add_arguments as add_bench_arguments
+
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RUNG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
@@ -206,8 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="load-test a server: a publisher and many WHEP viewers",
         description="Load-test a LiveCart server (see benchmarks/RESULTS.md for how we run it).",
     )
-    from benchmarks.bench import add_arguments as add_bench_arguments
-
     add_bench_arguments(bench)
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)

@@ -50,10 +50,11 @@ class Link(Protocol):
 class RtpFrame:
     """One frame of one rung, packetised once and shared by every viewer of that rung."""
 
-    __slots__ = ("first_seq", "keyframe", "octets", "payloads", "runs", "ts")
+    __slots__ = ("first_seq", "head", "keyframe", "octets", "payloads", "runs", "ts")
 
     def __init__(self, payloads: list[bytes], first_seq: int, ts: int, keyframe: bool) -> None:
         self.payloads = payloads
+        self.head = payloads[:-1]  # every packet but the last (which carries the marker bit)
         self.first_seq = first_seq  # the rung's sequence number of the first packet (unbounded int)
         self.ts = ts  # media timestamp (90 kHz video, 48 kHz audio)
         self.keyframe = keyframe
@@ -199,7 +200,7 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes) -> None:
     ts = (frame.ts + out.ts_off) & 0xFFFFFFFF
     payloads = frame.payloads
     last = len(payloads) - 1
-    packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(payloads[:last])]
+    packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
     packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
     link.send_runs(packets, frame.runs)
     out.packets += last + 1
@@ -290,10 +291,11 @@ class Fanout:
         (the cached frames since) and no new IDR is needed; otherwise one is requested.
         """
         tracks = self._viewers.get(viewer_id)
-        out = None if tracks is None else (tracks.video if kind == "video" else tracks.audio)
-        if tracks is None or out is None or out.link is not None:
-            if all(o.link is not link for o in (tracks.outs() if tracks else [])):
-                link.close()
+        if tracks is None:  # the viewer left while connecting: nobody will use this link
+            link.close()
+            return
+        out = tracks.video if kind == "video" else tracks.audio
+        if out is None or out.link is not None:
             return
         out.link = link
         if kind != "video":
@@ -376,8 +378,11 @@ class Fanout:
             state = self._audio
             rtp = state.add([frame.data], frame.pts, True)
         else:
+            payloads = packetize_h264(frame.data)
+            if not payloads:  # nothing to send (e.g. only an access unit delimiter)
+                return
             state = self._rung(frame.rung)
-            rtp = state.add(packetize_h264(frame.data), frame.pts, frame.keyframe)
+            rtp = state.add(payloads, frame.pts, frame.keyframe)
             if frame.keyframe:
                 state.gop = [rtp]
                 state.gop_started_at = self._clock()
@@ -471,8 +476,10 @@ class Fanout:
         if tracks is None:
             return 0
         out = tracks.video if kind == "video" else tracks.audio
-        if out is None or out.link is None:
+        link = None if out is None else out.link
+        if out is None or link is None:
             return 0
+        ext = _extensions(out.ext_key, abs_send_time(self._wall()))
         if kind == "video":
             current = self._rungs.get(tracks.rung) if tracks.rung is not None else None
         else:
@@ -490,10 +497,9 @@ class Fanout:
             if entry is None:
                 continue
             _, payload, ts, marker = entry
-            ext = _extensions(out.ext_key, abs_send_time(self._wall()))
             header = HEADER.pack(out.b0, out.pt | (0x80 if marker else 0), seq16, (ts + ts_off) & 0xFFFFFFFF, out.ssrc)
             try:
-                out.link.send_one(out.link.protect(header + ext + payload))
+                link.send_one(link.protect(header + ext + payload))
             except Exception:  # an SRTP refusal (e.g. session closing) drops this one packet
                 continue
             sent += 1

@@ -148,9 +148,3 @@ def abs_send_time(now_s: float) -> bytes:
 def ntp_timestamp(now_s: float) -> int:
     """A 64-bit NTP timestamp of a Unix time."""
     return int((now_s + 2_208_988_800) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
-
-
-def seq_distance(newer: int, older: int) -> int:
-    """How far 16-bit sequence number ``newer`` is ahead of ``older`` (negative if behind)."""
-    delta = (newer - older) & 0xFFFF
-    return delta - 0x10000 if delta >= 0x8000 else delta

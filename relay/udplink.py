@@ -9,6 +9,7 @@ stops reading costs the others nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 _SEGMENT = struct.Struct("=H")
+# What sendmsg with UDP_SEGMENT raises where the kernel or the route cannot do GSO.
+GSO_REFUSED = (errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.EOPNOTSUPP, errno.EAFNOSUPPORT)
 
 
 MAX_PACKET = 1500 - 16 - 128  # pylibsrtp's buffer less the largest SRTP trailer
@@ -131,7 +134,7 @@ class UdpLink:
             except BlockingIOError:
                 self.dropped += end - start
             except OSError as exc:
-                if self._gso and end - start > 1 and exc.errno in (5, 22, 90, 95, 97):  # EIO EINVAL EMSGSIZE ...
+                if self._gso and end - start > 1 and exc.errno in GSO_REFUSED:
                     log.info("UDP GSO refused (%s): sending packet by packet", exc.strerror)
                     self._gso = False
                     self.send_runs(packets, [(start, end)])

@@ -5,22 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection
 
 from benchmarks.peers import WhepViewer
 from tests.e2e.conftest import start_server, stop_server, wait_until, write_config
+from tests.e2e.helpers import viewer_offer
 
 
 async def _post_offer(http: aiohttp.ClientSession, url: str) -> tuple[int, str, dict[str, str]]:
     """POST a viewer offer from a peer that never applies the answer: it never connects."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    try:
-        async with http.post(url, data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}) as res:
-            return res.status, (await res.text()).strip(), dict(res.headers)
-    finally:
-        await pc.close()
+    async with http.post(url, data=await viewer_offer(), headers={"Content-Type": "application/sdp"}) as res:
+        return res.status, (await res.text()).strip(), dict(res.headers)
 
 
 async def test_viewers_of_all_streams_together_are_capped(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from relay.rtp import (
     one_byte_extensions,
     packetize_h264,
     payload_starts_keyframe,
-    seq_distance,
     split_annexb,
 )
 
@@ -84,8 +83,3 @@ def test_one_byte_extensions_are_padded_words() -> None:
     assert block[:2] == b"\xbe\xde" and len(block) % 4 == 0
     assert int.from_bytes(block[2:4], "big") == (len(block) - 4) // 4
     assert one_byte_extensions([]) == b""
-
-
-def test_seq_distance_wraps() -> None:
-    assert seq_distance(2, 0xFFFF) == 3
-    assert seq_distance(0xFFFF, 2) == -3
