@@ -18,8 +18,8 @@ import time
 
 from pylibsrtp import Policy, Session
 
-from relay.fanout import Fanout
-from relay.udplink import UdpLink
+from relay.media.fanout import Fanout
+from relay.media.udplink import UdpLink
 from transcode.frames import EncodedFrame
 
 

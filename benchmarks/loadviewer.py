@@ -20,7 +20,7 @@ from aiortc.rtp import RtpPacket
 from yarl import URL
 
 from benchmarks.benchstats import StreamCount
-from relay.rtp import payload_starts_keyframe
+from relay.media.rtp import payload_starts_keyframe
 
 VERIFY_EVERY = 200  # decrypt and parse one packet in this many after the first keyframe
 _HEADER = struct.Struct("!BBHII")

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.benchargs import add_arguments as add_bench_arguments
+from transcode.rendition import DEFAULT_LADDER, Ladder
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RUNG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
-# (name, box width, box height, kbps), highest first: mirrors transcode.rendition.DEFAULT_LADDER.
-Ladder = tuple[tuple[str, int, int, int], ...]
-DEFAULT_LADDER: Ladder = (("720p", 1280, 720, 2500), ("480p", 854, 480, 1000), ("240p", 426, 240, 350))
 
 
 class ConfigError(Exception):
@@ -41,7 +38,7 @@ class StreamConfig:
     max_viewers: int | None = None
     ladder: Ladder | None = None  # None: the [transcode] ladder
     host_key: str | None = None  # a second bearer token for the card API only (a host's console)
-    viewer_secret: str | None = None  # set: viewers need a signed token (see relay.viewer_tokens)
+    viewer_secret: str | None = None  # set: viewers need a signed token (see relay.sessions.tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--config", metavar="PATH", default=None, help="TOML configuration file (env LIVECART_CONFIG)")
     token.add_argument("--stream", required=True, help="the protected stream")
     token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
-    bench = commands.add_parser(
-        "bench",
-        help="load-test a server: a publisher and many WHEP viewers",
-        description="Load-test a LiveCart server (see benchmarks/RESULTS.md for how we run it).",
-    )
-    add_bench_arguments(bench)
+    # `livecart bench ...` is handed to the benchmarks package before this parser runs (relay.cli);
+    # it is listed here so that `livecart --help` shows it.
+    commands.add_parser("bench", help="load-test a server: a publisher and many WHEP viewers (livecart bench -h)")
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)
         help_text = f"{text} (env {env}; default {default})"

@@ -18,8 +18,10 @@ class Rendition:
     gop_frames: int
 
 
-# (name, box width, box height, kbps): the ladder a stream gets unless its config says otherwise.
-DEFAULT_LADDER: tuple[tuple[str, int, int, int], ...] = (
+# (name, box width, box height, kbps) per rung, highest first: how configuration spells a ladder.
+Ladder = tuple[tuple[str, int, int, int], ...]
+# The ladder a stream gets unless its config says otherwise.
+DEFAULT_LADDER: Ladder = (
     ("720p", 1280, 720, 2500),
     ("480p", 854, 480, 1000),
     ("240p", 426, 240, 350),

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.pattern import draw_counter
 from benchmarks.peers import WhepViewer
-from relay.rtp import packetize_h264
+from relay.media.rtp import packetize_h264
 from tests.e2e.conftest import PUBLISH_KEY, Server
 from tests.e2e.helpers import INTEROP, ExternalPeer, node_with
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import av
@@ -14,8 +13,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import Server, api, start_server, stop_server, wait_until, write_config
+from tests.fixtures import sdp
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sdp"
 KEY = "protocol-test-key-0123456789"
 
 
@@ -31,10 +30,7 @@ def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _fixture(name: str) -> str:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing (shared/ must sit beside the checkout)")
-    return path.read_text()
+    return sdp(name).replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.abr import AbrPolicy, RungRate
+from relay.sessions.abr import AbrPolicy, RungRate
 
 LADDER = [RungRate("720p", 2500), RungRate("480p", 1000), RungRate("240p", 350)]
 

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.cardboard import CardBoard, CardNotFound, CatalogueFull, RateLimiter
-from relay.cards import Card, CardBodyTooLarge, CardInvalid, card_to_dict, parse_card, parse_card_body
-from relay.cardstore import CardStore
+from relay.cards.board import CardBoard, CardNotFound, CatalogueFull
+from relay.cards.card import Card, CardBodyTooLarge, CardInvalid, card_to_dict, parse_card, parse_card_body
+from relay.cards.store import CardStore
+from relay.ratelimit import RateLimiter
 
 
 def raw(**extra: object) -> dict[str, object]:

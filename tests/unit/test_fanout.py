@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSrPacket, RtpPacket
 
-from relay.fanout import Fanout, ViewerTracks
-from relay.rtp import MAX_PAYLOAD
+from relay.media.fanout import Fanout, ViewerTracks
+from relay.media.rtp import MAX_PAYLOAD
 from transcode.frames import EncodedFrame
 
 EXTENSIONS = HeaderExtensionsMap()

@@ -6,7 +6,7 @@ from aiortc.codecs.h264 import H264PayloadDescriptor
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.rtp import (
+from relay.media.rtp import (
     GSO_MAX_BYTES,
     GSO_MAX_SEGMENTS,
     MAX_PAYLOAD,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,9 +19,10 @@ from ingest.sdp import (
     parse_offer,
     restore_h264_profiles,
 )
+from tests.fixtures import all_sdp
 
-FIXTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sdp"
 PUBLISH_FIXTURES = (
+    "obs-offer.sdp",
     "obs-offer-reconstructed.sdp",
     "whip-ffmpeg-offer.sdp",
     "whip-ffmpeg224-offer.sdp",
@@ -38,20 +38,10 @@ VIEW_FIXTURES: dict[str, str | None] = {
 }
 
 
-def load_fixtures() -> dict[str, str]:
-    if not FIXTURE_DIR.is_dir():
-        return {}
-    # bytes.decode keeps the captured CRLF endings that read_text() would fold into "\n"
-    return {p.name: p.read_bytes().decode() for p in sorted(FIXTURE_DIR.glob("*.sdp"))}
-
-
-FIXTURES = load_fixtures()
-needs_fixtures = pytest.mark.skipif(not FIXTURES, reason=f"SDP fixtures not found in {FIXTURE_DIR}")
+FIXTURES = all_sdp()
 
 
 def fixture(name: str) -> str:
-    if name not in FIXTURES:
-        pytest.skip(f"SDP fixture {name} not found in {FIXTURE_DIR}")
     return FIXTURES[name]
 
 
@@ -118,7 +108,6 @@ def as_viewer(lines: list[str]) -> list[str]:
 # ---------------------------------------------------------------- fixtures
 
 
-@needs_fixtures
 def test_fixture_folder_holds_exactly_the_offers_these_tests_know() -> None:
     assert set(FIXTURES) == set(PUBLISH_FIXTURES) | set(VIEW_FIXTURES)
 
@@ -496,7 +485,6 @@ def test_add_rtcp_mux_only_leaves_sections_without_rtcp_mux_alone() -> None:
         assert add_rtcp_mux_only(text) == text
 
 
-@needs_fixtures
 def test_add_rtcp_mux_only_on_real_offers_only_adds_lines() -> None:
     for text in FIXTURES.values():
         out = add_rtcp_mux_only(text)
@@ -574,7 +562,6 @@ def test_add_rtcp_mux_only_never_raises_and_only_ever_adds_its_line(text: str) -
     assert once.replace("a=rtcp-mux-only", "").split() == text.replace("a=rtcp-mux-only", "").split()
 
 
-@needs_fixtures
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_fixture())
 def test_mutated_fixtures_parse_or_raise_bad_offer(text: str) -> None:

@@ -7,7 +7,7 @@ import os
 import pytest
 from pylibsrtp import Policy, Session
 
-from relay.udplink import fast_protect
+from relay.media.udplink import fast_protect
 
 
 def _pair(profile: int, key_len: int) -> tuple[Session, Session]:

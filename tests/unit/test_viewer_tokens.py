@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.errors import Forbidden, Unauthorized
-from relay.viewer_tokens import mint, verify
+from relay.errors import Forbidden, Unauthorized
+from relay.sessions.tokens import mint, verify
 
 SECRET = "a-viewer-secret-0123456789"
 

@@ -14,20 +14,20 @@ from typing import Any
 
 from aiortc import RTCRtpSender
 
-from ingest.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
 from ingest.synthetic import SyntheticSource
-from relay.cardstore import CardStore
+from relay.cards.store import CardStore
 from relay.config import Config
-from relay.fanout import TrackOut
-from relay.introspect import process_counts
-from relay.stream import Stream
-from relay.takeover import take_over
-from relay.udplink import LinkUnavailable, UdpLink
-from relay.viewer import ViewerSession
-from relay.webhooks import Webhooks
+from relay.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
+from relay.media.fanout import TrackOut
+from relay.media.takeover import take_over
+from relay.media.udplink import LinkUnavailable, UdpLink
+from relay.observe.process import process_counts
+from relay.sessions.stream import Stream
+from relay.sessions.viewer import ViewerSession
+from relay.sessions.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 

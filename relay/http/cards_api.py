@@ -11,11 +11,11 @@ import time
 
 from aiohttp import web
 
-from ingest.errors import Forbidden, Unauthorized
-from ingest.http_input import bearer_token, read_limited, viewer_token
-from relay.cardboard import CardEvent
-from relay.cards import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
-from relay.stream import Stream
+from relay.cards.board import CardEvent
+from relay.cards.card import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
+from relay.errors import Forbidden, Unauthorized
+from relay.http.input import bearer_token, read_limited, viewer_token
+from relay.sessions.stream import Stream
 
 SSE_KEEPALIVE_S = 15.0
 

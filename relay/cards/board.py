@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ingest.errors import LiveCartError
-from relay.cards import Card, card_to_dict
+from relay.cards.card import Card, card_to_dict
 
 
 class CardNotFound(LiveCartError):
@@ -146,22 +146,3 @@ class CardBoard:
         self._seq = seq
         self._history.clear()
         self._history.extend(history)
-
-
-class RateLimiter:
-    """A token bucket: ``take(now)`` is 0.0 when allowed, else the seconds to wait."""
-
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate = rate_per_s
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at: float | None = None
-
-    def take(self, now: float) -> float:
-        if self._at is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate

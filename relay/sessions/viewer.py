@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from ingest.session import PeerSession
-from relay.fanout import ViewerTracks
-from relay.udplink import UdpLink
+from relay.media.fanout import ViewerTracks
+from relay.media.udplink import UdpLink
 
 log = logging.getLogger(__name__)
 

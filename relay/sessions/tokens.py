@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 
-from ingest.errors import Forbidden, Unauthorized
+from relay.errors import Forbidden, Unauthorized
 
 
 def _signature(secret: str, stream: str, expires_at: int) -> str:

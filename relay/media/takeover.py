@@ -21,9 +21,9 @@ from aiortc import RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 
-from relay.fanout import TrackOut
-from relay.feedback import Feedback, interpret
-from relay.rtp import ABS_SEND_TIME_URI, MID_URI
+from relay.media.fanout import TrackOut
+from relay.media.feedback import Feedback, interpret
+from relay.media.rtp import ABS_SEND_TIME_URI, MID_URI
 
 log = logging.getLogger(__name__)
 

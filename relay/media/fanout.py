@@ -22,7 +22,7 @@ from typing import Protocol
 
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
-from relay.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
+from relay.media.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
 
 GOP_CACHE_FRAMES = 90  # frames kept since each rung's last keyframe, for instant joins

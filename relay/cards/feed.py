@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ingest.errors import LiveCartError, TooManyRequests
-from relay.cardboard import CardBoard, CardEvent, RateLimiter
-from relay.cards import Card, CardInvalid, parse_card
-from relay.cardstore import CardStore
+from ingest.errors import LiveCartError
+from relay.cards.board import CardBoard, CardEvent
+from relay.cards.card import Card, CardInvalid, parse_card
+from relay.cards.store import CardStore
+from relay.errors import TooManyRequests
+from relay.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import logging
 
 import aiohttp
 
-from ingest.errors import Forbidden, LimitReached
 from relay.config import ServerConfig
+from relay.errors import Forbidden, LimitReached
 
 log = logging.getLogger(__name__)
 

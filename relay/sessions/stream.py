@@ -9,16 +9,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from ingest.errors import BadRequest
-from relay.abr import AbrPolicy, RungRate
-from relay.cardboard import CardBoard
-from relay.cardfeed import CardFeed
-from relay.cardstore import CardStore
+from relay.cards.board import CardBoard
+from relay.cards.feed import CardFeed
+from relay.cards.store import CardStore
 from relay.config import StreamConfig, TranscodeConfig
-from relay.fanout import Fanout
-from relay.feedback import Feedback
-from relay.viewer import ViewerSession
-from relay.viewer_tokens import verify as verify_viewer_token
+from relay.errors import BadRequest
+from relay.media.fanout import Fanout
+from relay.media.feedback import Feedback
+from relay.sessions.abr import AbrPolicy, RungRate
+from relay.sessions.tokens import verify as verify_viewer_token
+from relay.sessions.viewer import ViewerSession
 from transcode.frames import EncodedFrame
 from transcode.pipeline import StreamTranscoder
 from transcode.rendition import Rendition

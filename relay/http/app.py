@@ -15,16 +15,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.http_input import check_bearer, read_body, viewer_token
 from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
-from relay.cards_api import cards_routes
-from relay.clientlimit import ClientLimiter
 from relay.config import Config
-from relay.deadlines import HeaderDeadlines
-from relay.http_errors import Handler, error_middleware
-from relay.looplag import LoopLagMonitor
-from relay.metrics import Metrics
-from relay.registry import Registry
+from relay.http.cards_api import cards_routes
+from relay.http.deadlines import HeaderDeadlines
+from relay.http.input import check_bearer, read_body, viewer_token
+from relay.http.middleware import Handler, error_middleware
+from relay.observe.looplag import LoopLagMonitor
+from relay.observe.metrics import Metrics
+from relay.ratelimit import ClientLimiter
+from relay.sessions.registry import Registry
 
 log = logging.getLogger(__name__)
 

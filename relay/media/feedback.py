@@ -1,6 +1,6 @@
 """What a viewer's RTCP says, in LiveCart's terms: bandwidth estimate, loss, keyframe requests.
 
-The fast path (``relay.takeover``) receives every RTCP packet a viewer sends about one of our
+The fast path (``relay.media.takeover``) receives every RTCP packet a viewer sends about one of our
 SSRCs; NACKs go to the fan-out's history, everything else is interpreted here.
 """
 

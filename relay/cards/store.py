@@ -10,8 +10,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from relay.cardboard import CardBoard, CardEvent
-from relay.cards import Card, card_to_dict, parse_card
+from relay.cards.board import CardBoard, CardEvent
+from relay.cards.card import Card, card_to_dict, parse_card
 
 KEEP_EVENTS = 10_000  # events kept on disk per stream
 

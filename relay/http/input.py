@@ -7,7 +7,27 @@ import hmac
 
 from aiohttp import web
 
-from ingest.errors import BadRequest, BodyTooLarge, Forbidden, RequestTimeout, Unauthorized, UnsupportedMediaType
+from ingest.errors import LiveCartError
+from relay.errors import BadRequest, Forbidden, Unauthorized
+
+
+class BodyTooLarge(LiveCartError):
+    """The request body is over the configured limit."""
+
+    status = 413
+
+
+class RequestTimeout(LiveCartError):
+    """The client did not send its request body in time."""
+
+    status = 408
+
+
+class UnsupportedMediaType(LiveCartError):
+    """The request body has the wrong content type."""
+
+    status = 415
+
 
 
 def bearer_token(request: web.Request) -> str | None:
