@@ -6,10 +6,9 @@ This is the hottest code in LiveCart. Each encoded frame is packetised once per 
 and timestamp offsets), SRTP, and one batched send per frame (``relay.udplink.UdpLink``): no queue, no task,
 no coroutine per viewer or per packet.
 
-A viewer's sequence numbers are the rung's plus an offset, and its timestamps the stream's media
-clock plus an offset. Both offsets change only when the viewer changes rung (on a keyframe of the
-target rung), so the viewer sees one continuous RTP stream whose resolution changes, and a NACK
-maps back to the rung's packet history without any per-packet bookkeeping per viewer.
+A viewer's numbering across rung switches is its ``RtpRewriter`` (``relay.media.rewriter``), and
+each rung's packet history and GOP cache are ``relay.media.history``; both are pure and tested
+alone. This module routes frames and viewers between them and the links.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ from typing import Protocol
 
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
+from relay.media.history import GopCache, Packet, PacketHistory
+from relay.media.rewriter import RtpRewriter
 from relay.media.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
 
@@ -63,36 +64,28 @@ class RtpFrame:
 
 
 class RungState:
-    """A rung's (or the audio track's) packet numbering, history, GOP cache and viewers."""
+    """A rung's (or the audio track's) packet history, GOP cache, last frame and viewers."""
 
-    __slots__ = ("gop", "gop_started_at", "history", "last", "members", "next_seq", "pending")
+    __slots__ = ("gop", "history", "last", "members", "pending")
 
     def __init__(self) -> None:
-        self.next_seq = random.getrandbits(16)
-        self.history: list[tuple[int, bytes, int, bool] | None] = [None] * HISTORY_PACKETS
-        self.gop: list[RtpFrame] = []
-        self.gop_started_at: float | None = None
+        self.history = PacketHistory(HISTORY_PACKETS)
+        self.gop: GopCache[RtpFrame] = GopCache(GOP_CACHE_FRAMES)
         self.last: RtpFrame | None = None
         self.members: dict[str, ViewerTracks] = {}
         self.pending: dict[str, ViewerTracks] = {}
 
+    @property
+    def next_seq(self) -> int:
+        return self.history.next_seq
+
     def add(self, payloads: list[bytes], ts: int, keyframe: bool) -> RtpFrame:
-        frame = RtpFrame(payloads, self.next_seq, ts, keyframe)
-        history = self.history
-        seq = self.next_seq
-        last = len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            history[(seq + i) % HISTORY_PACKETS] = (seq + i, payload, ts, i == last)
-        self.next_seq = seq + len(payloads)
+        frame = RtpFrame(payloads, self.history.add(payloads, ts), ts, keyframe)
         self.last = frame
         return frame
 
-    def find(self, seq16: int) -> tuple[int, bytes, int, bool] | None:
-        """The history entry whose sequence number is ``seq16`` modulo 2**16, if still kept."""
-        newest = self.next_seq - 1
-        seq = newest - ((newest - seq16) & 0xFFFF)
-        entry = self.history[seq % HISTORY_PACKETS]
-        return entry if entry is not None and entry[0] == seq else None
+    def find(self, seq16: int) -> Packet | None:
+        return self.history.find(seq16)
 
 
 class TrackOut:
@@ -109,11 +102,9 @@ class TrackOut:
         "octets",
         "on_first",
         "packets",
-        "previous",
         "pt",
-        "seq_off",
+        "rewriter",
         "ssrc",
-        "ts_off",
     )
 
     def __init__(self, kind: str) -> None:
@@ -124,9 +115,7 @@ class TrackOut:
         self.cname = b""
         self.b0 = 0x80  # V=2; 0x90 with header extensions
         self.ext_key: tuple[int | None, int | None, bytes] = (None, None, b"")
-        self.seq_off = random.getrandbits(16)
-        self.ts_off = random.getrandbits(32)
-        self.previous: tuple[RungState, int, int] | None = None  # (rung, seq_off, ts_off) before a switch
+        self.rewriter: RtpRewriter[RungState] = RtpRewriter(random.getrandbits(16), random.getrandbits(32))
         self.link: Link | None = None
         self.packets = 0
         self.octets = 0
@@ -148,7 +137,7 @@ class TrackOut:
 
     def sender_report(self, media_time_s: float, now_s: float) -> bytes:
         """An RTCP compound packet (SR + SDES CNAME): maps our RTP time to wall-clock time."""
-        rtp_ts = (round(media_time_s * self.clock_hz) + self.ts_off) & 0xFFFFFFFF
+        rtp_ts = self.rewriter.out_ts(round(media_time_s * self.clock_hz))
         info = RtcpSenderInfo(
             ntp_timestamp=ntp_timestamp(now_s),
             rtp_timestamp=rtp_ts,
@@ -196,8 +185,9 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes) -> None:
     b0 = out.b0
     pt = out.pt
     ssrc = out.ssrc
-    seq = frame.first_seq + out.seq_off
-    ts = (frame.ts + out.ts_off) & 0xFFFFFFFF
+    rewriter = out.rewriter
+    seq = frame.first_seq + rewriter.seq_off
+    ts = (frame.ts + rewriter.ts_off) & 0xFFFFFFFF
     payloads = frame.payloads
     last = len(payloads) - 1
     packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
@@ -299,6 +289,7 @@ class Fanout:
             return
         out.link = link
         if kind != "video":
+            out.rewriter.start(self._audio, self._audio.next_seq)
             self._audio.members[viewer_id] = tracks
             return
         tracks.active = True
@@ -307,14 +298,14 @@ class Fanout:
         if rung is None:
             return
         state = self._rung(rung)
-        started = state.gop_started_at
-        if state.gop and started is not None and self._clock() - started < self._join_window_s:
+        cached = state.gop.fresh(self._clock(), self._join_window_s)
+        if cached:
             out = tracks.video
-            out.seq_off = (out.seq_off - state.gop[0].first_seq) & 0xFFFF
+            out.rewriter.start(state, cached[0].first_seq)
             ext = _extensions(out.ext_key, abs_send_time(self._wall()))
-            for frame in state.gop:
+            for frame in cached:
                 send_frame(out, frame, ext)
-            self._first(out, state.gop[0].ts)
+            self._first(out, cached[0].ts)
             tracks.rung = rung
             state.members[viewer_id] = tracks
             self._on_switched(viewer_id, rung)
@@ -383,11 +374,7 @@ class Fanout:
                 return
             state = self._rung(frame.rung)
             rtp = state.add(payloads, frame.pts, frame.keyframe)
-            if frame.keyframe:
-                state.gop = [rtp]
-                state.gop_started_at = self._clock()
-            elif state.gop and len(state.gop) < GOP_CACHE_FRAMES:
-                state.gop.append(rtp)
+            state.gop.add(rtp, frame.keyframe, self._clock())
         members = state.members
         if members:
             ast = abs_send_time(now)
@@ -418,9 +405,7 @@ class Fanout:
     def _promote(self, rung: str, state: RungState, keyframe: RtpFrame, now: float) -> None:
         """Viewers waiting for ``rung`` switch to it now, on its keyframe.
 
-        Sequence numbers continue from the old rung; timestamps stay on the stream's media
-        clock, except that rungs finish a frame at different moments, so the old rung may already
-        have sent this very frame: then the viewer's timestamps move one tick forward for good.
+        The viewer's rewriter keeps its sequence numbers and timestamps continuous across it.
         """
         waiting = state.pending
         state.pending = {}
@@ -430,15 +415,10 @@ class Fanout:
             old = self._rungs.get(tracks.rung) if tracks.rung is not None else None
             if old is not None:
                 old.members.pop(viewer_id, None)
-                out.previous = (old, out.seq_off, out.ts_off)
-                next_seq = old.next_seq + out.seq_off
-                out.seq_off = (next_seq - keyframe.first_seq) & 0xFFFF
-                if old.last is not None:
-                    seen = old.last.ts + out.ts_off
-                    if keyframe.ts + out.ts_off <= seen:
-                        out.ts_off = seen + 1 - keyframe.ts
+                last_ts = old.last.ts if old.last is not None else None
+                out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old.next_seq, last_ts)
             else:
-                out.seq_off = (out.seq_off - keyframe.first_seq) & 0xFFFF
+                out.rewriter.start(state, keyframe.first_seq)
             try:
                 send_frame(out, keyframe, _extensions(out.ext_key, ast))
             except Exception as exc:
@@ -457,8 +437,7 @@ class Fanout:
         """The stream's rungs changed: move viewers off rungs that no longer exist."""
         for name in [r for r in self._rungs if r not in available]:
             state = self._rungs[name]
-            state.gop = []
-            state.gop_started_at = None
+            state.gop.clear()
             # Members stay in the old rung's table (which gets no more frames) until their switch
             # takes effect, so their sequence numbers continue across it.
             for viewer_id in [*state.members, *state.pending]:
@@ -480,20 +459,14 @@ class Fanout:
         if out is None or link is None:
             return 0
         ext = _extensions(out.ext_key, abs_send_time(self._wall()))
-        if kind == "video":
-            current = self._rungs.get(tracks.rung) if tracks.rung is not None else None
-        else:
-            current = self._audio
+        resolve = out.rewriter.resolve
         sent = 0
         for seq16 in lost[:MAX_NACKED_PER_REPORT]:
-            entry = None
-            seq_off = out.seq_off
-            ts_off = out.ts_off
-            if current is not None:
-                entry = current.find((seq16 - seq_off) & 0xFFFF)
-            if entry is None and out.previous is not None:
-                state, seq_off, ts_off = out.previous
-                entry = state.find((seq16 - seq_off) & 0xFFFF)
+            origin = resolve(seq16)
+            if origin is None:
+                continue
+            state, source_seq, ts_off = origin
+            entry = state.find(source_seq)
             if entry is None:
                 continue
             _, payload, ts, marker = entry

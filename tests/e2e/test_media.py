@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 
@@ -30,7 +29,9 @@ def _enough(n: int):  # type: ignore[no-untyped-def]
 async def test_three_viewers_decode_the_publishers_pattern(server: Server, http: aiohttp.ClientSession) -> None:
     publisher = WhipPublisher(server.base, "live", PUBLISH_KEY, width=640, height=360)
     await publisher.start(http)
-    viewers = [WhepViewer(server.base, "live") for _ in range(3)]
+    # Pinned to the rung that carries the source size: on auto, a busy machine's loss reports may
+    # rightly move a viewer down to 240p, which is the ABR's business, not this test's.
+    viewers = [WhepViewer(server.base, "live", rendition="480p") for _ in range(3)]
     try:
         for viewer in viewers:
             await viewer.start(http)
@@ -55,16 +56,6 @@ async def test_three_viewers_decode_the_publishers_pattern(server: Server, http:
         await publisher.stop(http)
 
 
-async def _encode_rate(http: aiohttp.ClientSession, server: Server, watcher: WhepViewer) -> float:
-    """Encoder calls per second over the time ``watcher`` takes to decode 60 more frames."""
-    before = _rung(await api(http, server), "second")["encode_calls"]
-    started = time.monotonic()
-    target = len(watcher.record.frames) + 60
-    await watcher.wait_for(lambda r: len(r.frames) >= target, timeout=15)
-    after = _rung(await api(http, server), "second")["encode_calls"]
-    return (after - before) / (time.monotonic() - started)
-
-
 async def test_encoding_happens_once_per_stream_whatever_the_viewer_count(
     server: Server, http: aiohttp.ClientSession
 ) -> None:
@@ -74,18 +65,16 @@ async def test_encoding_happens_once_per_stream_whatever_the_viewer_count(
     await publisher.start(http)
     viewers = [WhepViewer(server.base, "second", read_pattern=False) for _ in range(10)]
     try:
-        await viewers[0].start(http)
-        await viewers[0].wait_for(lambda r: len(r.frames) >= 10, timeout=15)
-        one = await _encode_rate(http, server, viewers[0])
-        for viewer in viewers[1:]:
+        for viewer in viewers:
             await viewer.start(http)
-        await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 10, timeout=20) for v in viewers))
-        ten = await _encode_rate(http, server, viewers[0])
+        await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 60, timeout=20) for v in viewers))
         snapshot = await api(http, server)
         assert _stream(snapshot, "second")["viewers"] == 10
-        # Same source rate -> same encoder call rate; 10 viewers must not mean 10 encodes.
-        assert one > 10, one
-        assert abs(ten - one) / one < 0.25, (one, ten)
+        rung = _rung(snapshot, "second")
+        # Every source frame is encoded at most once per rung, however many watch: 10 viewers
+        # decoding 60+ frames each would need 600+ encodes if encoding were per viewer.
+        assert rung["encode_calls"] <= rung["frames_in"] - rung["frames_dropped"], rung
+        assert rung["encode_calls"] >= 60, rung
     finally:
         for viewer in viewers:
             await viewer.stop(http)
