@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import json
 import re
 import time
 from collections.abc import Callable
@@ -260,6 +261,14 @@ class ViewerRecord:
     messages: list[str] = field(default_factory=list)
     message_times: list[float] = field(default_factory=list)  # time.monotonic() of each message
     posted_at: float = 0.0
+
+    def got(self, kind: str, **fields: object) -> bool:
+        """Whether a data-channel message of ``type`` ``kind`` with these field values arrived."""
+        for text in self.messages:
+            message = json.loads(text)
+            if message.get("type") == kind and all(message.get(k) == v for k, v in fields.items()):
+                return True
+        return False
 
 
 class WhepViewer:

@@ -19,9 +19,6 @@ from ingest.session import PeerSession
 
 log = logging.getLogger(__name__)
 
-MAX_CONTROL_MESSAGE = 4096
-
-
 class PublisherSession(PeerSession):
     """Owns one publisher's peer connection, its media pumps and its watchdog.
 
@@ -40,7 +37,7 @@ class PublisherSession(PeerSession):
         setup_timeout_s: float,
         media_timeout_s: float,
         on_end: Callable[[PublisherSession, str], Awaitable[None]],
-        on_message: Callable[[PublisherSession, str], Awaitable[str | None]] | None = None,
+        on_message: Callable[[PublisherSession, str | bytes], Awaitable[str | None]] | None = None,
     ) -> None:
         super().__init__(session_id, stream, pc)
         self._sink = sink
@@ -59,23 +56,26 @@ class PublisherSession(PeerSession):
         self._spawn(self._watchdog(), "watchdog")
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        """A browser publisher's control channel: each message is handed on, the reply sent back."""
+        """A browser publisher's control channel: each message is handed on, the reply sent back.
+
+        What the messages mean (and the reply to one that means nothing) is relay's business.
+        """
         if self._on_message is None:
             return
         handler = self._on_message
 
         def received(message: str | bytes) -> None:
-            if isinstance(message, bytes) or len(message) > MAX_CONTROL_MESSAGE:
-                channel.send('{"type": "error", "reason": "send JSON text of at most 4 KiB"}')
-                return
             self._spawn(self._answer(channel, handler, message), "control message")
 
         channel.on("message", received)
 
     async def _answer(
-        self, channel: RTCDataChannel, handler: Callable[[PublisherSession, str], Awaitable[str | None]], text: str
+        self,
+        channel: RTCDataChannel,
+        handler: Callable[[PublisherSession, str | bytes], Awaitable[str | None]],
+        message: str | bytes,
     ) -> None:
-        reply = await handler(self, text)
+        reply = await handler(self, message)
         if reply is not None and channel.readyState == "open":
             channel.send(reply)
 

@@ -7,12 +7,12 @@ reconnects can be sent exactly what it missed, or a snapshot when it missed too 
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 
 from ingest.errors import LiveCartError
 from relay.cards.card import Card, card_to_dict
+from relay.messages import CardAction, CardMessage, Snapshot, encode
 
 
 class CardNotFound(LiveCartError):
@@ -25,25 +25,18 @@ class CatalogueFull(LiveCartError):
 
 @dataclass(frozen=True, slots=True)
 class CardEvent:
-    """One applied action; ``json`` is its wire form, serialised once."""
+    """One applied action; ``json`` is its wire form (``relay.messages.CardMessage``), serialised once."""
 
     seq: int
-    action: str  # "show" | "hide" | "update" | "delete"
+    action: CardAction
     card: Card
     pts_ms: int
     sent_at: float
     json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        wire = {
-            "type": "card",
-            "seq": self.seq,
-            "action": self.action,
-            "card": card_to_dict(self.card),
-            "pts_ms": self.pts_ms,
-            "sent_at": self.sent_at,
-        }
-        object.__setattr__(self, "json", json.dumps(wire, separators=(",", ":")))
+        message = CardMessage(self.seq, self.action, card_to_dict(self.card), self.pts_ms, self.sent_at)
+        object.__setattr__(self, "json", encode(message))
 
     def to_json(self) -> str:
         return self.json
@@ -78,7 +71,7 @@ class CardBoard:
     def history(self) -> list[CardEvent]:
         return list(self._history)
 
-    def _event(self, action: str, card: Card, pts_ms: int, now: float) -> CardEvent:
+    def _event(self, action: CardAction, card: Card, pts_ms: int, now: float) -> CardEvent:
         self._seq += 1
         event = CardEvent(self._seq, action, card, pts_ms, now)
         self._history.append(event)
@@ -123,11 +116,12 @@ class CardBoard:
         ]
         return [self.hide(i, pts_ms=pts_ms, now=now) for i in due]
 
-    def snapshot(self) -> dict[str, object]:
-        return {"type": "snapshot", "seq": self._seq, "cards": [card_to_dict(c) for c in self.on_screen()]}
+    def snapshot(self) -> Snapshot:
+        """What a late joiner needs: the cards on screen now and the last sequence number."""
+        return Snapshot(self._seq, tuple(card_to_dict(c) for c in self.on_screen()))
 
     def snapshot_json(self) -> str:
-        return json.dumps(self.snapshot(), separators=(",", ":"))
+        return encode(self.snapshot())
 
     def events_since(self, seq: int) -> list[CardEvent] | None:
         """Events after ``seq``, or None when the history no longer reaches back that far."""

@@ -8,21 +8,23 @@ to every viewer's data channel and every SSE subscriber.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 from ingest.errors import LiveCartError
 from relay.cards.board import CardBoard, CardEvent
-from relay.cards.card import Card, CardInvalid, parse_card
+from relay.cards.card import Card, parse_card
 from relay.cards.store import CardStore
 from relay.errors import TooManyRequests
+from relay.messages import BadMessage, ErrorMessage, UpsertCard, encode, parse_card_action
 from relay.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
+MAX_CONTROL_MESSAGE = 4096  # a card action is at most 2 KiB of card plus its envelope
 SSE_QUEUE_EVENTS = 256  # a subscriber further behind than this is cut off and resumes by id
 
 
@@ -55,25 +57,22 @@ class CardFeed:
         self.subscribers: set[asyncio.Queue[CardEvent | None]] = set()
         self.actions = 0
 
-    async def apply(self, action: str, card_id: str | None = None, card: Card | None = None) -> CardEvent:
-        """Apply one host action (upsert/show/hide/delete) and deliver its event to everyone."""
+    async def upsert(self, card: Card) -> CardEvent:
+        """Add a card to the catalogue or change it; viewers get an ``update`` event."""
+        return await self._apply(lambda pts, now: self.board.upsert(card, pts_ms=pts, now=now))
+
+    async def act(self, action: Literal["show", "hide", "delete"], card_id: str) -> CardEvent:
+        """Show, hide or delete a card of the catalogue."""
+        change = {"show": self.board.show, "hide": self.board.hide, "delete": self.board.delete}[action]
+        return await self._apply(lambda pts, now: change(card_id, pts_ms=pts, now=now))
+
+    async def _apply(self, change: Callable[[int, float], CardEvent]) -> CardEvent:
+        """Apply one host action and deliver its event to everyone, persisted first."""
         wait = self._limiter.take(time.monotonic())
         if wait > 0:
             raise TooManyRequests(f"more than 20 card actions per second on stream {self.stream!r}", wait)
         async with self._lock:  # one action at a time: the board and the store move together
-            pts, now = self._pts_ms(), time.time()
-            if action == "upsert":
-                assert card is not None
-                event = self.board.upsert(card, pts_ms=pts, now=now)
-            elif action == "show":
-                assert card_id is not None
-                event = self.board.show(card_id, pts_ms=pts, now=now)
-            elif action == "hide":
-                assert card_id is not None
-                event = self.board.hide(card_id, pts_ms=pts, now=now)
-            else:
-                assert card_id is not None
-                event = self.board.delete(card_id, pts_ms=pts, now=now)
+            event = change(self._pts_ms(), time.time())
             await self._persist(event)
             self._publish(event)
             return event
@@ -102,27 +101,21 @@ class CardFeed:
                 queue.get_nowait()
                 queue.put_nowait(None)
 
-    async def handle_message(self, text: str) -> str:
-        """A card action sent by a browser publisher on its WHIP data channel; returns the reply.
-
-        ``{"action": "upsert", "card": {...}}`` or ``{"action": "show"|"hide"|"delete", "id": "..."}``;
-        the reply is the event (as viewers get it) or ``{"type": "error", "status", "reason"}``.
-        """
+    async def handle_message(self, text: str | bytes) -> str:
+        """A card action sent by a browser publisher on its WHIP data channel; returns the reply:
+        the event (as viewers get it) or an ``error`` message (``relay.messages``)."""
+        if isinstance(text, bytes) or len(text) > MAX_CONTROL_MESSAGE:
+            return encode(ErrorMessage("send JSON text of at most 4 KiB"))
         try:
-            message = json.loads(text)
-            if not isinstance(message, dict):
-                raise CardInvalid("body", "must be a JSON object")
-            action = message.get("action")
-            if action == "upsert":
-                event = await self.apply("upsert", card=parse_card(message.get("card")))
-            elif action in ("show", "hide", "delete") and isinstance(message.get("id"), str):
-                event = await self.apply(action, card_id=message["id"])
+            action = parse_card_action(text)
+            if isinstance(action, UpsertCard):
+                event = await self.upsert(parse_card(action.card))
             else:
-                raise CardInvalid("action", "must be upsert (with card) or show, hide, delete (with id)")
-        except ValueError:
-            return json.dumps({"type": "error", "status": 400, "reason": "message is not JSON"})
+                event = await self.act(action.action, action.card_id)
+        except BadMessage as exc:
+            return encode(ErrorMessage(exc.reason, exc.status))
         except LiveCartError as exc:
-            return json.dumps({"type": "error", "status": exc.status, "reason": exc.reason})
+            return encode(ErrorMessage(exc.reason, exc.status))
         return event.to_json()
 
     def subscribe(self) -> asyncio.Queue[CardEvent | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from typing import Literal
 
 from aiohttp import web
 
@@ -37,13 +38,15 @@ def _event_response(event: CardEvent, status: int = 200) -> web.Response:
 async def upsert_card(request: web.Request, stream: Stream) -> web.Response:
     check_host(request, stream)
     card = parse_card_body(await read_limited(request, MAX_MESSAGE_BYTES))
-    event = await stream.cards.apply("upsert", card=card)
+    event = await stream.cards.upsert(card)
     return _event_response(event)
 
 
-async def card_action(request: web.Request, stream: Stream, action: str) -> web.Response:
+async def card_action(
+    request: web.Request, stream: Stream, action: Literal["show", "hide", "delete"]
+) -> web.Response:
     check_host(request, stream)
-    event = await stream.cards.apply(action, card_id=request.match_info["card"])
+    event = await stream.cards.act(action, request.match_info["card"])
     return _event_response(event)
 
 

@@ -24,6 +24,7 @@ from relay.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFou
 from relay.media.fanout import TrackOut
 from relay.media.takeover import take_over
 from relay.media.udplink import LinkUnavailable, UdpLink
+from relay.messages import Bye, encode
 from relay.observe.process import process_counts
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
@@ -273,7 +274,7 @@ class Registry:
 
     async def close(self) -> None:
         """Shutdown: tell every viewer ``bye``, then close every session and stream."""
-        bye = '{"type": "bye", "reason": "server shutting down"}'
+        bye = encode(Bye("server shutting down"))
         await asyncio.gather(*(v.say_goodbye(bye) for v in self.viewers.values()), return_exceptions=True)
         sessions: list[Any] = [*self.publishers.values(), *self.viewers.values()]
         if self._demo is not None:

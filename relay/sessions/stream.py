@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +15,23 @@ from relay.config import StreamConfig, TranscodeConfig
 from relay.errors import BadRequest
 from relay.media.fanout import Fanout
 from relay.media.feedback import Feedback
-from relay.sessions.abr import AbrPolicy, RungRate
+from relay.messages import (
+    BadMessage,
+    Clock,
+    ErrorMessage,
+    RenditionChanged,
+    ServerMessage,
+    StreamState,
+    encode,
+    parse_viewer_message,
+)
+from relay.sessions.rungs import RungChoice, ladder_for
 from relay.sessions.tokens import verify as verify_viewer_token
 from relay.sessions.viewer import ViewerSession
 from transcode.frames import EncodedFrame
 from transcode.pipeline import StreamTranscoder
-from transcode.rendition import Rendition
 
 log = logging.getLogger(__name__)
-
-AUTO = "auto"
 
 
 class Publisher(Protocol):
@@ -40,29 +46,6 @@ class Publisher(Protocol):
     def task_count(self) -> int: ...
 
     async def close(self, reason: str) -> None: ...
-
-
-def ladder_for(stream: StreamConfig, transcode: TranscodeConfig) -> list[Rendition]:
-    """The stream's rungs (its own ladder or the global one), capped at the configured box."""
-    gop = max(1, round(transcode.gop_s * transcode.fps))
-    rungs = [
-        Rendition(name, width, height, kbps, transcode.fps, gop)
-        for name, width, height, kbps in (stream.ladder or transcode.ladder)
-        if width <= transcode.max_width and height <= transcode.max_height
-    ]
-    if not rungs:
-        raise ValueError(f"stream {stream.name}: no ladder rung fits {transcode.max_width}x{transcode.max_height}")
-    return rungs
-
-
-class ViewerChoice:
-    """A viewer's rendition wish: a fixed rung, or ``auto`` with its own ABR policy."""
-
-    __slots__ = ("abr", "fixed")
-
-    def __init__(self, fixed: str | None, abr: AbrPolicy) -> None:
-        self.fixed = fixed
-        self.abr = abr
 
 
 class Stream:
@@ -83,11 +66,9 @@ class Stream:
     ) -> None:
         self.config = config
         self.name = config.name
-        loop = asyncio.get_running_loop()
-        self._t0 = loop.time()
-        self._loop = loop
+        self._t0 = time.monotonic()
         self.ladder = ladder_for(config, transcode)
-        self._kbps = {r.name: r.video_kbps for r in self.ladder}
+        self.rungs = RungChoice(self.ladder)
         self.transcoder = StreamTranscoder(
             config.name,
             self.ladder,
@@ -102,11 +83,11 @@ class Stream:
             self.transcoder.request_keyframe,
             self._on_switched,
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
+            clock=time.monotonic,
             on_broken=self._viewer_broken,
         )
         self.publisher: Publisher | None = None
         self.viewers: dict[str, ViewerSession] = {}
-        self._choices: dict[str, ViewerChoice] = {}
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
         self.cards = CardFeed(
@@ -125,27 +106,11 @@ class Stream:
 
     def media_time(self) -> float:
         """Seconds since the stream object was created: the stream's media clock."""
-        return self._loop.time() - self._t0
+        return time.monotonic() - self._t0
 
     @property
     def live(self) -> bool:
         return self.publisher is not None
-
-    def available_rungs(self) -> list[str]:
-        """Rungs being encoded now, highest first; the whole ladder while nothing is encoded."""
-        return list(self.transcoder.sizes) or [r.name for r in self.ladder]
-
-    def _rates(self) -> list[RungRate]:
-        return [RungRate(name, self._kbps[name]) for name in self.available_rungs()]
-
-    def _nearest(self, wanted: str) -> str:
-        """``wanted`` if it is encoded, else the next lower encoded rung, else the lowest."""
-        available = self.available_rungs()
-        if wanted in available:
-            return wanted
-        names = [r.name for r in self.ladder]
-        below = names[names.index(wanted) + 1 :] if wanted in names else []
-        return next((n for n in below if n in available), available[-1])
 
     def check_viewer_token(self, token: str | None, now: float) -> None:
         """Protected streams (``viewer_secret`` set) need a signed, unexpired viewer token."""
@@ -154,23 +119,16 @@ class Stream:
             verify_viewer_token(secret, self.name, token, now)
 
     def check_rendition(self, requested: str) -> str:
-        names = [r.name for r in self.ladder]
-        if requested != AUTO and requested not in names:
-            raise BadRequest(f"unknown rendition {requested!r}: choose auto or one of {', '.join(names)}")
-        return requested
+        return self.rungs.check(requested)
 
     # ---- frames -----------------------------------------------------------------------------
     def _on_frame(self, frame: EncodedFrame) -> None:
         self.fanout.publish(frame)
 
     def _on_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
-        available = list(sizes)
-        now = time.monotonic()
-        for choice in self._choices.values():
-            choice.abr.set_rungs(self._rates(), now)
-        self.fanout.remap(available, self._nearest)
-        for viewer_id, choice in self._choices.items():
-            target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
+        targets = self.rungs.set_encoded(sizes, time.monotonic())
+        self.fanout.remap(list(sizes), self.rungs.nearest)
+        for viewer_id, target in targets.items():
             if self.fanout.rung_of(viewer_id) != target:
                 self.fanout.switch(viewer_id, target)
 
@@ -188,15 +146,14 @@ class Stream:
     def _rendition_message(self, viewer_id: str, rung: str) -> str:
         """What a viewer is told about its rung: name, size, and whether it is on auto."""
         width, height = self.transcoder.sizes.get(rung, (0, 0))
-        choice = self._choices.get(viewer_id)
-        auto = choice is not None and choice.fixed is None
-        return json.dumps({"type": "rendition", "name": rung, "width": width, "height": height, "auto": auto})
+        return encode(RenditionChanged(rung, width, height, self.rungs.is_auto(viewer_id)))
 
     # ---- publisher ----------------------------------------------------------------------------
     def state_message(self) -> str:
-        return json.dumps({"type": "stream", "stream": self.name, "live": self.live})
+        return encode(StreamState(self.name, self.live))
 
     def broadcast(self, message: str) -> None:
+        """Send one serialised message (``relay.messages.encode``) to every viewer."""
         for viewer in self.viewers.values():
             viewer.send(message)
 
@@ -210,70 +167,53 @@ class Stream:
     # ---- viewers --------------------------------------------------------------------------------
     def greeting(self, viewer: ViewerSession) -> list[str]:
         """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock."""
+        clock = self.clock(viewer)
         snapshot = self.cards.board.snapshot()
-        clock = self.clock_message(viewer)
-        if clock is not None:
-            snapshot["clock"] = json.loads(clock)  # how to map this viewer's RTP time to pts_ms
-        messages = [self.state_message(), json.dumps(snapshot, separators=(",", ":"))]
-        if clock is not None:
-            messages.append(clock)
-        return messages
+        messages: list[ServerMessage] = [StreamState(self.name, self.live)]
+        if clock is None:
+            messages.append(snapshot)
+        else:
+            messages += [dataclasses.replace(snapshot, clock=clock), clock]
+        return [encode(m) for m in messages]
 
-    def clock_message(self, viewer: ViewerSession) -> str | None:
-        """How this viewer maps RTP timestamps to media time (pts_ms of cards).
-
-        Its first video frame had media time ``first_pts_ms``; later frames are that plus
-        (RTP timestamp - first frame's RTP timestamp) / 90, modulo 2**32.
-        """
+    def clock(self, viewer: ViewerSession) -> Clock | None:
+        """How this viewer maps RTP timestamps to media time (``pts_ms`` of cards), once it has
+        been sent its first video frame."""
         first = viewer.tracks.video.first_pts
-        if first is None:
-            return None
-        return json.dumps({"type": "clock", "first_pts_ms": first // 90, "rtp_clock_hz": 90000})
+        return None if first is None else Clock(first // 90)
 
     def add_viewer(self, viewer: ViewerSession, rendition: str) -> None:
-        fixed = None if rendition == AUTO else rendition
-        start = "480p" if "480p" in self.available_rungs() else None
-        abr = AbrPolicy(self._rates(), start=start)
-        self._choices[viewer.id] = ViewerChoice(fixed, abr)
+        rung = self.rungs.add(viewer.id, rendition)
         self.viewers[viewer.id] = viewer
 
         def first_packet(_pts: int) -> None:
-            message = self.clock_message(viewer)
-            if message is not None:
-                viewer.send(message)
+            clock = self.clock(viewer)
+            if clock is not None:
+                viewer.send(encode(clock))
 
         viewer.tracks.video.on_first = first_packet
-        self.fanout.attach(viewer.id, viewer.tracks, self._nearest(fixed) if fixed else abr.current)
+        self.fanout.attach(viewer.id, viewer.tracks, rung)
 
     def remove_viewer(self, viewer_id: str) -> None:
         self.viewers.pop(viewer_id, None)
-        self._choices.pop(viewer_id, None)
+        self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
 
     def on_viewer_message(self, viewer: ViewerSession, text: str) -> None:
         """A control message on a viewer's ``cards`` channel (never trusted, never raises)."""
         try:
-            message = json.loads(text)
-        except ValueError:
+            request = parse_viewer_message(text)
+            target = self.rungs.choose(viewer.id, request.name)
+        except BadMessage:
             viewer.bad_messages += 1
             return
-        if not isinstance(message, dict) or message.get("type") != "rendition":
-            viewer.bad_messages += 1
-            return
-        name = message.get("name")
-        choice = self._choices.get(viewer.id)
-        if choice is None or not isinstance(name, str):
-            viewer.bad_messages += 1
-            return
-        try:
-            self.check_rendition(name)
         except BadRequest as exc:
-            viewer.send(json.dumps({"type": "error", "reason": exc.reason}))
+            viewer.send(encode(ErrorMessage(exc.reason)))
             return
-        choice.fixed = None if name == AUTO else name
-        target = self._nearest(choice.fixed) if choice.fixed else choice.abr.current
-        log.info("viewer %s/%s: rendition %s -> %s", self.name, viewer.id[:8], name, target)
+        if target is None:
+            return
+        log.info("viewer %s/%s: rendition %s -> %s", self.name, viewer.id[:8], request.name, target)
         self.fanout.switch(viewer.id, target)
         if not self.fanout.is_switching(viewer.id):
             # Already on that rung: no switch will be announced, so say it now (e.g. "auto" chosen
@@ -281,8 +221,8 @@ class Stream:
             viewer.send(self._rendition_message(viewer.id, target))
 
     def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
-        choice = self._choices.get(viewer_id)
-        if choice is None:
+        abr = self.rungs.abr_of(viewer_id)
+        if abr is None:
             return
         if feedback.keyframe_request:
             self.viewer_keyframe_requests += 1
@@ -292,13 +232,14 @@ class Stream:
             return
         now = time.monotonic()
         if feedback.remb_bps is not None:
-            decision = choice.abr.on_remb(feedback.remb_bps, now)
+            decision = abr.on_remb(feedback.remb_bps, now)
         elif feedback.loss is not None:
             self._reported_loss[viewer_id] = feedback.loss
-            decision = choice.abr.on_loss(feedback.loss, now)
+            decision = abr.on_loss(feedback.loss, now)
         else:
             return
-        if decision is not None and choice.fixed is None:
+        decision = self.rungs.auto_decision(viewer_id, decision)
+        if decision is not None:
             log.info("viewer %s/%s: auto -> %s", self.name, viewer_id[:8], decision)
             self.fanout.switch(viewer_id, decision)
 
@@ -315,7 +256,7 @@ class Stream:
                     "width": s.width,
                     "height": s.height,
                     "viewers": self.fanout.viewers_on(s.rung),
-                    "kbps_target": self._kbps.get(s.rung, 0),
+                    "kbps_target": self.rungs.kbps.get(s.rung, 0),
                     "frames_in": s.frames_in,
                     "frames_out": s.frames_out,
                     "frames_dropped": s.frames_dropped,

@@ -12,6 +12,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from ingest.session import PeerSession
 from relay.media.fanout import ViewerTracks
 from relay.media.udplink import UdpLink
+from relay.messages import Bye, encode
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class ViewerSession(PeerSession):
         if channel.bufferedAmount > MAX_CHANNEL_BUFFER:
             # A viewer that cannot take its messages is dropped (and told), never buffered for.
             self.messages_dropped += 1
-            channel.send('{"type": "bye", "reason": "data channel too slow"}')
+            channel.send(encode(Bye("data channel too slow")))
             self.close_soon("data channel too slow")
             return
         channel.send(message)

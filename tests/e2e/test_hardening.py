@@ -177,7 +177,7 @@ async def test_a_killed_publisher_is_noticed_and_the_stream_can_be_published_aga
             await viewer.wait_for(lambda r: len(r.frames) >= 10, 15)
             killed = time.monotonic()
             proc.kill()  # SIGKILL: no DELETE, no DTLS close, nothing
-            await viewer.wait_for(lambda r: any('"live": false' in m for m in r.messages), 10)
+            await viewer.wait_for(lambda r: r.got("stream", live=False), 10)
             noticed = time.monotonic() - killed
             assert noticed < 5 + 2  # media_timeout_s is 5 in the test config
             again = WhipPublisher(hard_server.base, "hard", KEY, width=320, height=180, audio=False)

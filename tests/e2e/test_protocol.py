@@ -115,7 +115,7 @@ async def test_h264_publisher_like_obs_reaches_viewers_and_takeover_works(quick_
             assert await first.stop(http) == 404
             assert await second.stop(http) == 200
             # The viewer stays connected and is told the stream went offline.
-            await viewer.wait_for(lambda r: any('"live": false' in m for m in r.messages), timeout=5)
+            await viewer.wait_for(lambda r: r.got("stream", live=False), timeout=5)
         finally:
             await viewer.stop(http)
         await wait_until(lambda: _no_sessions(http, quick_server), timeout=10)

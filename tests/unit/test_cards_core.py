@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from relay.cards.board import CardBoard, CardNotFound, CatalogueFull
 from relay.cards.card import Card, CardBodyTooLarge, CardInvalid, card_to_dict, parse_card, parse_card_body
 from relay.cards.store import CardStore
+from relay.messages import Snapshot
 from relay.ratelimit import RateLimiter
 
 
@@ -87,7 +88,8 @@ def test_board_events_snapshot_and_errors() -> None:
     assert [e.seq for e in events] == [1, 2]
     assert events[1].to_json() is events[1].to_json()
     assert json.loads(events[1].to_json())["action"] == "show"
-    assert board.snapshot() == {"type": "snapshot", "seq": 2, "cards": [card_to_dict(card(1))]}
+    assert board.snapshot() == Snapshot(2, (card_to_dict(card(1)),))
+    assert json.loads(board.snapshot_json()) == {"type": "snapshot", "seq": 2, "cards": [card_to_dict(card(1))]}
     board.upsert(card(2), pts_ms=30, now=3.0)
     with pytest.raises(CatalogueFull):
         board.upsert(card(3), pts_ms=40, now=4.0)
@@ -129,10 +131,10 @@ def test_snapshot_plus_later_events_equals_the_live_state(
     _apply(board, before)
     snapshot = board.snapshot()
     _apply(board, after)
-    missed = board.events_since(int(snapshot["seq"]))  # type: ignore[call-overload]
+    missed = board.events_since(snapshot.seq)
     assert missed is not None
-    assert [e.seq for e in missed] == list(range(int(snapshot["seq"]) + 1, board.last_seq + 1))  # type: ignore[call-overload]
-    screen = [c["id"] for c in snapshot["cards"]]  # type: ignore[attr-defined]
+    assert [e.seq for e in missed] == list(range(snapshot.seq + 1, board.last_seq + 1))
+    screen = [c["id"] for c in snapshot.cards]
     for event in missed:  # what a late joiner does with the snapshot and the events after it
         if event.action in ("show", "hide", "delete") and event.card.id in screen:
             screen.remove(event.card.id)

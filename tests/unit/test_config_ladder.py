@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from relay.config import DEFAULT_LADDER, ConfigError, build_parser, load_config
-from relay.sessions.stream import ladder_for
+from relay.sessions.rungs import ladder_for
 
 KEY = "a-key-long-enough-12345"
 

@@ -1,0 +1,216 @@
+"""The viewer wire protocol: every message on a viewer's ``cards`` data channel and SSE stream,
+and every message a viewer or a browser publisher may send us. Pure: no I/O.
+
+Each message is a JSON object whose ``type`` names it. The server's messages are frozen
+dataclasses here, serialised once by ``encode`` (compact JSON) and sent as they are to every
+viewer that needs them; what peers send is parsed by ``parse_viewer_message`` and
+``parse_card_action``, which never raise anything but ``BadMessage``. ``player_demo/watch.js``
+reads the same messages, and the README's protocol section is generated from this module
+(``python -m relay.messages``) and checked against it by the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+CardAction = Literal["show", "hide", "update", "delete"]
+
+
+class BadMessage(ValueError):
+    """What a peer sent is not a message of this protocol; ``reason`` says why, in one line, and
+    ``status`` is what an HTTP request as malformed would get (400 not JSON, 422 not a message)."""
+
+    def __init__(self, reason: str, status: int = 422) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """Sent on open and whenever the stream goes live or offline."""
+
+    type: ClassVar[str] = "stream"
+    stream: str
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """How this viewer maps its RTP timestamps to media time (``pts_ms`` of cards): its first video
+    frame had media time ``first_pts_ms``; a later frame's is that plus the RTP timestamp
+    difference divided by ``rtp_clock_hz`` / 1000, modulo 2**32."""
+
+    type: ClassVar[str] = "clock"
+    first_pts_ms: int
+    rtp_clock_hz: int = 90_000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The cards on screen now and the last sequence number (on open, and to late joiners over
+    SSE); ``clock`` is set once this viewer has been sent video."""
+
+    type: ClassVar[str] = "snapshot"
+    seq: int
+    cards: tuple[Mapping[str, object], ...]
+    clock: Clock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardMessage:
+    """A card was shown, hidden, updated or deleted, at media time ``pts_ms``; ``seq`` increases by
+    one per event of the stream, so a gap means a missed event (SSE resumes by id)."""
+
+    type: ClassVar[str] = "card"
+    seq: int
+    action: CardAction
+    card: Mapping[str, object]
+    pts_ms: int
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionChanged:
+    """The rung this viewer receives now (after a switch takes effect), and whether it is on auto."""
+
+    type: ClassVar[str] = "rendition"
+    name: str
+    width: int
+    height: int
+    auto: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    """A request of this peer was refused; ``status`` is the HTTP status the same request gets."""
+
+    type: ClassVar[str] = "error"
+    reason: str
+    status: int = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The server ends this session (shutdown, a too slow channel); the player may reconnect."""
+
+    type: ClassVar[str] = "bye"
+    reason: str
+
+
+ServerMessage = StreamState | Clock | Snapshot | CardMessage | RenditionChanged | ErrorMessage | Bye
+SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
+    StreamState,
+    Snapshot,
+    Clock,
+    CardMessage,
+    RenditionChanged,
+    ErrorMessage,
+    Bye,
+)
+
+
+def _plain(message: ServerMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": message.type}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if isinstance(value, Clock):
+            value = _plain(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        if value is not None or f.name != "clock":
+            out[f.name] = value
+    return out
+
+
+def encode(message: ServerMessage) -> str:
+    """The message as compact JSON text, ready for a data channel or an SSE ``data:`` line."""
+    return json.dumps(_plain(message), separators=(",", ":"))
+
+
+# ---- what peers send ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RenditionRequest:
+    """Viewer -> server: ``{"type": "rendition", "name": "480p"}`` picks a rung, ``"auto"`` the ABR."""
+
+    type: ClassVar[str] = "rendition"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCard:
+    """Browser publisher -> server, on its WHIP data channel: ``{"action": "upsert", "card": {...}}``
+    adds or changes a card. The reply is the resulting ``card`` event or an ``error``."""
+
+    card: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class CardCommand:
+    """Browser publisher -> server: ``{"action": "show" | "hide" | "delete", "id": "..."}``.
+    The reply is the resulting ``card`` event or an ``error``."""
+
+    action: Literal["show", "hide", "delete"]
+    card_id: str
+
+
+def _object(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise BadMessage("message is not JSON", 400) from None
+    if not isinstance(message, dict):
+        raise BadMessage("message must be a JSON object")
+    return message
+
+
+def parse_viewer_message(text: str) -> RenditionRequest:
+    """A viewer's control message; BadMessage for anything else."""
+    message = _object(text)
+    if message.get("type") != RenditionRequest.type:
+        raise BadMessage("unknown message type: send {\"type\": \"rendition\", \"name\": ...}")
+    name = message.get("name")
+    if not isinstance(name, str):
+        raise BadMessage("a rendition request needs a name")
+    return RenditionRequest(name)
+
+
+def parse_card_action(text: str) -> UpsertCard | CardCommand:
+    """A browser publisher's card action; BadMessage for anything else (the card itself is
+    validated by ``relay.cards.card.parse_card``)."""
+    message = _object(text)
+    action = message.get("action")
+    card, card_id = message.get("card"), message.get("id")
+    if action == "upsert" and isinstance(card, dict):
+        return UpsertCard(card)
+    if action in ("show", "hide", "delete") and isinstance(card_id, str):
+        return CardCommand(action, card_id)
+    raise BadMessage("action must be upsert (with card) or show, hide, delete (with id)")
+
+
+
+
+def _fields(cls: type[Any]) -> str:
+    return ", ".join(f"`{f.name}`" for f in dataclasses.fields(cls))
+
+
+def protocol_markdown() -> str:
+    """The README's protocol table, made from the classes above (the test suite compares them)."""
+    rows = ["| direction | `type` | fields | meaning |", "|---|---|---|---|"]
+    for server_cls in SERVER_MESSAGES:
+        doc = " ".join((server_cls.__doc__ or "").split())
+        rows.append(f"| server -> viewer | `{server_cls.type}` | {_fields(server_cls)} | {doc} |")
+    doc = " ".join((RenditionRequest.__doc__ or "").split())
+    rows.append(f"| viewer -> server | `rendition` | {_fields(RenditionRequest)} | {doc} |")
+    for peer_cls, fields in ((UpsertCard, "`action`, `card`"), (CardCommand, "`action`, `id`")):
+        doc = " ".join((peer_cls.__doc__ or "").split())
+        rows.append(f"| publisher -> server | (none) | {fields} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(protocol_markdown(), end="")
