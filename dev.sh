@@ -60,6 +60,7 @@ case "${1:-}" in
     npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error >/dev/null
     echo "== ruff"; "$VENV/bin/ruff" check ingest transcode relay benchmarks tests
     echo "== mypy"; "$VENV/bin/mypy"
+    echo "== import contracts"; "$VENV/bin/lint-imports" --no-cache | sed -n '/^Contracts/,$p'
     echo "== pytest"; exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

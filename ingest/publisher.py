@@ -46,8 +46,6 @@ class PublisherSession(PeerSession):
         self._on_end = on_end
         self._on_message = on_message
         self._last_media_at = asyncio.get_running_loop().time()
-        self.video_frames = 0
-        self.audio_frames = 0
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
 
@@ -98,7 +96,6 @@ class PublisherSession(PeerSession):
                     log.info("%s: first video frame %dx%d", self.label, frame.width, frame.height)
                     self._sink.on_source_started()
                 self._last_media_at = loop.time()
-                self.video_frames += 1
                 self._sink.on_video(frame)
 
     async def _pump_audio(self, track: MediaStreamTrack) -> None:
@@ -108,7 +105,6 @@ class PublisherSession(PeerSession):
                 frame = await track.recv()
                 if isinstance(frame, av.AudioFrame):
                     self._last_media_at = loop.time()
-                    self.audio_frames += 1
                     self._sink.on_audio(frame)
 
     async def _watchdog(self) -> None:

@@ -172,7 +172,7 @@ def parse_viewer_message(text: str) -> RenditionRequest:
     """A viewer's control message; BadMessage for anything else."""
     message = _object(text)
     if message.get("type") != RenditionRequest.type:
-        raise BadMessage("unknown message type: send {\"type\": \"rendition\", \"name\": ...}")
+        raise BadMessage('unknown message type: send {"type": "rendition", "name": ...}')
     name = message.get("name")
     if not isinstance(name, str):
         raise BadMessage("a rendition request needs a name")
@@ -192,23 +192,23 @@ def parse_card_action(text: str) -> UpsertCard | CardCommand:
     raise BadMessage("action must be upsert (with card) or show, hide, delete (with id)")
 
 
-
-
 def _fields(cls: type[Any]) -> str:
     return ", ".join(f"`{f.name}`" for f in dataclasses.fields(cls))
+
+
+def _doc(cls: type[Any]) -> str:
+    """A class docstring as one Markdown table cell."""
+    return " ".join((cls.__doc__ or "").split()).replace("``", "`").replace("|", "\\|")
 
 
 def protocol_markdown() -> str:
     """The README's protocol table, made from the classes above (the test suite compares them)."""
     rows = ["| direction | `type` | fields | meaning |", "|---|---|---|---|"]
     for server_cls in SERVER_MESSAGES:
-        doc = " ".join((server_cls.__doc__ or "").split())
-        rows.append(f"| server -> viewer | `{server_cls.type}` | {_fields(server_cls)} | {doc} |")
-    doc = " ".join((RenditionRequest.__doc__ or "").split())
-    rows.append(f"| viewer -> server | `rendition` | {_fields(RenditionRequest)} | {doc} |")
+        rows.append(f"| server -> viewer | `{server_cls.type}` | {_fields(server_cls)} | {_doc(server_cls)} |")
+    rows.append(f"| viewer -> server | `rendition` | {_fields(RenditionRequest)} | {_doc(RenditionRequest)} |")
     for peer_cls, fields in ((UpsertCard, "`action`, `card`"), (CardCommand, "`action`, `id`")):
-        doc = " ".join((peer_cls.__doc__ or "").split())
-        rows.append(f"| publisher -> server | (none) | {fields} | {doc} |")
+        rows.append(f"| publisher -> server | (none) | {fields} | {_doc(peer_cls)} |")
     return "\n".join(rows) + "\n"
 
 

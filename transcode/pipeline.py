@@ -63,10 +63,16 @@ class StreamTranscoder:
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{name}-audio")
         self._audio_queue: deque[tuple[av.AudioFrame, int]] = deque(maxlen=AUDIO_QUEUE_FRAMES)
         self._audio_ready = asyncio.Event()
-        self._audio_task = asyncio.ensure_future(self._audio_loop())
-        self._audio_task.set_name(f"transcode {name} audio")
+        self._audio_task: asyncio.Task[None] | None = None
         self.audio_frames_dropped = 0
         self._closed = False
+
+    def start(self) -> None:
+        """Start the audio task (rung encoders start as the source size brings them); ``close`` ends all."""
+        if self._audio_task is None:
+            self._audio_task = asyncio.get_running_loop().create_task(
+                self._audio_loop(), name=f"transcode {self.name} audio"
+            )
 
     # ---- FrameSink: called on the loop by a publisher session or the demo source ----------
     def on_video(self, frame: av.VideoFrame) -> None:
@@ -100,13 +106,15 @@ class StreamTranscoder:
                 self._retired.append(self.rungs.pop(name))
         for name, rendition in wanted.items():
             if name not in self.rungs:
-                self.rungs[name] = RungEncoder(
+                rung = RungEncoder(
                     self.name,
                     rendition,
                     on_frame=self._on_frame,
                     keyframe_min_interval_s=self._keyframe_min_interval_s,
                     threads=self._encoder_threads,
                 )
+                rung.start()
+                self.rungs[name] = rung
         # Keep ladder order (highest first) so callers can rely on it.
         self.rungs = {name: self.rungs[name] for name in wanted}
         self.sizes = {name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()}
@@ -165,7 +173,8 @@ class StreamTranscoder:
     async def close(self) -> None:
         """Stop every task and join every worker thread."""
         self._closed = True
-        self._audio_task.cancel()
-        await asyncio.gather(self._audio_task, return_exceptions=True)
+        if self._audio_task is not None:
+            self._audio_task.cancel()
+            await asyncio.gather(self._audio_task, return_exceptions=True)
         await asyncio.gather(*(r.close() for r in [*self.rungs.values(), *self._retired]))
         await asyncio.get_running_loop().run_in_executor(None, self._audio_pool.shutdown)

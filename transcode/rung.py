@@ -43,8 +43,7 @@ class RungEncoder:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{stream}-{rendition.name}")
         self._pending: tuple[av.VideoFrame, int] | None = None
         self._ready = asyncio.Event()
-        self._task = asyncio.ensure_future(self._run())
-        self._task.set_name(self._label)
+        self._task: asyncio.Task[None] | None = None
         self.frames_in = 0
         self.frames_out = 0
         self.frames_dropped = 0
@@ -64,6 +63,11 @@ class RungEncoder:
             self.frames_dropped += 1
         self._pending = (frame, pts)
         self._ready.set()
+
+    def start(self) -> None:
+        """Start the task that feeds the encoder thread; ``close`` stops it."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._label)
 
     def request_keyframe(self) -> None:
         self.gate.request(time.monotonic())
@@ -115,6 +119,7 @@ class RungEncoder:
         )
 
     async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)

@@ -20,7 +20,7 @@ from relay.config import Config
 from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.input import check_bearer, read_body, viewer_token
-from relay.http.middleware import Handler, error_middleware
+from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.observe.looplag import LoopLagMonitor
 from relay.observe.metrics import Metrics
 from relay.ratelimit import ClientLimiter
@@ -31,36 +31,7 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", Config)
 REGISTRY = web.AppKey("registry", Registry)
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
-METRICS = web.AppKey("metrics", Metrics)
 CLIENT_LIMIT = web.AppKey("client_limit", ClientLimiter)
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post",
-}
-
-
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Browser publishers and players may live on another origin."""
-    response = await handler(request)
-    response.headers.update(CORS_HEADERS)
-    return response
-
-
-@web.middleware
-async def status_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every response by status for /metrics."""
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if METRICS in request.app:
-            request.app[METRICS].responses.labels(str(exc.status)).inc()
-        raise
-    if METRICS in request.app:
-        request.app[METRICS].responses.labels(str(response.status)).inc()
-    return response
-
 
 async def preflight(request: web.Request) -> web.Response:
     headers = CIMultiDict(
@@ -213,6 +184,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         lag.start()
         app[LOOP_LAG] = lag
         registry = Registry(config)
+        registry.start()
         app[REGISTRY] = registry
         app[METRICS] = Metrics(lambda: _snapshot(app))
         if config.server.demo:

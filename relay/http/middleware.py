@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses: a status and a one-line reason."""
+"""What every request goes through: errors become a status and a one-line reason (in this one
+place), responses are counted by status, and CORS headers let pages of other origins use us."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ingest.errors import LiveCartError
+from relay.observe.metrics import Metrics
 
 log = logging.getLogger("livecart.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -39,3 +42,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:  # a bug: log it once with its traceback, answer without one
         log.exception("%s %s -> 500 internal error: %s", request.method, request.path, exc)
         return _text(500, "internal server error; see the server log")
+
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post",
+}
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browser publishers and players may live on another origin."""
+    response = await handler(request)
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@web.middleware
+async def status_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every response by status for /metrics."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if METRICS in request.app:
+            request.app[METRICS].responses.labels(str(exc.status)).inc()
+        raise
+    if METRICS in request.app:
+        request.app[METRICS].responses.labels(str(response.status)).inc()
+    return response

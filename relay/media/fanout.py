@@ -13,7 +13,6 @@ alone. This module routes frames and viewers between them and the links.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -33,8 +32,9 @@ AUDIO = "audio"
 
 
 class Link(Protocol):
-    """A viewer's path to the wire (``relay.udplink.UdpLink``; a recorder in unit tests)."""
+    """A viewer's path to the wire (``relay.media.udplink.UdpLink``; a recorder in unit tests)."""
 
+    sent: int
     dropped: int
 
     def protect(self, packet: bytes) -> bytes: ...
@@ -210,7 +210,7 @@ class Fanout:
         on_switched: Callable[[str, str], None],
         *,
         keyframe_min_interval_s: float = 0.5,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_broken: Callable[[str, str], None] = lambda viewer_id, reason: None,
     ) -> None:
@@ -221,7 +221,7 @@ class Fanout:
         self._rungs: dict[str, RungState] = {}
         self._audio = RungState()
         self._join_window_s = keyframe_min_interval_s
-        self._clock = clock or asyncio.get_running_loop().time
+        self._clock = clock
         self._wall = wall_clock
         self.frames_forwarded = 0
         self.packets_forwarded = 0

@@ -78,7 +78,6 @@ class UdpLink:
         "_gso",
         "_protect_rtcp",
         "_sock",
-        "bytes_sent",
         "closed",
         "dropped",
         "protect",
@@ -93,7 +92,6 @@ class UdpLink:
         self._gso = gso
         self.sent = 0
         self.dropped = 0
-        self.bytes_sent = 0
         self.closed = False
 
     @classmethod

@@ -43,6 +43,10 @@ class LiveCartCollector(Collector):
                 ("nack_reports", "NACK reports received from viewers"),
                 ("packets_nacked", "RTP packets viewers reported lost (NACK)"),
                 ("viewer_keyframe_requests", "Keyframe requests (PLI/FIR) received from viewers"),
+                ("join_keyframe_requests", "Keyframes asked of an encoder for a viewer's join or rung switch"),
+                ("viewer_send_errors", "Viewers dropped because sending to them failed"),
+                ("bad_viewer_messages", "Data-channel messages from viewers that meant nothing"),
+                ("audio_frames_dropped", "Audio frames dropped because the audio encoder fell behind"),
             )
         }
         loss = GaugeMetricFamily(

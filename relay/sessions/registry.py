@@ -66,13 +66,18 @@ class Registry:
             )
             for s in config.streams
         }
-        self._expiry = asyncio.ensure_future(self._expire_cards())
-        self._expiry.set_name("card expiry")
+        self._ticker: asyncio.Task[None] | None = None
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self._negotiating_publishers = 0
         self._negotiating_viewers: dict[str, int] = {}
         self._demo: SyntheticSource | None = None
+
+    def start(self) -> None:
+        """Start every stream and the once-a-second work; ``close`` stops them."""
+        for stream in self.streams.values():
+            stream.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._every_second(), name="registry ticker")
 
     def stream(self, name: str) -> Stream:
         stream = self.streams.get(name)
@@ -243,7 +248,7 @@ class Registry:
             raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
         await session.close(reason)
 
-    async def _expire_cards(self) -> None:
+    async def _every_second(self) -> None:
         """Once a second: RTCP sender reports to every viewer, and hide cards whose ttl_s ran out."""
         while True:
             await asyncio.sleep(1.0)
@@ -281,8 +286,9 @@ class Registry:
             sessions.append(self._demo)
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self.streams.values()), return_exceptions=True)
-        self._expiry.cancel()
-        await asyncio.gather(self._expiry, return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         await self.webhooks.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store_pool, self.card_store.close)

@@ -129,4 +129,3 @@ class RungChoice:
     def abr_of(self, viewer_id: str) -> AbrPolicy | None:
         choice = self.choices.get(viewer_id)
         return None if choice is None else choice.abr
-

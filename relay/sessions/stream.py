@@ -33,6 +33,8 @@ from transcode.pipeline import StreamTranscoder
 
 log = logging.getLogger(__name__)
 
+MAX_VIEWER_MESSAGE = 1024  # a viewer only ever sends small control messages
+
 
 class Publisher(Protocol):
     """What a stream needs of its publisher: a WHIP session or the demo source."""
@@ -90,6 +92,7 @@ class Stream:
         self.viewers: dict[str, ViewerSession] = {}
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
+        self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
         self.cards = CardFeed(
             config.name,
             board or CardBoard(),
@@ -98,6 +101,9 @@ class Stream:
             pts_ms=self.pts_ms,
             deliver=self.broadcast,
         )
+
+    def start(self) -> None:
+        self.transcoder.start()
 
     def pts_ms(self) -> int:
         """Media time (ms) of the video frame being sent now: what a card action is stamped with."""
@@ -200,13 +206,15 @@ class Stream:
         self._reported_loss.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
 
-    def on_viewer_message(self, viewer: ViewerSession, text: str) -> None:
+    def on_viewer_message(self, viewer: ViewerSession, text: str | bytes) -> None:
         """A control message on a viewer's ``cards`` channel (never trusted, never raises)."""
         try:
+            if isinstance(text, bytes) or len(text) > MAX_VIEWER_MESSAGE:
+                raise BadMessage("viewers send short JSON text")
             request = parse_viewer_message(text)
             target = self.rungs.choose(viewer.id, request.name)
         except BadMessage:
-            viewer.bad_messages += 1
+            self.bad_viewer_messages += 1
             return
         except BadRequest as exc:
             viewer.send(encode(ErrorMessage(exc.reason)))
@@ -271,12 +279,16 @@ class Stream:
             "frames_forwarded": self.fanout.frames_forwarded,
             "packets_forwarded": self.fanout.packets_forwarded,
             "bytes_forwarded": self.fanout.bytes_forwarded,
+            "packets_sent": sum(link.sent for link in self.fanout.links()),
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
             "viewer_send_errors": self.fanout.send_errors,
             "nack_reports": self.fanout.nack_reports,
             "packets_nacked": self.fanout.nacked_packets,
             "viewer_keyframe_requests": self.viewer_keyframe_requests,
+            "join_keyframe_requests": self.fanout.keyframe_requests,
+            "bad_viewer_messages": self.bad_viewer_messages,
+            "audio_frames_dropped": self.transcoder.audio_frames_dropped,
             "viewer_loss_mean": (sum(losses) / len(losses)) if (losses := list(self._reported_loss.values())) else 0.0,
             "viewer_loss_max": max(self._reported_loss.values(), default=0.0),
             "card_actions": self.cards.actions,

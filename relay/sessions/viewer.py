@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "cards"
 MAX_CHANNEL_BUFFER = 256 * 1024  # bytes queued on a slow viewer's channel before we skip
-MAX_INCOMING_MESSAGE = 1024  # a viewer only ever sends small control messages
 
 
 class ViewerSession(PeerSession):
@@ -37,7 +36,7 @@ class ViewerSession(PeerSession):
         on_end: Callable[[ViewerSession, str], Awaitable[None]],
         stop_media: Callable[[], None],
         greeting: Callable[[], list[str]],
-        on_message: Callable[[ViewerSession, str], None],
+        on_message: Callable[[ViewerSession, str | bytes], None],
     ) -> None:
         super().__init__(session_id, stream, pc)
         self.tracks = tracks
@@ -48,8 +47,6 @@ class ViewerSession(PeerSession):
         self._greeting = greeting
         self._on_message = on_message
         self._channel: RTCDataChannel | None = None
-        self.messages_dropped = 0
-        self.bad_messages = 0
         pc.on("datachannel", self._on_datachannel)
 
     def start(self) -> None:
@@ -66,16 +63,7 @@ class ViewerSession(PeerSession):
             channel.on("open", self._greet)
 
     def _received(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            try:
-                message = message.decode()
-            except UnicodeDecodeError:
-                self.bad_messages += 1
-                return
-        if len(message) > MAX_INCOMING_MESSAGE:
-            self.bad_messages += 1
-            return
-        self._on_message(self, message)
+        self._on_message(self, message)  # what it means, if anything, is the stream's business
 
     def _greet(self) -> None:
         for message in self._greeting():
@@ -88,7 +76,6 @@ class ViewerSession(PeerSession):
             return
         if channel.bufferedAmount > MAX_CHANNEL_BUFFER:
             # A viewer that cannot take its messages is dropped (and told), never buffered for.
-            self.messages_dropped += 1
             channel.send(encode(Bye("data channel too slow")))
             self.close_soon("data channel too slow")
             return

@@ -27,6 +27,7 @@ class RecordingLink:
         self.packets: list[bytes] = []
         self.batches: list[list[bytes]] = []
         self.rtcp: list[bytes] = []
+        self.sent = 0
         self.dropped = 0
         self.closed = False
 

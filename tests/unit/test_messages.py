@@ -1,0 +1,86 @@
+"""The viewer wire protocol: what the server sends, what it accepts, and the README's account of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay.messages import (
+    SERVER_MESSAGES,
+    BadMessage,
+    Bye,
+    CardCommand,
+    CardMessage,
+    Clock,
+    ErrorMessage,
+    RenditionChanged,
+    RenditionRequest,
+    Snapshot,
+    StreamState,
+    UpsertCard,
+    encode,
+    parse_card_action,
+    parse_viewer_message,
+    protocol_markdown,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> None:
+    samples = [
+        StreamState("demo", True),
+        Snapshot(3, ({"id": "a"},), Clock(1200)),
+        Clock(1200),
+        CardMessage(4, "show", {"id": "a"}, 1500, 1.5),
+        RenditionChanged("480p", 854, 480, True),
+        ErrorMessage("no", 404),
+        Bye("server shutting down"),
+    ]
+    assert {type(m) for m in samples} == set(SERVER_MESSAGES)
+    for message in samples:
+        text = encode(message)
+        assert ", " not in text and ": " not in text
+        decoded = json.loads(text)
+        assert next(iter(decoded)) == "type" and decoded["type"] == message.type
+    assert json.loads(encode(Snapshot(3, ()))) == {"type": "snapshot", "seq": 3, "cards": []}
+    assert json.loads(encode(Snapshot(3, (), Clock(7))))["clock"] == {
+        "type": "clock",
+        "first_pts_ms": 7,
+        "rtp_clock_hz": 90000,
+    }
+
+
+def test_peer_messages_parse_into_their_types() -> None:
+    assert parse_viewer_message('{"type": "rendition", "name": "240p"}') == RenditionRequest("240p")
+    assert parse_card_action('{"action": "upsert", "card": {"id": "x"}}') == UpsertCard({"id": "x"})
+    assert parse_card_action('{"action": "hide", "id": "x"}') == CardCommand("hide", "x")
+    with pytest.raises(BadMessage) as info:
+        parse_card_action("{nope")
+    assert info.value.status == 400
+    with pytest.raises(BadMessage) as info:
+        parse_card_action('{"action": "dance"}')
+    assert info.value.status == 422 and "action" in info.value.reason
+
+
+@given(
+    st.text(max_size=200)
+    | st.builds(
+        json.dumps,
+        st.recursive(st.none() | st.booleans() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)),
+    )
+)
+def test_anything_a_peer_sends_either_parses_or_raises_bad_message(text: str) -> None:
+    for parse in (parse_viewer_message, parse_card_action):
+        try:
+            parse(text)
+        except BadMessage:
+            pass
+
+
+def test_the_readme_protocol_section_is_the_one_this_module_generates() -> None:
+    assert protocol_markdown() in README.read_text(), "regenerate it: python -m relay.messages"
