@@ -1,0 +1,203 @@
+"""Admission (relay/sessions/admission.py): every limit, today's exact reasons, and the invariants
+of any sequence of admits, transitions and ends."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.errors import LimitReached
+from relay.sessions.admission import MIN_RESERVE_FDS, Admission, AdmissionLimits, Kind, Phase
+
+LIMITS = AdmissionLimits(max_publishers=2, max_viewers_per_stream=3, max_viewers_total=5, max_connecting=4)
+
+
+def _refusal(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(LimitReached) as info:
+        call()
+    assert info.value.status == 503 and "Retry-After" in info.value.headers()
+    return info.value.reason
+
+
+def test_viewers_of_one_stream_are_capped_with_its_reason() -> None:
+    admission = Admission(LIMITS)
+    for n in range(3):
+        admission.admit_viewer(f"v{n}", "live")
+        admission.answered(f"v{n}")
+        admission.connected(f"v{n}")
+    assert _refusal(lambda: admission.admit_viewer("v9", "live")) == "stream 'live' has reached its limit of 3 viewers"
+    admission.admit_viewer("other", "second")  # another stream still has room
+
+
+def test_a_streams_own_max_viewers_replaces_the_default() -> None:
+    admission = Admission(LIMITS)
+    admission.admit_viewer("v0", "tiny", max_viewers=1)
+    assert "limit of 1 viewers" in _refusal(lambda: admission.admit_viewer("v1", "tiny", max_viewers=1))
+
+
+def test_viewers_of_all_streams_together_are_capped() -> None:
+    admission = Admission(LIMITS)
+    for n in range(5):
+        admission.admit_viewer(f"v{n}", f"s{n}")
+        admission.connected(f"v{n}")
+    assert _refusal(lambda: admission.admit_viewer("v9", "s9")) == (
+        "the server has reached its limit of 5 viewers, retry later"
+    )
+    admission.end("v0")
+    admission.admit_viewer("v9", "s9")
+
+
+def test_sessions_still_connecting_are_capped_until_they_connect_or_end() -> None:
+    admission = Admission(LIMITS)
+    for n in range(4):
+        admission.admit_viewer(f"v{n}", f"s{n}")
+    admission.answered("v0")  # answered but not connected: still connecting
+    assert _refusal(lambda: admission.admit_publisher("p", "live")) == (
+        "4 sessions are still connecting (limit 4), retry later"
+    )
+    admission.connected("v0")
+    admission.admit_publisher("p", "live")
+
+
+def test_publishers_are_capped_by_live_streams_and_a_takeover_needs_no_slot() -> None:
+    admission = Admission(LIMITS)
+    admission.source_live("demo", True)
+    admission.admit_publisher("p1", "live")
+    assert _refusal(lambda: admission.admit_publisher("p2", "second")) == "publisher limit of 2 reached, retry later"
+    admission.answered("p1")
+    assert admission.live_streams() == {"demo", "live"}
+    admission.admit_publisher("p3", "live")  # takes "live" over: only the other streams count
+    admission.end("p3")
+    admission.source_live("demo", False)
+    admission.admit_publisher("p2", "second")
+
+
+def test_transitions_only_move_forward_and_unknown_ids_are_ignored() -> None:
+    admission = Admission(LIMITS)
+    admission.admit_viewer("v", "live")
+    admission.connected("v")
+    admission.answered("v")  # a late event
+    assert admission.phase("v") is Phase.CONNECTED
+    admission.connected("nobody")
+    admission.end("nobody")
+    admission.end("v")
+    admission.end("v")
+    assert admission.phase("v") is None
+
+
+def test_an_id_cannot_be_admitted_twice() -> None:
+    admission = Admission(LIMITS)
+    admission.admit_viewer("v", "live")
+    with pytest.raises(ValueError):
+        admission.admit_viewer("v", "live")
+
+
+FDS = AdmissionLimits(
+    max_publishers=100,
+    max_viewers_per_stream=1000,
+    max_viewers_total=1000,
+    max_connecting=1000,
+    fd_limit=1024,
+    fds_per_viewer=3,
+    fds_per_publisher=2,
+)
+
+
+def test_descriptors_refuse_before_the_limit_leaving_the_reserve() -> None:
+    admission = Admission(FDS)
+    assert FDS.fd_reserve == max(MIN_RESERVE_FDS, 1024 // 20)
+    last_ok = 1024 - FDS.fd_reserve - 3
+    admission.admit_viewer("a", "live", open_fds=last_ok)
+    admission.answered("a")  # its descriptors are open now: counted by open_fds from here on
+    reason = _refusal(lambda: admission.admit_viewer("b", "live", open_fds=last_ok + 1))
+    assert "open-files limit" in reason and "RLIMIT_NOFILE 1024" in reason
+
+
+def test_sessions_still_negotiating_count_their_descriptors_in_advance() -> None:
+    admission = Admission(FDS)
+    room = 1024 - FDS.fd_reserve - 100
+    for n in range(room // 3):
+        admission.admit_viewer(f"v{n}", "live", open_fds=100)  # none has opened its sockets yet
+    assert "open-files limit" in _refusal(lambda: admission.admit_viewer("x", "live", open_fds=100))
+
+
+def test_without_a_descriptor_limit_descriptors_are_not_checked() -> None:
+    admission = Admission(LIMITS)
+    admission.admit_viewer("v", "live", open_fds=10**9)
+    assert LIMITS.sessions_allowed(0, Kind.VIEWER) is None
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["viewer", "publisher", "answered", "connected", "end", "source"]),
+        st.integers(0, 11),  # session number
+        st.integers(0, 2),  # stream number
+        st.integers(0, 1100),  # descriptors open when admitting
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=400)
+@given(ACTIONS)
+def test_no_sequence_of_admits_transitions_and_ends_passes_a_limit(actions: list[tuple[str, int, int, int]]) -> None:
+    limits = AdmissionLimits(
+        max_publishers=2,
+        max_viewers_per_stream=4,
+        max_viewers_total=6,
+        max_connecting=5,
+        fd_limit=1024,
+        fds_per_viewer=3,
+        fds_per_publisher=2,
+    )
+    admission = Admission(limits)
+    ids: set[str] = set()
+    for action, number, stream_number, fds in actions:
+        session, stream = f"s{number}", f"stream{stream_number}"
+        if action in ("viewer", "publisher"):
+            before_connecting = admission.connecting
+            try:
+                if action == "viewer":
+                    admission.admit_viewer(session, stream, open_fds=fds)
+                else:
+                    admission.admit_publisher(session, stream, open_fds=fds)
+            except (LimitReached, ValueError):
+                assert admission.connecting == before_connecting  # a refusal changes nothing
+                continue
+            ids.add(session)
+            # Whatever was admitted fits in the descriptors outside the reserve.
+            assert fds + admission.pending_fds() <= limits.fd_limit - limits.fd_reserve  # type: ignore[operator]
+        elif action == "answered":
+            admission.answered(session)
+        elif action == "connected":
+            admission.connected(session)
+        elif action == "end":
+            admission.end(session)
+            ids.discard(session)
+        else:
+            admission.source_live(stream, stream_number != 0)
+        assert admission.count(Kind.VIEWER) <= limits.max_viewers_total
+        for n in range(3):
+            assert admission.count(Kind.VIEWER, f"stream{n}") <= limits.max_viewers_per_stream
+        assert admission.connecting <= limits.max_connecting
+        # Publishers occupy at most max_publishers streams (a takeover reuses its stream's slot).
+        publishing = {s for s in (f"stream{n}" for n in range(3)) if admission.count(Kind.PUBLISHER, s)}
+        assert len(publishing) <= limits.max_publishers
+    for session in ids:
+        admission.end(session)
+    assert admission.count() == 0 and admission.connecting == 0 and admission.pending_fds() == 0
+
+
+def test_admission_is_pure() -> None:
+    """The accounting imports none of the I/O stack, so it is tested without a loop or socket."""
+    for module in ("relay/sessions/admission.py",):
+        tree = ast.parse(Path(module).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        for banned in ("asyncio", "aiohttp", "aiortc", "av"):
+            assert not any(name == banned or name.startswith(banned + ".") for name in names), (module, banned)
