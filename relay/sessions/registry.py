@@ -199,6 +199,7 @@ class Registry:
                     stop_media=lambda: stream.fanout.detach(session_id),
                     greeting=lambda: stream.greeting(session),
                     on_message=stream.on_viewer_message,
+                    expects_channel=offer.has_datachannel,
                 )
                 self._track_connection(session_id, pc)
                 # Our transceivers exist before the offer is applied, so aiortc matches them to the
@@ -225,7 +226,11 @@ class Registry:
         return session.id, answer
 
     def _hand_over(self, stream: Stream, session: ViewerSession, sender: RTCRtpSender, out: TrackOut) -> None:
-        """Once connected, the viewer's media goes through the fan-out's fast path, not aiortc's."""
+        """Once connected, the viewer's media goes through the fan-out's fast path, not aiortc's.
+
+        This runs inside a task of aiortc's that nobody awaits: whatever goes wrong here must end
+        the viewer (and tell it why), never escape as an unretrieved task exception.
+        """
         fanout = stream.fanout
         kind = out.kind
 
@@ -236,7 +241,7 @@ class Registry:
                     link = session.links[id(dtls)] = UdpLink.from_dtls(dtls)
                 except LinkUnavailable as exc:
                     log.warning("%s: cannot send %s: %s", session.label, kind, exc)
-                    session.close_soon(f"no {kind} link: {exc}")
+                    session.end_with_bye(f"no {kind} link: {exc}")
                     return
             fanout.activate(session.id, kind, link)
 

@@ -4,12 +4,14 @@ of any sequence of admits, transitions and ends."""
 from __future__ import annotations
 
 import ast
+import errno
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.errors import ResourceExhausted, exhausted
 from relay.errors import LimitReached
 from relay.sessions.admission import MIN_RESERVE_FDS, Admission, AdmissionLimits, Kind, Phase
 
@@ -191,6 +193,29 @@ def test_no_sequence_of_admits_transitions_and_ends_passes_a_limit(actions: list
     for session in ids:
         admission.end(session)
     assert admission.count() == 0 and admission.connecting == 0 and admission.pending_fds() == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "names"),
+    [
+        (errno.EMFILE, "open-files limit (RLIMIT_NOFILE)"),
+        (errno.ENFILE, "fs.file-max"),
+        (errno.ENOBUFS, "socket buffer"),
+        (errno.EADDRINUSE, "local UDP ports"),
+        (errno.ENOMEM, "memory"),
+    ],
+)
+def test_running_out_of_a_resource_is_a_503_naming_it_even_when_wrapped(code: int, names: str) -> None:
+    try:
+        try:
+            raise OSError(code, "out")
+        except OSError as inner:
+            raise RuntimeError("aiortc wrapped it") from inner
+    except RuntimeError as outer:
+        error = exhausted(outer)
+    assert isinstance(error, ResourceExhausted)
+    assert error.status == 503 and names in error.reason and "Retry-After" in error.headers()
+    assert exhausted(OSError(errno.EINVAL, "bad")) is None and exhausted(ValueError("x")) is None
 
 
 def test_admission_is_pure() -> None:
