@@ -21,8 +21,10 @@ from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import Handler, error_middleware
+from relay.nofile import budget_report, current_soft_limit
 from relay.observe.looplag import LoopLagMonitor
 from relay.observe.metrics import Metrics
+from relay.observe.process import open_fds
 from relay.ratelimit import ClientLimiter
 from relay.sessions.registry import Registry
 
@@ -212,8 +214,12 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         lag = LoopLagMonitor()
         lag.start()
         app[LOOP_LAG] = lag
-        registry = Registry(config)
+        registry = Registry(config, fd_limit=current_soft_limit())
         app[REGISTRY] = registry
+        info, warning = budget_report(registry.admission.limits, open_fds(), config.limits.max_viewers_total)
+        log.info("%s", info)
+        if warning is not None:
+            log.warning("%s", warning)
         app[METRICS] = Metrics(lambda: _snapshot(app))
         if config.server.demo:
             registry.start_demo(registry.stream("demo"))

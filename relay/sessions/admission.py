@@ -156,11 +156,11 @@ class Admission:
         fd_limit = self.limits.fd_limit
         if fd_limit is None:
             return
-        projected = open_fds + self.pending_fds() + cost
-        if projected > fd_limit - self.limits.fd_reserve:
+        pending = self.pending_fds()
+        if open_fds + pending + cost > fd_limit - self.limits.fd_reserve:
             raise LimitReached(
                 f"the open-files limit (RLIMIT_NOFILE {fd_limit}) is nearly reached: {open_fds} descriptors "
-                f"in use, retry later"
+                f"in use, {pending} more for sessions being set up, retry later"
             )
 
     def _add(self, session_id: str, kind: Kind, stream: str) -> None:

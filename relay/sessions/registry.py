@@ -26,7 +26,7 @@ from relay.media.fanout import TrackOut
 from relay.media.takeover import take_over
 from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.observe.process import open_fds, process_counts
-from relay.sessions.admission import Admission, AdmissionLimits, Phase
+from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
@@ -283,6 +283,7 @@ class Registry:
     # ---- introspection and shutdown -----------------------------------------------------
     def snapshot(self) -> dict[str, object]:
         admission = self.admission
+        fd = admission.limits
         process = process_counts()
         negotiating = admission.count(phase=Phase.NEGOTIATING)
         session_tasks = sum(p.task_count for p in self.publishers.values()) + sum(
@@ -298,6 +299,14 @@ class Registry:
                 "session_tasks": session_tasks,
             },
             "process": process,
+            "descriptors": {
+                "open": process["open_fds"],
+                "limit": fd.fd_limit,
+                "reserve": fd.fd_reserve,
+                "per_viewer": fd.fds_per_viewer,
+                "per_publisher": fd.fds_per_publisher,
+                "viewers_room": fd.sessions_allowed(process["open_fds"] + admission.pending_fds(), Kind.VIEWER),
+            },
         }
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ingest.errors import ResourceExhausted, exhausted
 from relay.errors import LimitReached
+from relay.nofile import budget_report, needed_limit
 from relay.sessions.admission import MIN_RESERVE_FDS, Admission, AdmissionLimits, Kind, Phase
 
 LIMITS = AdmissionLimits(max_publishers=2, max_viewers_per_stream=3, max_viewers_total=5, max_connecting=4)
@@ -195,6 +196,24 @@ def test_no_sequence_of_admits_transitions_and_ends_passes_a_limit(actions: list
     assert admission.count() == 0 and admission.connecting == 0 and admission.pending_fds() == 0
 
 
+@given(st.integers(0, 10**6))
+def test_the_limit_the_warning_asks_for_leaves_room_beside_the_reserve(in_use: int) -> None:
+    limit = needed_limit(in_use)
+    reserve = AdmissionLimits(1, 1, 1, 1, fd_limit=limit).fd_reserve
+    assert limit - reserve >= in_use
+
+
+def test_start_up_report_names_the_room_and_warns_below_max_viewers_total() -> None:
+    info, warning = budget_report(FDS, open_fds=40, max_viewers_total=2000)
+    room = (1024 - FDS.fd_reserve - 40) // 3
+    assert f"~{room} viewers" in info and "open-files limit 1024" in info
+    assert warning is not None and "LimitNOFILE=" in warning and "ulimit -n" in warning
+    needed = needed_limit(40 + 2000 * 3)
+    assert f"LimitNOFILE={needed}" in warning
+    bigger = AdmissionLimits(1, 1, 1, 1, fd_limit=needed, fds_per_viewer=3)
+    assert budget_report(bigger, open_fds=40, max_viewers_total=2000)[1] is None
+
+
 @pytest.mark.parametrize(
     ("code", "names"),
     [
@@ -220,7 +239,7 @@ def test_running_out_of_a_resource_is_a_503_naming_it_even_when_wrapped(code: in
 
 def test_admission_is_pure() -> None:
     """The accounting imports none of the I/O stack, so it is tested without a loop or socket."""
-    for module in ("relay/sessions/admission.py",):
+    for module in ("relay/sessions/admission.py", "relay/nofile.py"):
         tree = ast.parse(Path(module).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
