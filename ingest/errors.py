@@ -61,6 +61,8 @@ def exhausted(exc: BaseException | None) -> ResourceExhausted | None:
     while exc is not None and seen < 8:  # aiortc and asyncio sometimes wrap the OSError
         if isinstance(exc, MemoryError):
             return ResourceExhausted("the server is out of memory, retry later")
+        if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+            return ResourceExhausted("the thread limit (memory, or the unit's TasksMax=) is reached, retry later")
         if isinstance(exc, OSError) and exc.errno in _EXHAUSTED:
             return ResourceExhausted(f"{_EXHAUSTED[exc.errno]} is reached: {exc.strerror}, retry later")
         exc = exc.__cause__ or exc.__context__

@@ -15,6 +15,7 @@ from typing import Any
 from aioice.ice import get_host_addresses
 from aiortc import RTCRtpSender
 
+from ingest.errors import LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
@@ -46,6 +47,14 @@ def new_session_id() -> str:
 def _h264_preferences() -> list[Any]:
     codecs = RTCRtpSender.getCapabilities("video").codecs
     return [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
+
+
+def _raise_if_exhausted(exc: BaseException) -> None:
+    """Out of descriptors, ports, buffers or memory anywhere in a setup: the server's 503."""
+    if isinstance(exc, Exception) and not isinstance(exc, LiveCartError):
+        problem = exhausted(exc)
+        if problem is not None:
+            raise problem from None
 
 
 class Registry:
@@ -133,6 +142,7 @@ class Registry:
                 self._track_connection(session_id, pc)
                 aiortc_offer, profiles = alias_h264_profiles(offer_sdp)  # Main/High H.264 publishers too
                 await apply_offer(pc, aiortc_offer)
+                self._guard_receivers(session)
                 answer = restore_h264_profiles(await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S), profiles)
             except BaseException:
                 await close_quietly(pc, f"publisher {stream.name} (negotiation)")
@@ -143,8 +153,9 @@ class Registry:
                     await close_quietly(pc, session.label)
                     raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
                 await previous.close("taken over by a new publisher")
-        except BaseException:
+        except BaseException as exc:
             self.admission.end(session_id)
+            _raise_if_exhausted(exc)
             raise
         self.admission.answered(session_id)
         self.publishers[session.id] = session
@@ -152,6 +163,24 @@ class Registry:
         session.start()
         log.info("%s: publishing", session.label)
         return session.id, answer
+
+    def _guard_receivers(self, session: PublisherSession) -> None:
+        """aiortc starts each receiver (a decoder thread) in a task nobody awaits, once connected:
+        if that fails the publisher is ended at once and told why, not left connected with nothing."""
+        for transceiver in session.pc.getTransceivers():
+            receiver = transceiver.receiver
+            start = receiver.receive
+
+            async def receive(parameters: Any, start: Any = start, kind: str = transceiver.kind) -> None:
+                try:
+                    await start(parameters)
+                except Exception as exc:
+                    problem = exhausted(exc)
+                    reason = problem.reason if problem else f"{type(exc).__name__}: {exc}"
+                    log.warning("%s: cannot receive %s: %s", session.label, kind, reason)
+                    session.end_with_bye(f"no {kind} receiver: {reason}")
+
+            receiver.receive = receive  # type: ignore[method-assign]
 
     async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self.admission.end(session.id)
@@ -215,8 +244,9 @@ class Registry:
             except BaseException:
                 await close_quietly(pc, f"viewer {stream.name} (negotiation)")
                 raise
-        except BaseException:
+        except BaseException as exc:
             self.admission.end(session_id)
+            _raise_if_exhausted(exc)
             raise
         self.admission.answered(session_id)
         self.viewers[session.id] = session

@@ -326,17 +326,21 @@ async def test_at_the_limit_publishers_get_503_naming_it_and_every_admitted_publ
 FAULTS = Path(__file__).parent / "faults"
 
 
+def _start_with_fault(tmp_path: Path, fault: str, *, demo: bool, extra: str = "") -> Server:
+    config = tmp_path / "livecart.toml"
+    config.write_text(CONFIG.format(key=PUBLISH_KEY, extra=extra))
+    pythonpath = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    return start_server(
+        ["--config", str(config), *(["--demo"] if demo else [])],
+        tmp_path / "server.log",
+        env={"PYTHONPATH": pythonpath, "LIVECART_FAULT": fault},
+    )
+
+
 async def test_a_viewer_whose_media_path_fails_after_the_answer_is_told_bye_and_ended_at_once(tmp_path: Path) -> None:
     """The fast path's descriptor cannot be had after the 201 (EMFILE, injected): the viewer is
     told why on its data channel and ended, never left connected with nothing."""
-    config = tmp_path / "livecart.toml"
-    config.write_text(CONFIG.format(key=PUBLISH_KEY, extra=""))
-    pythonpath = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
-    server = start_server(
-        ["--config", str(config), "--demo"],
-        tmp_path / "server.log",
-        env={"PYTHONPATH": pythonpath, "LIVECART_FAULT": "dup-emfile"},
-    )
+    server = _start_with_fault(tmp_path, "dup-emfile", demo=True)
     try:
         async with aiohttp.ClientSession() as http:
             viewer = LoadViewer(server.base, "demo", rendition=None, audio=False, data_channel=True)
@@ -359,3 +363,32 @@ async def test_a_viewer_whose_media_path_fails_after_the_answer_is_told_bye_and_
     finally:
         log = _stop_cleanly(server)
     assert "cannot send video" in log
+
+
+async def test_a_publisher_whose_media_path_fails_after_the_answer_is_told_bye_and_ended_at_once(
+    tmp_path: Path,
+) -> None:
+    """aiortc cannot start the publisher's decoder once connected (injected): the publisher is
+    told why on its control channel and ended at once, not after the media timeout."""
+    server = _start_with_fault(tmp_path, "receiver-thread", demo=False, extra=_publisher_streams(1))
+    try:
+        async with aiohttp.ClientSession() as http:
+            publisher = WhipPublisher(
+                server.base, "p0", PUBLISH_KEY, width=160, height=120, audio=False, h264=True, control=True
+            )
+            await publisher.start(http)  # 201: the failure comes once ICE and DTLS are up
+            try:
+                await asyncio.wait_for(publisher.replied.wait(), 10)
+                bye = json.loads(publisher.replies[0])
+                assert bye["type"] == "bye" and "thread limit" in bye["reason"], bye
+
+                async def ended() -> bool:
+                    snap = await _api(http, server.base)
+                    return bool(snap["sessions"]["publishers"] == 0 and snap["process"]["udp_sockets"] == 0)
+
+                await wait_until(ended, 5)  # at once: media_timeout_s is 10
+            finally:
+                await publisher.stop(None, delete=False)
+    finally:
+        log = _stop_cleanly(server)
+    assert "cannot receive video" in log

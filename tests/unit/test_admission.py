@@ -237,6 +237,12 @@ def test_running_out_of_a_resource_is_a_503_naming_it_even_when_wrapped(code: in
     assert exhausted(OSError(errno.EINVAL, "bad")) is None and exhausted(ValueError("x")) is None
 
 
+def test_a_thread_that_cannot_start_is_exhaustion_and_other_runtime_errors_are_not() -> None:
+    error = exhausted(RuntimeError("can't start new thread"))
+    assert error is not None and "thread limit" in error.reason and "TasksMax" in error.reason
+    assert exhausted(RuntimeError("something else")) is None
+
+
 def test_admission_is_pure() -> None:
     """The accounting imports none of the I/O stack, so it is tested without a loop or socket."""
     for module in ("relay/sessions/admission.py", "relay/nofile.py"):
