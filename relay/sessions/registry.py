@@ -153,6 +153,7 @@ class Registry:
                     await close_quietly(pc, session.label)
                     raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
                 await previous.close("taken over by a new publisher")
+                self.admission.source_live(stream.name, False)  # the demo source, if it was that
         except BaseException as exc:
             self.admission.end(session_id)
             _raise_if_exhausted(exc)
