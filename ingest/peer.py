@@ -9,7 +9,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from ingest.errors import BadOffer
+from ingest.errors import BadOffer, exhausted
 from ingest.sdp import add_rtcp_mux_only
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     except Exception as exc:
-        raise BadOffer(f"offer could not be applied: {type(exc).__name__}: {exc}") from None
+        raise exhausted(exc) or BadOffer(f"offer could not be applied: {type(exc).__name__}: {exc}") from None
 
 
 async def make_answer(pc: RTCPeerConnection, *, timeout_s: float) -> str:
@@ -59,8 +59,8 @@ async def make_answer(pc: RTCPeerConnection, *, timeout_s: float) -> str:
         await asyncio.wait_for(pc.setLocalDescription(answer), timeout_s)
     except TimeoutError:
         raise BadOffer("gathering ICE candidates timed out") from None
-    except Exception as exc:
-        raise BadOffer(f"no answer possible for this offer: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # running out of descriptors or ports is the server's condition, not the offer's
+        raise exhausted(exc) or BadOffer(f"no answer possible for this offer: {type(exc).__name__}: {exc}") from None
     local_sdp: str = pc.localDescription.sdp
     return add_rtcp_mux_only(local_sdp)
 

@@ -19,6 +19,9 @@ from ingest.session import PeerSession
 
 log = logging.getLogger(__name__)
 
+BYE_CHANNEL_WAIT_S = 2.0  # how long a failed publisher's close waits for its channel to open
+
+
 class PublisherSession(PeerSession):
     """Owns one publisher's peer connection, its media pumps and its watchdog.
 
@@ -46,6 +49,9 @@ class PublisherSession(PeerSession):
         self._on_end = on_end
         self._on_message = on_message
         self._last_media_at = asyncio.get_running_loop().time()
+        self._channel: RTCDataChannel | None = None
+        self._bye: str | None = None  # set when the session ends for a reason the peer must hear
+        self._channel_open = asyncio.Event()
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
 
@@ -58,6 +64,11 @@ class PublisherSession(PeerSession):
 
         What the messages mean (and the reply to one that means nothing) is relay's business.
         """
+        self._channel = channel
+        if channel.readyState == "open":
+            self._channel_open.set()
+        else:
+            channel.on("open", self._channel_open.set)
         if self._on_message is None:
             return
         handler = self._on_message
@@ -122,6 +133,33 @@ class PublisherSession(PeerSession):
             if loop.time() - self._last_media_at > self._media_timeout_s:
                 self.close_soon(f"no media for {self._media_timeout_s:g} s")
                 return
+
+    def end_with_bye(self, reason: str, bye: str) -> None:
+        """Its media path broke after the answer: send ``bye`` (the message, as relay's protocol
+        spells it) on its data channel if it has one, and end now."""
+        if self._bye is None:
+            self._bye = bye
+            self.close_soon(reason)
+
+    async def _close(self, reason: str) -> None:
+        if self._bye is not None:
+            await self._say_bye(self._bye)
+        await super()._close(reason)
+
+    async def _say_bye(self, message: str) -> None:
+        # The media path fails the moment DTLS is up, before the peer has opened its channel.
+        if self.pc.sctp is not None and not self._channel_open.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._channel_open.wait(), BYE_CHANNEL_WAIT_S)
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        flushed = asyncio.Event()
+        channel.on("bufferedamountlow", flushed.set)
+        channel.send(message)
+        if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flushed.wait(), 1.0)
 
     async def _ended(self, reason: str) -> None:
         await self._on_end(self, reason)

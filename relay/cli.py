@@ -20,6 +20,7 @@ from ingest.logctx import SessionFilter
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
 from relay.http.deadlines import DeadlineRunner, HeaderDeadlines
+from relay.sessions.nofile import raise_to_hard
 from relay.sessions.tokens import mint as mint_viewer_token
 
 log = logging.getLogger("livecart")
@@ -126,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(config.server.log_level, config.server.log_format)
+    nofile = raise_to_hard()  # before anything opens sockets; what it allows is logged at start
+    if nofile.error is not None:
+        log.warning("cannot raise the open-files limit from %d to %d: %s", nofile.before, nofile.hard, nofile.error)
+    elif nofile.soft != nofile.before:
+        log.info("raised the open-files limit from %d to the hard limit %d", nofile.before, nofile.soft)
     if config.server.loop == "uvloop":
         import uvloop
 

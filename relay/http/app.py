@@ -23,7 +23,9 @@ from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.observe.looplag import LoopLagMonitor
 from relay.observe.metrics import Metrics
+from relay.observe.process import open_fds
 from relay.ratelimit import ClientLimiter
+from relay.sessions.nofile import budget_report, current_soft_limit
 from relay.sessions.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -183,9 +185,13 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         lag = LoopLagMonitor()
         lag.start()
         app[LOOP_LAG] = lag
-        registry = Registry(config)
+        registry = Registry(config, fd_limit=current_soft_limit())
         registry.start()
         app[REGISTRY] = registry
+        info, warning = budget_report(registry.admission.limits, open_fds(), config.limits.max_viewers_total)
+        log.info("%s", info)
+        if warning is not None:
+            log.warning("%s", warning)
         app[METRICS] = Metrics(lambda: _snapshot(app))
         if config.server.demo:
             registry.start_demo(registry.stream("demo"))

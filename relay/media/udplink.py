@@ -17,6 +17,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from ingest.errors import exhausted
+
 log = logging.getLogger(__name__)
 
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
@@ -108,7 +110,11 @@ class UdpLink:
             raise LinkUnavailable("ICE socket closed")
         # Our own descriptor for the same socket: works with asyncio and uvloop alike (uvloop only
         # hands out a pseudo-socket), and stays valid until we close it.
-        sock = socket.socket(fileno=os.dup(raw.fileno()))
+        try:
+            sock = socket.socket(fileno=os.dup(raw.fileno()))
+        except OSError as exc:  # EMFILE: the process is out of descriptors
+            problem = exhausted(exc)
+            raise LinkUnavailable(problem.reason if problem else f"cannot duplicate the ICE socket: {exc}") from None
         sock.setblocking(False)
         return cls(sock, pair.remote_addr, srtp)
 

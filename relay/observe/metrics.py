@@ -102,6 +102,17 @@ class LiveCartCollector(Collector):
         process = snap["process"]
         yield GaugeMetricFamily("livecart_udp_sockets", "Open UDP sockets", value=process["udp_sockets"])
         yield GaugeMetricFamily("livecart_asyncio_tasks", "asyncio tasks", value=process["asyncio_tasks"])
+        descriptors = snap.get("descriptors") or {}
+        yield GaugeMetricFamily("livecart_open_fds", "Open file descriptors", value=process["open_fds"])
+        if descriptors.get("limit") is not None:
+            yield GaugeMetricFamily(
+                "livecart_open_fds_limit",
+                "Soft RLIMIT_NOFILE (admission keeps a reserve below it)",
+                value=descriptors["limit"],
+            )
+            yield GaugeMetricFamily(
+                "livecart_open_fds_reserve", "Descriptors admission keeps free", value=descriptors["reserve"]
+            )
 
 
 class Metrics:

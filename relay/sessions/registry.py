@@ -12,20 +12,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from aioice.ice import get_host_addresses
 from aiortc import RTCRtpSender
 
-from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection
+from ingest.errors import LiveCartError, exhausted
+from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
 from ingest.synthetic import SyntheticSource
 from relay.cards.store import CardStore
 from relay.config import Config
-from relay.errors import LimitReached, SessionNotFound, StreamBusy, StreamNotFound
+from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
 from relay.media.fanout import TrackOut
 from relay.media.takeover import take_over
 from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
-from relay.observe.process import process_counts
+from relay.observe.process import open_fds, process_counts
+from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
@@ -47,11 +50,37 @@ def _h264_preferences() -> list[Any]:
     return [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
 
 
-class Registry:
-    """Owns every stream and session of the server; closes them all in ``close``."""
+def _raise_if_exhausted(exc: BaseException) -> None:
+    """Out of descriptors, ports, buffers or memory anywhere in a setup: the server's 503."""
+    if isinstance(exc, Exception) and not isinstance(exc, LiveCartError):
+        problem = exhausted(exc)
+        if problem is not None:
+            raise problem from None
 
-    def __init__(self, config: Config) -> None:
+
+class Registry:
+    """Owns every stream and session of the server; closes them all in ``close``.
+
+    What may be admitted is decided by ``admission`` (pure accounting); the registry reports
+    every session's phase changes to it.
+    """
+
+    def __init__(self, config: Config, fd_limit: int | None = None) -> None:
         self.config = config
+        limits = config.limits
+        addresses = max(1, len(get_host_addresses(use_ipv4=True, use_ipv6=True)))
+        self.admission = Admission(
+            AdmissionLimits(
+                max_publishers=limits.max_publishers,
+                max_viewers_per_stream=limits.max_viewers_per_stream,
+                max_viewers_total=limits.max_viewers_total,
+                max_connecting=limits.max_connecting,
+                fd_limit=fd_limit,
+                # aioice opens one UDP socket per host address; the fast path dups a viewer's.
+                fds_per_viewer=addresses + 1,
+                fds_per_publisher=addresses,
+            )
+        )
         self.webhooks = Webhooks(config.server)
         # Cards are stored in SQLite, used from one worker thread; loading happens once at start.
         self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
@@ -69,8 +98,6 @@ class Registry:
         self._ticker: asyncio.Task[None] | None = None
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
-        self._negotiating_publishers = 0
-        self._negotiating_viewers: dict[str, int] = {}
         self._demo: SyntheticSource | None = None
 
     def start(self) -> None:
@@ -86,50 +113,85 @@ class Registry:
         return stream
 
     # ---- publishers -------------------------------------------------------------------
+    def _open_fds(self) -> int:
+        """Descriptors in use now (read only when a descriptor budget is enforced)."""
+        return open_fds() if self.admission.limits.fd_limit is not None else 0
+
+    def _track_connection(self, session_id: str, pc: Any) -> None:
+        def changed(state: str) -> None:
+            if state == "connected":
+                self.admission.connected(session_id)
+
+        watch_state(pc, changed)
+
     async def open_publisher(self, stream: Stream, offer_sdp: str, offer: OfferSummary) -> tuple[str, str]:
         """Negotiate a WHIP publisher on ``stream``; returns (session id, answer SDP)."""
         del offer  # validated by the caller; kept for future codec decisions
         limits = self.config.limits
         if stream.live and not stream.config.takeover:
             raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
-        others = sum(1 for s in self.streams.values() if s.live and s is not stream)
-        if others + self._negotiating_publishers >= limits.max_publishers:
-            raise LimitReached(f"publisher limit of {limits.max_publishers} reached, retry later")
-        self._check_connecting()
-        self._negotiating_publishers += 1
-        pc = new_peer_connection()
+        session_id = new_session_id()
+        self.admission.admit_publisher(session_id, stream.name, open_fds=self._open_fds())
         try:
-            session = PublisherSession(
-                new_session_id(),
-                stream.name,
-                pc,
-                stream.transcoder,
-                setup_timeout_s=limits.setup_timeout_s,
-                media_timeout_s=limits.media_timeout_s,
-                on_end=self._publisher_ended,
-                on_message=lambda _session, text: stream.cards.handle_message(text),
-            )
-            aiortc_offer, profiles = alias_h264_profiles(offer_sdp)  # Main/High H.264 publishers too
-            await apply_offer(pc, aiortc_offer)
-            answer = restore_h264_profiles(await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S), profiles)
-        except BaseException:
-            await close_quietly(pc, f"publisher {stream.name} (negotiation)")
+            pc = new_peer_connection()
+            try:
+                session = PublisherSession(
+                    session_id,
+                    stream.name,
+                    pc,
+                    stream.transcoder,
+                    setup_timeout_s=limits.setup_timeout_s,
+                    media_timeout_s=limits.media_timeout_s,
+                    on_end=self._publisher_ended,
+                    on_message=lambda _session, text: stream.cards.handle_message(text),
+                )
+                self._track_connection(session_id, pc)
+                aiortc_offer, profiles = alias_h264_profiles(offer_sdp)  # Main/High H.264 publishers too
+                await apply_offer(pc, aiortc_offer)
+                self._guard_receivers(session)
+                answer = restore_h264_profiles(await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S), profiles)
+            except BaseException:
+                await close_quietly(pc, f"publisher {stream.name} (negotiation)")
+                raise
+            previous = stream.publisher
+            if previous is not None:
+                if not stream.config.takeover:  # a publisher went live while we negotiated
+                    await close_quietly(pc, session.label)
+                    raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
+                await previous.close("taken over by a new publisher")
+                self.admission.source_live(stream.name, False)  # the demo source, if it was that
+        except BaseException as exc:
+            self.admission.end(session_id)
+            _raise_if_exhausted(exc)
             raise
-        finally:
-            self._negotiating_publishers -= 1
-        previous = stream.publisher
-        if previous is not None:
-            if not stream.config.takeover:  # a publisher went live while we negotiated
-                await close_quietly(pc, session.label)
-                raise StreamBusy(f"stream {stream.name!r} already has a live publisher and takeover is off")
-            await previous.close("taken over by a new publisher")
+        self.admission.answered(session_id)
         self.publishers[session.id] = session
         stream.set_publisher(session)
         session.start()
         log.info("%s: publishing", session.label)
         return session.id, answer
 
+    def _guard_receivers(self, session: PublisherSession) -> None:
+        """aiortc starts each receiver (a decoder thread) in a task nobody awaits, once connected:
+        if that fails the publisher is ended at once and told why, not left connected with nothing."""
+        for transceiver in session.pc.getTransceivers():
+            receiver = transceiver.receiver
+            start = receiver.receive
+
+            async def receive(parameters: Any, start: Any = start, kind: str = transceiver.kind) -> None:
+                try:
+                    await start(parameters)
+                except Exception as exc:
+                    problem = exhausted(exc)
+                    reason = problem.reason if problem else f"{type(exc).__name__}: {exc}"
+                    log.warning("%s: cannot receive %s: %s", session.label, kind, reason)
+                    why = f"no {kind} receiver: {reason}"
+                    session.end_with_bye(why, encode(Bye(why)))
+
+            receiver.receive = receive  # type: ignore[method-assign]
+
     async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
+        self.admission.end(session.id)
         self.publishers.pop(session.id, None)
         self.webhooks.unpublished(session.stream, reason)
         stream = self.streams.get(session.stream)
@@ -142,19 +204,11 @@ class Registry:
             raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
         await session.close(reason)
 
-    def _check_connecting(self) -> None:
-        """Sessions negotiating or not yet connected are capped: each holds sockets and a handshake."""
-        limit = self.config.limits.max_connecting
-        connecting = self._negotiating_publishers + sum(self._negotiating_viewers.values())
-        connecting += sum(1 for p in self.publishers.values() if not p.connected)
-        connecting += sum(1 for v in self.viewers.values() if not v.connected)
-        if connecting >= limit:
-            raise LimitReached(f"{connecting} sessions are still connecting (limit {limit}), retry later")
-
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
         self._demo = demo
         stream.set_publisher(demo)
+        self.admission.source_live(stream.name, True)
         demo.start()
         log.info("%s: publishing", demo.label)
 
@@ -164,45 +218,45 @@ class Registry:
     ) -> tuple[str, str]:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
-        limit = stream.config.max_viewers or self.config.limits.max_viewers_per_stream
-        pending = self._negotiating_viewers.get(stream.name, 0)
-        if len(stream.viewers) + pending >= limit:
-            raise LimitReached(f"stream {stream.name!r} has reached its limit of {limit} viewers")
-        total = self.config.limits.max_viewers_total
-        if len(self.viewers) + sum(self._negotiating_viewers.values()) >= total:
-            raise LimitReached(f"the server has reached its limit of {total} viewers, retry later")
-        self._check_connecting()
-        self._negotiating_viewers[stream.name] = pending + 1
-        pc = new_peer_connection()
         session_id = new_session_id()
-        tracks = stream.fanout.new_tracks(session_id, with_audio=offer.audio is not None)
+        self.admission.admit_viewer(
+            session_id, stream.name, max_viewers=stream.config.max_viewers, open_fds=self._open_fds()
+        )
         try:
-            session = ViewerSession(
-                session_id,
-                stream.name,
-                pc,
-                tracks,
-                setup_timeout_s=self.config.limits.setup_timeout_s,
-                on_end=self._viewer_ended,
-                stop_media=lambda: stream.fanout.detach(session_id),
-                greeting=lambda: stream.greeting(session),
-                on_message=stream.on_viewer_message,
-            )
-            # Our transceivers exist before the offer is applied, so aiortc matches them to the
-            # offer's m-lines and negotiates only H.264 for video (the only codec we send).
-            video = pc.addTransceiver("video", direction="sendonly")
-            video.setCodecPreferences(_h264_preferences())
-            self._hand_over(stream, session, video.sender, tracks.video)
-            if tracks.audio is not None:
-                audio = pc.addTransceiver("audio", direction="sendonly")
-                self._hand_over(stream, session, audio.sender, tracks.audio)
-            await apply_offer(pc, offer_sdp)
-            answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
-        except BaseException:
-            await close_quietly(pc, f"viewer {stream.name} (negotiation)")
+            pc = new_peer_connection()
+            tracks = stream.fanout.new_tracks(session_id, with_audio=offer.audio is not None)
+            try:
+                session = ViewerSession(
+                    session_id,
+                    stream.name,
+                    pc,
+                    tracks,
+                    setup_timeout_s=self.config.limits.setup_timeout_s,
+                    on_end=self._viewer_ended,
+                    stop_media=lambda: stream.fanout.detach(session_id),
+                    greeting=lambda: stream.greeting(session),
+                    on_message=stream.on_viewer_message,
+                    expects_channel=offer.has_datachannel,
+                )
+                self._track_connection(session_id, pc)
+                # Our transceivers exist before the offer is applied, so aiortc matches them to the
+                # offer's m-lines and negotiates only H.264 for video (the only codec we send).
+                video = pc.addTransceiver("video", direction="sendonly")
+                video.setCodecPreferences(_h264_preferences())
+                self._hand_over(stream, session, video.sender, tracks.video)
+                if tracks.audio is not None:
+                    audio = pc.addTransceiver("audio", direction="sendonly")
+                    self._hand_over(stream, session, audio.sender, tracks.audio)
+                await apply_offer(pc, offer_sdp)
+                answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
+            except BaseException:
+                await close_quietly(pc, f"viewer {stream.name} (negotiation)")
+                raise
+        except BaseException as exc:
+            self.admission.end(session_id)
+            _raise_if_exhausted(exc)
             raise
-        finally:
-            self._negotiating_viewers[stream.name] -= 1
+        self.admission.answered(session_id)
         self.viewers[session.id] = session
         stream.add_viewer(session, rendition)
         session.start()
@@ -210,7 +264,11 @@ class Registry:
         return session.id, answer
 
     def _hand_over(self, stream: Stream, session: ViewerSession, sender: RTCRtpSender, out: TrackOut) -> None:
-        """Once connected, the viewer's media goes through the fan-out's fast path, not aiortc's."""
+        """Once connected, the viewer's media goes through the fan-out's fast path, not aiortc's.
+
+        This runs inside a task of aiortc's that nobody awaits: whatever goes wrong here must end
+        the viewer (and tell it why), never escape as an unretrieved task exception.
+        """
         fanout = stream.fanout
         kind = out.kind
 
@@ -221,7 +279,7 @@ class Registry:
                     link = session.links[id(dtls)] = UdpLink.from_dtls(dtls)
                 except LinkUnavailable as exc:
                     log.warning("%s: cannot send %s: %s", session.label, kind, exc)
-                    session.close_soon(f"no {kind} link: {exc}")
+                    session.end_with_bye(f"no {kind} link: {exc}")
                     return
             fanout.activate(session.id, kind, link)
 
@@ -237,6 +295,7 @@ class Registry:
         )
 
     async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
+        self.admission.end(session.id)
         self.viewers.pop(session.id, None)
         stream = self.streams.get(session.stream)
         if stream is not None:
@@ -261,7 +320,10 @@ class Registry:
 
     # ---- introspection and shutdown -----------------------------------------------------
     def snapshot(self) -> dict[str, object]:
-        negotiating = self._negotiating_publishers + sum(self._negotiating_viewers.values())
+        admission = self.admission
+        fd = admission.limits
+        process = process_counts()
+        negotiating = admission.count(phase=Phase.NEGOTIATING)
         session_tasks = sum(p.task_count for p in self.publishers.values()) + sum(
             v.task_count for v in self.viewers.values()
         )
@@ -274,7 +336,15 @@ class Registry:
                 "peer_connections": len(self.publishers) + len(self.viewers) + negotiating,
                 "session_tasks": session_tasks,
             },
-            "process": process_counts(),
+            "process": process,
+            "descriptors": {
+                "open": process["open_fds"],
+                "limit": fd.fd_limit,
+                "reserve": fd.fd_reserve,
+                "per_viewer": fd.fds_per_viewer,
+                "per_publisher": fd.fds_per_publisher,
+                "viewers_room": fd.sessions_allowed(process["open_fds"] + admission.pending_fds(), Kind.VIEWER),
+            },
         }
 
     async def close(self) -> None:

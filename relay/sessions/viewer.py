@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "cards"
 MAX_CHANNEL_BUFFER = 256 * 1024  # bytes queued on a slow viewer's channel before we skip
+BYE_CHANNEL_WAIT_S = 2.0  # how long a failed viewer's close waits for its channel to open
 
 
 class ViewerSession(PeerSession):
@@ -37,6 +38,7 @@ class ViewerSession(PeerSession):
         stop_media: Callable[[], None],
         greeting: Callable[[], list[str]],
         on_message: Callable[[ViewerSession, str | bytes], None],
+        expects_channel: bool = False,
     ) -> None:
         super().__init__(session_id, stream, pc)
         self.tracks = tracks
@@ -47,6 +49,9 @@ class ViewerSession(PeerSession):
         self._greeting = greeting
         self._on_message = on_message
         self._channel: RTCDataChannel | None = None
+        self._bye: str | None = None  # set when the session ends for a reason the viewer must hear
+        self._expects_channel = expects_channel  # its offer has a data channel: a bye can reach it
+        self._channel_open = asyncio.Event()
         pc.on("datachannel", self._on_datachannel)
 
     def start(self) -> None:
@@ -66,6 +71,7 @@ class ViewerSession(PeerSession):
         self._on_message(self, message)  # what it means, if anything, is the stream's business
 
     def _greet(self) -> None:
+        self._channel_open.set()
         for message in self._greeting():
             self.send(message)
 
@@ -87,6 +93,25 @@ class ViewerSession(PeerSession):
             return
         await self._failed.wait()
         self.close_soon(f"connection {self.pc.connectionState}")
+
+    def end_with_bye(self, reason: str) -> None:
+        """The viewer's media path broke after its answer: stop at once, tell it, then close.
+
+        A viewer left connected with no media would wait forever; one told ``bye`` reconnects.
+        """
+        if self._bye is not None:
+            return
+        self._bye = encode(Bye(reason))
+        self._stop_media()
+        self.close_soon(reason)
+
+    async def _close(self, reason: str) -> None:
+        if self._bye is not None:  # before the peer connection (and its data channel) goes
+            if self._expects_channel:  # the media path breaks as DTLS comes up, before the channel opens
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._channel_open.wait(), BYE_CHANNEL_WAIT_S)
+            await self.say_goodbye(self._bye)
+        await super()._close(reason)
 
     async def say_goodbye(self, message: str, timeout_s: float = 1.0) -> None:
         """Send a last message and give it up to ``timeout_s`` to leave before the close."""
