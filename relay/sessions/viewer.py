@@ -98,7 +98,7 @@ class ViewerSession(PeerSession):
         if not await self._await_connected(self._setup_timeout_s):
             return
         await self._failed.wait()
-        self.close_soon(f"connection {self.pc.connectionState}")
+        self.close_soon(self.failure())
 
     async def say_goodbye(self, message: str, timeout_s: float = 1.0) -> None:
         """Send a last message and give it up to ``timeout_s`` to leave before the close."""

@@ -36,6 +36,7 @@ def _fixture(name: str) -> str:
 @pytest.mark.parametrize(
     "name",
     [
+        "obs-offer.sdp",
         "obs-offer-reconstructed.sdp",
         "whip-test-offer.sdp",
         "whip-ffmpeg-offer.sdp",
