@@ -95,6 +95,7 @@ function flushPending() {
 function onMessage(message) {
   if (message.type === "stream") {
     if (message.live) setStatus(video.readyState >= 2 ? "playing" : "connecting", "Starting…");
+    else if (message.state === "connecting") setStatus("connecting", "The host is connecting…");
     else setStatus("offline", "The host is offline — waiting for them to come back…");
   } else if (message.type === "snapshot") {
     for (const id of [...shown.keys()]) hideCard(id, true);

@@ -97,6 +97,7 @@ class Stream:
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
             audio_kbps=transcode.audio_kbps,
             encoder_threads=transcode.encoder_threads,
+            on_media=self._on_media,
         )
         self.fanout = Fanout(
             self.transcoder.request_keyframe,
@@ -105,6 +106,7 @@ class Stream:
             on_broken=self._viewer_broken,
         )
         self.publisher: Publisher | None = None
+        self._media = False  # whether the current publisher's video has arrived (see ``state``)
         self.viewers: dict[str, ViewerSession] = {}
         self._choices: dict[str, ViewerChoice] = {}
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
@@ -129,7 +131,16 @@ class Stream:
 
     @property
     def live(self) -> bool:
+        """A publisher holds the stream (sending, or still connecting): what admission counts."""
         return self.publisher is not None
+
+    @property
+    def state(self) -> str:
+        """What viewers and the API are told: "offline", "connecting" (a publisher holds the
+        stream but no video has arrived, e.g. its DTLS is still being set up) or "live"."""
+        if self.publisher is None:
+            return "offline"
+        return "live" if self._media else "connecting"
 
     def available_rungs(self) -> list[str]:
         """Rungs being encoded now, highest first; the whole ladder while nothing is encoded."""
@@ -194,17 +205,26 @@ class Stream:
 
     # ---- publisher ----------------------------------------------------------------------------
     def state_message(self) -> str:
-        return json.dumps({"type": "stream", "stream": self.name, "live": self.live})
+        state = self.state
+        return json.dumps({"type": "stream", "stream": self.name, "live": state == "live", "state": state})
 
     def broadcast(self, message: str) -> None:
         for viewer in self.viewers.values():
             viewer.send(message)
 
     def set_publisher(self, publisher: Publisher | None) -> None:
-        was_live = self.live
+        was = self.state
         self.publisher = publisher
-        if was_live != self.live:
-            log.info("stream %s is %s", self.name, "live" if self.live else "offline")
+        self._media = False
+        if was != self.state:
+            log.info("stream %s is %s", self.name, self.state)
+            self.broadcast(self.state_message())
+
+    def _on_media(self) -> None:
+        """The publisher's first video frame: only now is the stream live."""
+        if self.publisher is not None and not self._media:
+            self._media = True
+            log.info("stream %s is live", self.name)
             self.broadcast(self.state_message())
 
     # ---- viewers --------------------------------------------------------------------------------
@@ -306,7 +326,8 @@ class Stream:
     def snapshot(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "live": self.live,
+            "live": self.state == "live",
+            "state": self.state,
             "publisher": self.publisher.id[:8] if self.publisher is not None else None,
             "viewers": len(self.viewers),
             "rungs": [
