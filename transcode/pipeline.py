@@ -18,7 +18,7 @@ import av
 
 from transcode.encoder import AudioEncoder
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame, EncoderStats
-from transcode.rendition import Rendition, active_rungs, fit_within
+from transcode.rendition import Rendition, active_rungs, rung_size
 from transcode.rung import RungEncoder
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class StreamTranscoder:
                 )
         # Keep ladder order (highest first) so callers can rely on it.
         self.rungs = {name: self.rungs[name] for name in wanted}
-        self.sizes = {name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()}
+        self.sizes = {name: rung_size(r, width, height) for name, r in wanted.items()}
         log.info(
             "transcode %s: source %dx%d -> %s",
             self.name,
