@@ -191,6 +191,10 @@ function reconnect() {
 }
 
 video.addEventListener("playing", () => setStatus("playing", ""));
+// Upright phone video (the norm in live shopping) fills a phone screen: the CSS keys off this.
+video.addEventListener("resize", () => {
+  video.parentElement.dataset.orientation = video.videoHeight > video.videoWidth ? "portrait" : "landscape";
+});
 video.addEventListener("waiting", () => {
   if (statusEl.dataset.state === "playing") setStatus("buffering", "Buffering…");
 });
