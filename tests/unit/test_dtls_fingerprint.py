@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +14,7 @@ from ingest.peer import (
     FINGERPRINT_DIGESTS,
     FINGERPRINT_MISMATCH,
     NO_USABLE_FINGERPRINT,
+    failure_reason,
     fingerprint_of,
     fingerprints_match,
 )
@@ -55,3 +59,36 @@ def test_unknown_algorithms_are_ignored_but_one_known_is_needed(der: bytes, unkn
     assert fingerprints_match(der, []) == NO_USABLE_FINGERPRINT
     good = ("sha-256", fingerprint_of(der, "sha-256"))
     assert fingerprints_match(der, [(unknown, "AB:CD"), good]) is None
+
+
+class _Transport:
+    """Stands in for aiortc's RTCDtlsTransport: its state and its ICE transport's state."""
+
+    def __init__(self, dtls: str, ice: str, cause: str | None = None) -> None:
+        self.state = dtls
+        self.transport = SimpleNamespace(state=ice)
+        if cause is not None:
+            self._livecart_failure = cause
+
+
+def _pc(transport: _Transport, state: str = "failed") -> Any:
+    receiver = SimpleNamespace(transport=transport)
+    return SimpleNamespace(
+        getTransceivers=lambda: [SimpleNamespace(receiver=receiver)] * 2,  # bundled: one transport
+        sctp=SimpleNamespace(transport=transport),
+        connectionState=state,
+    )
+
+
+@pytest.mark.parametrize(
+    ("transport", "was_connected", "reason"),
+    [
+        (_Transport("failed", "failed"), False, "ICE failed: no connectivity check succeeded"),
+        (_Transport("connected", "failed"), True, "ICE failed: the peer stopped answering consent checks"),
+        (_Transport("failed", "completed", FINGERPRINT_MISMATCH), False, FINGERPRINT_MISMATCH),
+        (_Transport("failed", "completed"), False, "DTLS handshake failed"),
+        (_Transport("closed", "closed"), True, "connection failed"),
+    ],
+)
+def test_failure_reason_names_the_layer_that_failed(transport: _Transport, was_connected: bool, reason: str) -> None:
+    assert failure_reason(_pc(transport), was_connected=was_connected) == reason
