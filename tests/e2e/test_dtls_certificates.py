@@ -43,6 +43,8 @@ async def test_fingerprint_mismatch_ends_the_session_within_1s_in_one_line(serve
     async with aiohttp.ClientSession() as http:
         publisher = WhipPublisher(server.base, "live", PUBLISH_KEY, width=320, height=180, audio=False)
         use_certificate(publisher.pc, x509_v2_certificate(wrong_sha256=True))
+        await wait_until(lambda: _held(http, server, None), timeout=10)  # earlier tests' sessions gone
+        baseline = await _holdings(http, server)
         try:
             await publisher.start(http)  # returns once the answer is applied: ICE and DTLS start now
             assert publisher.location is not None
@@ -52,7 +54,8 @@ async def test_fingerprint_mismatch_ends_the_session_within_1s_in_one_line(serve
             async def gone() -> bool:
                 sessions = (await api(http, server))["sessions"]
                 assert isinstance(sessions, dict)
-                return bool(sessions["publishers"] == 0)
+                # The session and its peer connection (sockets, tasks) are all released.
+                return bool(sessions["publishers"] == 0 and sessions["peer_connections"] == 0)
 
             # The setup deadline is 10 s here: ending within 1 s means the failure itself ended it.
             await wait_until(gone, timeout=1.0, interval=0.05)
@@ -61,6 +64,8 @@ async def test_fingerprint_mismatch_ends_the_session_within_1s_in_one_line(serve
             await wait_until(lambda: _stream_offline(http, server), timeout=1.0, interval=0.05)
         finally:
             await publisher.stop(http, delete=False)
+        # Nothing leaked: the server's UDP sockets, threads and tasks are back to what they were.
+        await wait_until(lambda: _held(http, server, baseline), timeout=5)
         log = server.log()
         lines = [line for line in log.splitlines() if session in line and "fingerprint" in line]
         assert len(lines) == 1, lines
@@ -71,3 +76,20 @@ async def test_fingerprint_mismatch_ends_the_session_within_1s_in_one_line(serve
 async def _stream_offline(http: aiohttp.ClientSession, server: Server) -> bool:
     async with http.get(f"{server.base}/api/streams/live") as res:
         return bool((await res.json())["state"] == "offline")
+
+
+HOLDINGS = ("session_tasks", "peer_connections", "udp_sockets", "threads", "asyncio_tasks")
+
+
+async def _holdings(http: aiohttp.ClientSession, server: Server) -> dict[str, int]:
+    snapshot = await api(http, server)
+    counts = {**snapshot["sessions"], **snapshot["process"]}  # type: ignore[dict-item]
+    return {key: int(counts[key]) for key in HOLDINGS}
+
+
+async def _held(http: aiohttp.ClientSession, server: Server, baseline: dict[str, int] | None) -> bool:
+    """No session left (``baseline`` None), or nothing held beyond ``baseline``."""
+    now = await _holdings(http, server)
+    if baseline is None:
+        return now["peer_connections"] == 0 and now["session_tasks"] == 0
+    return all(now[key] <= baseline[key] for key in HOLDINGS)
