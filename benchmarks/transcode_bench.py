@@ -101,7 +101,7 @@ def run(frame_count: int, sources: list[str]) -> str:
             cpu, _wall, out_bytes = bench_rung(rung, frames)
             total += cpu
             lines.append(
-                f"| {source} | {rung.name} scale+encode | {rung.max_width}x{rung.max_height} box | {n / cpu:.0f} | "
+                f"| {source} | {rung.name} scale+encode | {rung.short_side}p short side | {n / cpu:.0f} | "
                 f"{n / cpu / FPS:.1f}x | {cpu / seconds:.3f} | {out_bytes * 8 / seconds / 1000:.0f} |"
             )
         lines.append(

@@ -128,7 +128,7 @@ class PublisherSession(PeerSession):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._failed.wait(), 1.0)
             if self._failed.is_set():
-                self.close_soon(f"connection {self.pc.connectionState}")
+                self.close_soon(self.failure())
                 return
             if loop.time() - self._last_media_at > self._media_timeout_s:
                 self.close_soon(f"no media for {self._media_timeout_s:g} s")

@@ -12,7 +12,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from ingest.logctx import context_for
-from ingest.peer import close_quietly, watch_state
+from ingest.peer import close_quietly, failure_reason, watch_state
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,26 @@ class PeerSession:
         elif state in ("failed", "closed"):
             self._failed.set()
 
+    def failure(self) -> str:
+        """Why the connection went down, in one line (ICE, DTLS and what about it, or closed)."""
+        return failure_reason(self.pc, was_connected=self.connected)
+
     async def _await_connected(self, timeout_s: float) -> bool:
-        """True once connected; False (and closing) when not connected within ``timeout_s``."""
+        """True once connected; False (and closing) when it fails first or is not connected within
+        ``timeout_s``. A failed ICE or DTLS handshake ends the session at once, naming the cause,
+        rather than leaving it to the deadline."""
+        connected = asyncio.ensure_future(self._connected.wait())
+        failed = asyncio.ensure_future(self._failed.wait())
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
-        except TimeoutError:
-            self.close_soon(f"not connected within {timeout_s:g} s")
-            return False
-        return True
+            await asyncio.wait((connected, failed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (connected, failed):
+                waiter.cancel()
+            await asyncio.gather(connected, failed, return_exceptions=True)
+        if self._connected.is_set() and not self._failed.is_set():
+            return True
+        self.close_soon(self.failure() if self._failed.is_set() else f"not connected within {timeout_s:g} s")
+        return False
 
     def close_soon(self, reason: str) -> None:
         """Start closing (from a callback or one of the session's own tasks)."""

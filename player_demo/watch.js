@@ -95,6 +95,7 @@ function flushPending() {
 function onMessage(message) {
   if (message.type === "stream") {
     if (message.live) setStatus(video.readyState >= 2 ? "playing" : "connecting", "Starting…");
+    else if (message.state === "connecting") setStatus("connecting", "The host is connecting…");
     else setStatus("offline", "The host is offline — waiting for them to come back…");
   } else if (message.type === "snapshot") {
     for (const id of [...shown.keys()]) hideCard(id, true);
@@ -190,6 +191,10 @@ function reconnect() {
 }
 
 video.addEventListener("playing", () => setStatus("playing", ""));
+// Upright phone video (the norm in live shopping) fills a phone screen: the CSS keys off this.
+video.addEventListener("resize", () => {
+  video.parentElement.dataset.orientation = video.videoHeight > video.videoWidth ? "portrait" : "landscape";
+});
 video.addEventListener("waiting", () => {
   if (statusEl.dataset.state === "playing") setStatus("buffering", "Buffering…");
 });

@@ -63,7 +63,7 @@ class LimitsConfig:
 class TranscodeConfig:
     """How streams are encoded: the rendition ladder and the encoder settings."""
 
-    max_width: int = 1920  # rungs whose box is larger than this are left out of every ladder
+    max_width: int = 1920  # rungs larger than this (in either orientation) are left out of every ladder
     max_height: int = 1080
     fps: int = 30
     ladder: Ladder = DEFAULT_LADDER
@@ -250,7 +250,8 @@ def _ladder(where: str, value: Any) -> Ladder:
         rungs.append((name, width, height, kbps))
     if len({r[0] for r in rungs}) != len(rungs):
         raise ConfigError(f"{where}: ladder rung names must be unique")
-    return tuple(sorted(rungs, key=lambda r: r[1] * r[2], reverse=True))
+    # Highest first by the short side, which names a rung (then area, for equal short sides).
+    return tuple(sorted(rungs, key=lambda r: (min(r[1], r[2]), r[1] * r[2]), reverse=True))
 
 
 def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:

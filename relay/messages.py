@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 CardAction = Literal["show", "hide", "update", "delete"]
+StreamPhase = Literal["offline", "connecting", "live"]
 
 
 class BadMessage(ValueError):
@@ -32,11 +33,13 @@ class BadMessage(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StreamState:
-    """Sent on open and whenever the stream goes live or offline."""
+    """Sent on open and whenever the stream's state changes: `state` is `offline`, `connecting` (a
+    publisher holds the stream but no video has arrived yet) or `live`; `live` is `state == "live"`."""
 
     type: ClassVar[str] = "stream"
     stream: str
     live: bool
+    state: StreamPhase = "offline"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
-from transcode.rendition import Rendition, fit_within
+from transcode.rendition import Rendition, rung_kbps, rung_size
 
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
 AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK_HZ)
@@ -35,22 +35,23 @@ class VideoEncoder:
         self._reformatter = VideoReformatter()
         self.width = 0
         self.height = 0
+        self.kbps = 0  # the rate for the current picture (the rung's, scaled by area)
         self.encode_seconds = 0.0
 
     def _open(self, src_w: int, src_h: int) -> av.VideoCodecContext:
         r = self.rendition
-        w, h = fit_within(src_w, src_h, r.max_width, r.max_height)
+        w, h = rung_size(r, src_w, src_h)
+        kbps = rung_kbps(r, w, h)  # a picture smaller (or wider) than the rung's nominal one
         ctx = av.CodecContext.create("libx264", "w")
         assert isinstance(ctx, av.VideoCodecContext)
         ctx.width, ctx.height = w, h
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = VIDEO_TIME_BASE
         ctx.framerate = Fraction(r.fps, 1)
-        ctx.bit_rate = r.video_kbps * 1000
+        ctx.bit_rate = kbps * 1000
         ctx.gop_size = r.gop_frames
         ctx.max_b_frames = 0
         ctx.thread_count = self._threads
-        kbps = r.video_kbps
         ctx.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
@@ -65,7 +66,7 @@ class VideoEncoder:
         ctx.open()
         self._ctx = ctx
         self._source_size = (src_w, src_h)
-        self.width, self.height = w, h
+        self.width, self.height, self.kbps = w, h, kbps
         return ctx
 
     def encode(self, frame: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:

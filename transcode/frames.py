@@ -39,3 +39,4 @@ class EncoderStats:
     keyframes_forced: int
     bytes_out: int
     encode_ms_total: float
+    kbps: int = 0  # the target rate for the current picture (0 before the first frame)

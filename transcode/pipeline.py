@@ -18,7 +18,7 @@ import av
 
 from transcode.encoder import AudioEncoder
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame, EncoderStats
-from transcode.rendition import Rendition, active_rungs, fit_within
+from transcode.rendition import Rendition, active_rungs, rung_size
 from transcode.rung import RungEncoder
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class StreamTranscoder:
     ``clock()`` returns seconds since the stream started; every output ``pts`` is taken from it
     when the frame arrives, so timestamps stay continuous across publishers and rungs.
     ``on_frame`` receives every encoded frame on the event loop; ``on_rungs`` is told the active
-    rungs (name -> encoded size) whenever the source size changes them.
+    rungs (name -> encoded size) whenever the source size changes them; ``on_media`` is told
+    when a new publisher's first video frame arrives.
     """
 
     def __init__(
@@ -46,12 +47,14 @@ class StreamTranscoder:
         keyframe_min_interval_s: float,
         audio_kbps: int = 64,
         encoder_threads: int = 1,
+        on_media: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.ladder = tuple(ladder)
         self._clock = clock
         self._on_frame = on_frame
         self._on_rungs = on_rungs
+        self._on_media = on_media
         self._keyframe_min_interval_s = keyframe_min_interval_s
         self._encoder_threads = encoder_threads
         self.rungs: dict[str, RungEncoder] = {}
@@ -96,6 +99,8 @@ class StreamTranscoder:
         """A new publisher: viewers must get a keyframe of its picture at once."""
         for rung in self.rungs.values():
             rung.request_keyframe()
+        if self._on_media is not None:
+            self._on_media()
 
     # ---- rungs ------------------------------------------------------------------------------
     def _resize(self, width: int, height: int) -> None:
@@ -117,7 +122,7 @@ class StreamTranscoder:
                 self.rungs[name] = rung
         # Keep ladder order (highest first) so callers can rely on it.
         self.rungs = {name: self.rungs[name] for name in wanted}
-        self.sizes = {name: fit_within(width, height, r.max_width, r.max_height) for name, r in wanted.items()}
+        self.sizes = {name: rung_size(r, width, height) for name, r in wanted.items()}
         log.info(
             "transcode %s: source %dx%d -> %s",
             self.name,

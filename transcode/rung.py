@@ -116,6 +116,7 @@ class RungEncoder:
             keyframes_forced=self.keyframes_forced,
             bytes_out=self.bytes_out,
             encode_ms_total=round(self._encoder.encode_seconds * 1000, 1),
+            kbps=self._encoder.kbps,
         )
 
     async def close(self) -> None:

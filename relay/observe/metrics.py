@@ -29,7 +29,7 @@ class LiveCartCollector(Collector):
         yield GaugeMetricFamily(
             "livecart_sessions_negotiating", "Sessions in SDP negotiation", value=sessions["negotiating"]
         )
-        live = GaugeMetricFamily("livecart_stream_live", "1 when the stream has a publisher", labels=["stream"])
+        live = GaugeMetricFamily("livecart_stream_live", "1 when video from a publisher arrives", labels=["stream"])
         forwarded = CounterMetricFamily(
             "livecart_frames_forwarded", "Frames handed to viewers (frames x viewers)", labels=["stream"]
         )

@@ -21,12 +21,14 @@ START_RUNG = "480p"  # where an auto viewer starts before any feedback, when the
 
 
 def ladder_for(stream: StreamConfig, transcode: TranscodeConfig) -> list[Rendition]:
-    """The stream's rungs (its own ladder or the global one), capped at the configured box."""
+    """The stream's rungs (its own ladder or the global one), capped at the configured size in
+    either orientation (a rung is named by its short side, so 720x1280 is as big as 1280x720)."""
     gop = max(1, round(transcode.gop_s * transcode.fps))
+    cap_long, cap_short = max(transcode.max_width, transcode.max_height), min(transcode.max_width, transcode.max_height)
     rungs = [
         Rendition(name, width, height, kbps, transcode.fps, gop)
         for name, width, height, kbps in (stream.ladder or transcode.ladder)
-        if width <= transcode.max_width and height <= transcode.max_height
+        if max(width, height) <= cap_long and min(width, height) <= cap_short
     ]
     if not rungs:
         raise ValueError(f"stream {stream.name}: no ladder rung fits {transcode.max_width}x{transcode.max_height}")

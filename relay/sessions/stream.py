@@ -21,6 +21,7 @@ from relay.messages import (
     ErrorMessage,
     RenditionChanged,
     ServerMessage,
+    StreamPhase,
     StreamState,
     encode,
     parse_viewer_message,
@@ -80,6 +81,7 @@ class Stream:
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
             audio_kbps=transcode.audio_kbps,
             encoder_threads=transcode.encoder_threads,
+            on_media=self._on_media,
         )
         self.fanout = Fanout(
             self.transcoder.request_keyframe,
@@ -89,6 +91,7 @@ class Stream:
             on_broken=self._viewer_broken,
         )
         self.publisher: Publisher | None = None
+        self._media = False  # whether the current publisher's video has arrived (see ``state``)
         self.viewers: dict[str, ViewerSession] = {}
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
@@ -116,7 +119,16 @@ class Stream:
 
     @property
     def live(self) -> bool:
+        """A publisher holds the stream (sending, or still connecting): what admission counts."""
         return self.publisher is not None
+
+    @property
+    def state(self) -> StreamPhase:
+        """What viewers and the API are told: "offline", "connecting" (a publisher holds the
+        stream but no video has arrived, e.g. its DTLS is still being set up) or "live"."""
+        if self.publisher is None:
+            return "offline"
+        return "live" if self._media else "connecting"
 
     def check_viewer_token(self, token: str | None, now: float) -> None:
         """Protected streams (``viewer_secret`` set) need a signed, unexpired viewer token."""
@@ -156,7 +168,11 @@ class Stream:
 
     # ---- publisher ----------------------------------------------------------------------------
     def state_message(self) -> str:
-        return encode(StreamState(self.name, self.live))
+        return encode(self._state())
+
+    def _state(self) -> StreamState:
+        state = self.state
+        return StreamState(self.name, state == "live", state)
 
     def broadcast(self, message: str) -> None:
         """Send one serialised message (``relay.messages.encode``) to every viewer."""
@@ -164,10 +180,18 @@ class Stream:
             viewer.send(message)
 
     def set_publisher(self, publisher: Publisher | None) -> None:
-        was_live = self.live
+        was = self.state
         self.publisher = publisher
-        if was_live != self.live:
-            log.info("stream %s is %s", self.name, "live" if self.live else "offline")
+        self._media = False
+        if was != self.state:
+            log.info("stream %s is %s", self.name, self.state)
+            self.broadcast(self.state_message())
+
+    def _on_media(self) -> None:
+        """The publisher's first video frame: only now is the stream live."""
+        if self.publisher is not None and not self._media:
+            self._media = True
+            log.info("stream %s is live", self.name)
             self.broadcast(self.state_message())
 
     # ---- viewers --------------------------------------------------------------------------------
@@ -175,7 +199,7 @@ class Stream:
         """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock."""
         clock = self.clock(viewer)
         snapshot = self.cards.board.snapshot()
-        messages: list[ServerMessage] = [StreamState(self.name, self.live)]
+        messages: list[ServerMessage] = [self._state()]
         if clock is None:
             messages.append(snapshot)
         else:
@@ -255,7 +279,8 @@ class Stream:
     def snapshot(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "live": self.live,
+            "live": self.state == "live",
+            "state": self.state,
             "publisher": self.publisher.id[:8] if self.publisher is not None else None,
             "viewers": len(self.viewers),
             "rungs": [
@@ -264,7 +289,7 @@ class Stream:
                     "width": s.width,
                     "height": s.height,
                     "viewers": self.fanout.viewers_on(s.rung),
-                    "kbps_target": self.rungs.kbps.get(s.rung, 0),
+                    "kbps_target": s.kbps or self.rungs.kbps.get(s.rung, 0),  # scaled by the picture's area
                     "frames_in": s.frames_in,
                     "frames_out": s.frames_out,
                     "frames_dropped": s.frames_dropped,

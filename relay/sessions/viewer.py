@@ -92,7 +92,7 @@ class ViewerSession(PeerSession):
         if not await self._await_connected(self._setup_timeout_s):
             return
         await self._failed.wait()
-        self.close_soon(f"connection {self.pc.connectionState}")
+        self.close_soon(self.failure())
 
     def end_with_bye(self, reason: str) -> None:
         """The viewer's media path broke after its answer: stop at once, tell it, then close.

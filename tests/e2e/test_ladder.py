@@ -25,7 +25,7 @@ def ladder_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     config = write_config(
         tmp / "livecart.toml",
         f'[streams.shop]\npublish_key = "{KEY}"\n[streams.small]\npublish_key = "{KEY}"\n'
-        f'[streams.gate]\npublish_key = "{KEY}"\n',
+        f'[streams.gate]\npublish_key = "{KEY}"\n[streams.phone]\npublish_key = "{KEY}"\n',
     )
     text = config.read_text().replace("[limits]", "[transcode]\ngop_s = 10\n\n[limits]")
     config.write_text(text)
@@ -76,6 +76,34 @@ async def test_each_rung_has_its_size_and_its_target_bits_per_frame(
                 per_frame = TARGET_KBPS[name] * 1000 / 30
                 assert abs(bits - per_frame) <= 0.25 * per_frame, (name, bits_per_frame)
             print(f"bits per frame {bits_per_frame}")
+        finally:
+            for viewer in viewers.values():
+                await viewer.stop(http)
+            await publisher.stop(http)
+
+
+async def test_portrait_phone_keeps_its_orientation_at_every_rung(ladder_server: Server) -> None:
+    """Rungs are named by the short side: an upright 720x1280 phone is 720p, 480p and 240p upright."""
+    upright = {"720p": (720, 1280), "480p": (480, 854), "240p": (240, 426)}
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(ladder_server.base, "phone", KEY, width=720, height=1280, h264=True, audio=False)
+        await publisher.start(http)
+        viewers = {name: WhepViewer(ladder_server.base, "phone", rendition=name, audio=False) for name in upright}
+        try:
+            for viewer in viewers.values():
+                await viewer.start(http)
+            await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 30, 20) for v in viewers.values()))
+            for name, viewer in viewers.items():
+                frames = viewer.record.frames
+                assert {(f.width, f.height) for f in frames} == {upright[name]}, name
+                counters = [f.counter for f in frames]
+                # The publisher's own numbered frames, readable at every size and in order.
+                assert counters == sorted(counters) and counters[-1] - counters[0] >= 29, (name, counters)
+            rungs = _rungs(await _stream(http, ladder_server, "phone"))
+            assert {n: (r["width"], r["height"]) for n, r in rungs.items()} == upright
+            # The same pixels as the landscape rung, so the same rate.
+            assert {n: r["kbps_target"] for n, r in rungs.items()} == TARGET_KBPS
+            print({n: f"{w}x{h}" for n, (w, h) in upright.items()}, "decoded by one viewer each")
         finally:
             for viewer in viewers.values():
                 await viewer.stop(http)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -36,6 +37,7 @@ def _fixture(name: str) -> str:
 @pytest.mark.parametrize(
     "name",
     [
+        "obs-offer.sdp",
         "obs-offer-reconstructed.sdp",
         "whip-test-offer.sdp",
         "whip-ffmpeg-offer.sdp",
@@ -154,19 +156,28 @@ async def test_silent_publisher_is_ended_and_its_stream_goes_offline(quick_serve
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         try:
             await asyncio.wait_for(connected.wait(), 5)
-            await wait_until(lambda: _stream_live(http, quick_server, "interop"), timeout=3)
+            # Connected but no frame yet: the stream is held, not live (viewers would see nothing).
+            assert await _stream_state(http, quick_server, "interop") == ("connecting", False)
+            viewer = WhepViewer(quick_server.base, "interop", read_pattern=False)
+            await viewer.start(http)
+            try:
+                await viewer.wait_for(lambda r: any(m.startswith('{"type": "stream"') for m in r.messages), 5)
+                told = next(json.loads(m) for m in viewer.record.messages if m.startswith('{"type": "stream"'))
+                assert (told["state"], told["live"]) == ("connecting", False), told
+            finally:
+                await viewer.stop(http)
             # media_timeout is 2 s: the server ends the session on its own.
             await wait_until(lambda: _no_sessions(http, quick_server), timeout=8)
-            assert not await _stream_live(http, quick_server, "interop")
+            assert await _stream_state(http, quick_server, "interop") == ("offline", False)
         finally:
             await pc.close()
     assert "no media for 2 s" in quick_server.log()
 
 
-async def _stream_live(http: aiohttp.ClientSession, server: Server, name: str) -> bool:
+async def _stream_state(http: aiohttp.ClientSession, server: Server, name: str) -> tuple[str, bool]:
     async with http.get(f"{server.base}/api/streams/{name}") as res:
         data = await res.json()
-    return bool(data["live"])
+    return str(data["state"]), bool(data["live"])
 
 
 async def test_metrics_parse_and_move_and_healthz_answers(quick_server: Server) -> None:

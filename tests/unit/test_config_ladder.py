@@ -76,3 +76,16 @@ def test_duplicate_rung_names_are_refused(tmp_path: Path) -> None:
     rung = '[[transcode.ladder]]\nname = "x"\nwidth = 640\nheight = 360\nkbps = 500\n'
     with pytest.raises(ConfigError, match="unique"):
         _load(tmp_path, rung * 2 + f'[streams.a]\npublish_key = "{KEY}"\n')
+
+
+def test_rungs_are_ordered_and_capped_by_their_short_side_in_either_orientation(tmp_path: Path) -> None:
+    rungs = [("wide", 1920, 800, 3000), ("upright", 720, 1280, 2500), ("square", 1080, 1080, 4000)]
+    toml = "".join(
+        f'[[transcode.ladder]]\nname = "{n}"\nwidth = {w}\nheight = {h}\nkbps = {k}\n' for n, w, h, k in rungs
+    )
+    config = _load(
+        tmp_path, toml + f'[transcode]\nmax_width = 1920\nmax_height = 1080\n[streams.a]\npublish_key = "{KEY}"\n'
+    )
+    assert [r[0] for r in config.transcode.ladder] == ["square", "wide", "upright"]  # short 1080, 800, 720
+    # An upright 720x1280 rung is no bigger than 1280x720: it fits a 1920x1080 cap; 1080x1080 does too.
+    assert [r.name for r in ladder_for(config.streams[0], config.transcode)] == ["square", "wide", "upright"]
