@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -161,9 +160,8 @@ async def test_silent_publisher_is_ended_and_its_stream_goes_offline(quick_serve
             viewer = WhepViewer(quick_server.base, "interop", read_pattern=False)
             await viewer.start(http)
             try:
-                await viewer.wait_for(lambda r: any(m.startswith('{"type": "stream"') for m in r.messages), 5)
-                told = next(json.loads(m) for m in viewer.record.messages if m.startswith('{"type": "stream"'))
-                assert (told["state"], told["live"]) == ("connecting", False), told
+                await viewer.wait_for(lambda r: r.got("stream"), 5)
+                assert viewer.record.got("stream", state="connecting", live=False), viewer.record.messages
             finally:
                 await viewer.stop(http)
             # media_timeout is 2 s: the server ends the session on its own.
