@@ -121,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stream is None or stream.viewer_secret is None:
             print(f"livecart: stream {args.stream!r} has no viewer_secret in the configuration", file=sys.stderr)
             return 2
-        print(mint_viewer_token(stream.viewer_secret, stream.name, int(time.time()) + args.ttl))
+        expires = int(time.time()) + args.ttl
+        secret = stream.viewer_secret
+        print(mint_viewer_token(secret, stream.name, expires, sub=args.sub, name=args.name, role=args.role))
         return 0
     if args.command != "serve":
         parser.print_help()

@@ -195,11 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token",
         help="mint a viewer token for a protected stream",
-        description="Print a signed viewer token for a stream that has a viewer_secret.",
+        description="Print a viewer token (a JWT, HS256 with the stream's viewer_secret) for a protected stream.",
     )
     token.add_argument("--config", metavar="PATH", default=None, help="TOML configuration file (env LIVECART_CONFIG)")
     token.add_argument("--stream", required=True, help="the protected stream")
     token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
+    token.add_argument("--sub", default="viewer", help="the shop's user id (JWT sub; default 'viewer')")
+    token.add_argument("--name", default=None, help="the name others see (default: the sub)")
+    token.add_argument("--role", choices=["viewer", "moderator", "host"], default="viewer", help="default viewer")
     # `livecart bench ...` is handed to the benchmarks package before this parser runs (relay.cli);
     # it is listed here so that `livecart --help` shows it.
     commands.add_parser("bench", help="load-test a server: a publisher and many WHEP viewers (livecart bench -h)")
@@ -337,8 +340,8 @@ def _validate(config: Config) -> None:
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
         if stream.viewer_secret is not None:
-            short = len(stream.viewer_secret) < 16
-            problems.append((short, f"stream {stream.name}: viewer_secret needs >= 16 characters"))
+            short = len(stream.viewer_secret) < 32
+            problems.append((short, f"stream {stream.name}: viewer_secret needs >= 32 characters (an HS256 key)"))
         if stream.host_key is not None:
             problems.append((len(stream.host_key) < 16, f"stream {stream.name}: host_key needs >= 16 characters"))
         if stream.max_viewers is not None:

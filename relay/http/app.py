@@ -111,7 +111,7 @@ async def whep_post(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
-    stream.check_viewer_token(viewer_token(request), time.time())
+    identity = stream.check_viewer_token(viewer_token(request), time.time())
     sdp = await read_body(
         request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
     )
@@ -119,7 +119,7 @@ async def whep_post(request: web.Request) -> web.Response:
     check_view_offer(offer)
     await registry.webhooks.allow_viewer(stream.name, request.remote)
     rendition = request.query.get("rendition", "auto")
-    session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition)
+    session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition, identity)
     if _client_gone(request):
         await registry.close_viewer(stream.name, session_id, "client left before the answer")
         raise web.HTTPBadRequest(text="client went away")

@@ -30,6 +30,7 @@ from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
 from relay.sessions.stream import Stream
+from relay.sessions.tokens import Identity, guest
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
 
@@ -214,7 +215,12 @@ class Registry:
 
     # ---- viewers ----------------------------------------------------------------------
     async def open_viewer(
-        self, stream: Stream, offer_sdp: str, offer: OfferSummary, rendition: str = "auto"
+        self,
+        stream: Stream,
+        offer_sdp: str,
+        offer: OfferSummary,
+        rendition: str = "auto",
+        identity: Identity | None = None,
     ) -> tuple[str, str]:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
@@ -237,6 +243,7 @@ class Registry:
                     greeting=lambda: stream.greeting(session),
                     on_message=stream.on_viewer_message,
                     expects_channel=offer.has_datachannel,
+                    identity=identity or guest(),
                 )
                 self._track_connection(session_id, pc)
                 # Our transceivers exist before the offer is applied, so aiortc matches them to the

@@ -27,6 +27,7 @@ from relay.messages import (
     parse_viewer_message,
 )
 from relay.sessions.rungs import RungChoice, ladder_for
+from relay.sessions.tokens import Identity, guest
 from relay.sessions.tokens import verify as verify_viewer_token
 from relay.sessions.viewer import ViewerSession
 from transcode.frames import EncodedFrame
@@ -130,11 +131,13 @@ class Stream:
             return "offline"
         return "live" if self._media else "connecting"
 
-    def check_viewer_token(self, token: str | None, now: float) -> None:
-        """Protected streams (``viewer_secret`` set) need a signed, unexpired viewer token."""
+    def check_viewer_token(self, token: str | None, now: float) -> Identity:
+        """Who the viewer is: protected streams (``viewer_secret`` set) need a signed, unexpired
+        token naming it; open streams take anyone, as a guest."""
         secret = self.config.viewer_secret
-        if secret is not None:
-            verify_viewer_token(secret, self.name, token, now)
+        if secret is None:
+            return guest()
+        return verify_viewer_token(secret, self.name, token, now)
 
     def check_rendition(self, requested: str) -> str:
         return self.rungs.check(requested)

@@ -13,6 +13,7 @@ from ingest.session import PeerSession
 from relay.media.fanout import ViewerTracks
 from relay.media.udplink import UdpLink
 from relay.messages import Bye, encode
+from relay.sessions.tokens import Identity, guest
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,11 @@ class ViewerSession(PeerSession):
         greeting: Callable[[], list[str]],
         on_message: Callable[[ViewerSession, str | bytes], None],
         expects_channel: bool = False,
+        identity: Identity | None = None,
     ) -> None:
         super().__init__(session_id, stream, pc)
         self.tracks = tracks
+        self.identity = identity or guest()  # who this viewer is (its token, or a guest)
         self._setup_timeout_s = setup_timeout_s
         self._on_end = on_end
         self._stop_media = stop_media

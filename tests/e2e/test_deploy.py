@@ -65,7 +65,7 @@ async def test_https_link_headers_and_public_address(tmp_path: Path) -> None:
 
 
 async def test_protected_stream_needs_a_signed_unexpired_viewer_token(tmp_path: Path) -> None:
-    secret = "viewer-secret-0123456789"
+    secret = "viewer-secret-0123456789-abcdefghijk"
     stream = f'[streams.vip]\npublish_key = "{KEY}"\nviewer_secret = "{secret}"\n'
     config = write_config(tmp_path / "livecart.toml", stream)
     minted = subprocess.run(  # noqa: ASYNC221 - a short CLI call before anything runs
