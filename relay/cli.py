@@ -20,8 +20,8 @@ from ingest.logctx import SessionFilter
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
 from relay.http.deadlines import DeadlineRunner, HeaderDeadlines
+from relay.identity import mint as mint_viewer_token
 from relay.sessions.nofile import raise_to_hard
-from relay.sessions.tokens import mint as mint_viewer_token
 
 log = logging.getLogger("livecart")
 

@@ -38,7 +38,9 @@ class StreamConfig:
     max_viewers: int | None = None
     ladder: Ladder | None = None  # None: the [transcode] ladder
     host_key: str | None = None  # a second bearer token for the card API only (a host's console)
-    viewer_secret: str | None = None  # set: viewers need a signed token (see relay.sessions.tokens)
+    viewer_secret: str | None = None  # set: viewers need a signed token (see relay.identity)
+    chat_words: tuple[str, ...] = ()  # comments with any of these words are refused
+    chat_anonymous: bool = True  # guests (viewers of a stream without viewer_secret) may comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +269,11 @@ def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
             raise ConfigError(f"config {path}: unknown key {key!r}; known: {', '.join(sorted(fields))}")
         if key == "ladder":
             out[key] = _ladder(f"config {path}", value)
+            continue
+        if key == "chat_words":
+            if not isinstance(value, list) or not all(isinstance(w, str) and 0 < len(w) <= 64 for w in value):
+                raise ConfigError(f"config {path}: chat_words must be a list of words (1-64 characters each)")
+            out[key] = tuple(value)
             continue
         if key == "ice_servers":
             if not isinstance(value, list) or not all(

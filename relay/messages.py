@@ -105,7 +105,50 @@ class Bye:
     reason: str
 
 
-ServerMessage = StreamState | Clock | Snapshot | CardMessage | RenditionChanged | ErrorMessage | Bye
+@dataclass(frozen=True, slots=True)
+class CommentMessage:
+    """A viewer's (or the host's) comment, as viewers see it: at most ~10 a second reach viewers,
+    the host console gets every one; `mine` is true on the echo of a viewer's own comment."""
+
+    type: ClassVar[str] = "comment"
+    id: int
+    name: str
+    role: str
+    text: str
+    pts_ms: int
+    sent_at: float
+    mine: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommentRemoved:
+    """A moderator deleted comment `id`: players remove it from the screen."""
+
+    type: ClassVar[str] = "comment_removed"
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LikeTotals:
+    """The stream's like total and per-gift counts, at most every 500 ms while they change."""
+
+    type: ClassVar[str] = "likes"
+    total: int
+    gifts: Mapping[str, int]
+
+
+ServerMessage = (
+    StreamState
+    | Clock
+    | Snapshot
+    | CardMessage
+    | RenditionChanged
+    | ErrorMessage
+    | Bye
+    | CommentMessage
+    | CommentRemoved
+    | LikeTotals
+)
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     StreamState,
     Snapshot,
@@ -114,6 +157,9 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     RenditionChanged,
     ErrorMessage,
     Bye,
+    CommentMessage,
+    CommentRemoved,
+    LikeTotals,
 )
 
 
@@ -145,6 +191,28 @@ class RenditionRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PostComment:
+    """Viewer -> server: `{"type": "comment", "text": "..."}`; refusals come back as an `error`."""
+
+    type: ClassVar[str] = "comment"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Like:
+    """Viewer -> server: `{"type": "like", "count": N}` (taps batched by the player, 1-100) or with
+    `"gift": "rose"` for a gift."""
+
+    type: ClassVar[str] = "like"
+    count: object
+    gift: object = None
+
+
+ViewerMessage = RenditionRequest | PostComment | Like
+VIEWER_MESSAGES: tuple[type[ViewerMessage], ...] = (RenditionRequest, PostComment, Like)
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertCard:
     """Browser publisher -> server, on its WHIP data channel: ``{"action": "upsert", "card": {...}}``
     adds or changes a card. The reply is the resulting ``card`` event or an ``error``."""
@@ -171,15 +239,23 @@ def _object(text: str) -> dict[str, Any]:
     return message
 
 
-def parse_viewer_message(text: str) -> RenditionRequest:
+def parse_viewer_message(text: str) -> ViewerMessage:
     """A viewer's control message; BadMessage for anything else."""
     message = _object(text)
-    if message.get("type") != RenditionRequest.type:
-        raise BadMessage('unknown message type: send {"type": "rendition", "name": ...}')
-    name = message.get("name")
-    if not isinstance(name, str):
-        raise BadMessage("a rendition request needs a name")
-    return RenditionRequest(name)
+    kind = message.get("type")
+    if kind == RenditionRequest.type:
+        name = message.get("name")
+        if not isinstance(name, str):
+            raise BadMessage("a rendition request needs a name")
+        return RenditionRequest(name)
+    if kind == PostComment.type:
+        body = message.get("text")
+        if not isinstance(body, str):
+            raise BadMessage("a comment needs a text")
+        return PostComment(body)
+    if kind == Like.type:
+        return Like(message.get("count"), message.get("gift"))
+    raise BadMessage("unknown message type: send rendition, comment or like")
 
 
 def parse_card_action(text: str) -> UpsertCard | CardCommand:
@@ -209,7 +285,8 @@ def protocol_markdown() -> str:
     rows = ["| direction | `type` | fields | meaning |", "|---|---|---|---|"]
     for server_cls in SERVER_MESSAGES:
         rows.append(f"| server -> viewer | `{server_cls.type}` | {_fields(server_cls)} | {_doc(server_cls)} |")
-    rows.append(f"| viewer -> server | `rendition` | {_fields(RenditionRequest)} | {_doc(RenditionRequest)} |")
+    for viewer_cls in VIEWER_MESSAGES:
+        rows.append(f"| viewer -> server | `{viewer_cls.type}` | {_fields(viewer_cls)} | {_doc(viewer_cls)} |")
     for peer_cls, fields in ((UpsertCard, "`action`, `card`"), (CardCommand, "`action`, `id`")):
         rows.append(f"| publisher -> server | (none) | {fields} | {_doc(peer_cls)} |")
     return "\n".join(rows) + "\n"

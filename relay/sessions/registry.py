@@ -23,6 +23,7 @@ from ingest.synthetic import SyntheticSource
 from relay.cards.store import CardStore
 from relay.config import Config
 from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
+from relay.identity import Identity, guest
 from relay.media.fanout import TrackOut
 from relay.media.takeover import take_over
 from relay.media.udplink import LinkUnavailable, UdpLink
@@ -30,9 +31,9 @@ from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
 from relay.sessions.stream import Stream
-from relay.sessions.tokens import Identity, guest
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
+from relay.talk.store import TalkStore
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Registry:
         self.webhooks = Webhooks(config.server)
         # Cards are stored in SQLite, used from one worker thread; loading happens once at start.
         self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
+        self.talk_store = TalkStore(Path(config.server.data_dir) / "talk.sqlite3")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="card-store")
         self.streams: dict[str, Stream] = {
             s.name: Stream(
@@ -92,10 +94,13 @@ class Registry:
                 config.transcode,
                 board=self.card_store.load(s.name, max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY),
                 store=self.card_store,
+                talk_store=self.talk_store,
                 store_pool=self._store_pool,
             )
             for s in config.streams
         }
+        for stream in self.streams.values():
+            stream.talk.restore(*self.talk_store.load(stream.name))
         self._ticker: asyncio.Task[None] | None = None
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
@@ -369,4 +374,5 @@ class Registry:
         await self.webhooks.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._store_pool, self.card_store.close)
+        await loop.run_in_executor(self._store_pool, self.talk_store.close)
         await loop.run_in_executor(None, self._store_pool.shutdown)

@@ -8,17 +8,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ingest.errors import LiveCartError
 from relay.cards.board import CardBoard
 from relay.cards.feed import CardFeed
 from relay.cards.store import CardStore
 from relay.config import StreamConfig, TranscodeConfig
-from relay.errors import BadRequest
+from relay.identity import Identity, guest
+from relay.identity import verify as verify_viewer_token
 from relay.media.fanout import Fanout
 from relay.media.feedback import Feedback
 from relay.messages import (
     BadMessage,
     Clock,
     ErrorMessage,
+    Like,
+    PostComment,
     RenditionChanged,
     ServerMessage,
     StreamPhase,
@@ -27,9 +31,10 @@ from relay.messages import (
     parse_viewer_message,
 )
 from relay.sessions.rungs import RungChoice, ladder_for
-from relay.sessions.tokens import Identity, guest
-from relay.sessions.tokens import verify as verify_viewer_token
 from relay.sessions.viewer import ViewerSession
+from relay.talk.comments import CommentRules
+from relay.talk.feed import TalkFeed
+from relay.talk.store import TalkStore
 from transcode.frames import EncodedFrame
 from transcode.pipeline import StreamTranscoder
 
@@ -67,6 +72,7 @@ class Stream:
         board: CardBoard | None = None,
         store: CardStore | None = None,
         store_pool: ThreadPoolExecutor | None = None,
+        talk_store: TalkStore | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -105,9 +111,19 @@ class Stream:
             pts_ms=self.pts_ms,
             deliver=self.broadcast,
         )
+        self.talk = TalkFeed(
+            config.name,
+            CommentRules(words=config.chat_words, anonymous=config.chat_anonymous),
+            store=talk_store,
+            store_pool=store_pool,
+            pts_ms=self.pts_ms,
+            broadcast=self.broadcast,
+            on_screen_titles=lambda: [c.title for c in self.cards.board.on_screen()],
+        )
 
     def start(self) -> None:
         self.transcoder.start()
+        self.talk.start()
 
     def pts_ms(self) -> int:
         """Media time (ms) of the video frame being sent now: what a card action is stamped with."""
@@ -239,12 +255,18 @@ class Stream:
             if isinstance(text, bytes) or len(text) > MAX_VIEWER_MESSAGE:
                 raise BadMessage("viewers send short JSON text")
             request = parse_viewer_message(text)
+            if isinstance(request, PostComment):
+                self.talk.post(viewer.identity, request.text, echo=viewer.send)
+                return
+            if isinstance(request, Like):
+                self.talk.like(request.count, request.gift)
+                return
             target = self.rungs.choose(viewer.id, request.name)
         except BadMessage:
             self.bad_viewer_messages += 1
             return
-        except BadRequest as exc:
-            viewer.send(encode(ErrorMessage(exc.reason)))
+        except LiveCartError as exc:  # a refused comment, like or rendition: the viewer is told why
+            viewer.send(encode(ErrorMessage(exc.reason, exc.status)))
             return
         if target is None:
             return
@@ -323,4 +345,5 @@ class Stream:
         }
 
     async def close(self) -> None:
+        await self.talk.close()
         await self.transcoder.close()

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from ingest.session import PeerSession
+from relay.identity import Identity, guest
 from relay.media.fanout import ViewerTracks
 from relay.media.udplink import UdpLink
 from relay.messages import Bye, encode
-from relay.sessions.tokens import Identity, guest
 
 log = logging.getLogger(__name__)
 

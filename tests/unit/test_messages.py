@@ -16,7 +16,12 @@ from relay.messages import (
     CardCommand,
     CardMessage,
     Clock,
+    CommentMessage,
+    CommentRemoved,
     ErrorMessage,
+    Like,
+    LikeTotals,
+    PostComment,
     RenditionChanged,
     RenditionRequest,
     Snapshot,
@@ -40,6 +45,9 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         RenditionChanged("480p", 854, 480, True),
         ErrorMessage("no", 404),
         Bye("server shutting down"),
+        CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=True),
+        CommentRemoved(9),
+        LikeTotals(120, {"rose": 3}),
     ]
     assert {type(m) for m in samples} == set(SERVER_MESSAGES)
     for message in samples:
@@ -57,6 +65,8 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
 
 def test_peer_messages_parse_into_their_types() -> None:
     assert parse_viewer_message('{"type": "rendition", "name": "240p"}') == RenditionRequest("240p")
+    assert parse_viewer_message('{"type": "comment", "text": "hi"}') == PostComment("hi")
+    assert parse_viewer_message('{"type": "like", "count": 5}') == Like(5)
     assert parse_card_action('{"action": "upsert", "card": {"id": "x"}}') == UpsertCard({"id": "x"})
     assert parse_card_action('{"action": "hide", "id": "x"}') == CardCommand("hide", "x")
     with pytest.raises(BadMessage) as info:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.errors import Forbidden, Unauthorized
-from relay.sessions.tokens import Identity, guest, mint, verify
+from relay.identity import Identity, guest, mint, verify
 
 SECRET = "a-viewer-secret-0123456789-abcdefghij"
 

@@ -1,0 +1,175 @@
+"""One stream's conversation at run time: comments in, the host's full feed and the viewers'
+sampled display out, likes counted and broadcast, moderation applied, everything stored.
+
+The decisions are pure (``CommentPolicy``, ``DisplaySampler``, ``LikeTally``); this class adds
+the clock, one ticker task (started by ``start``, stopped by ``close``) that paces the display,
+the like totals and the batched writes, and the host console's subscriber queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from relay.errors import SessionNotFound
+from relay.identity import Identity
+from relay.messages import CommentMessage, CommentRemoved, LikeTotals, encode
+from relay.talk.comments import Comment, CommentPolicy, CommentRules
+from relay.talk.display import DisplaySampler, priority
+from relay.talk.likes import LikeTally
+from relay.talk.store import TalkStore
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+HOST_QUEUE_EVENTS = 1024  # a host console further behind than this is cut off (it reconnects)
+RECENT = 200  # comments kept in memory for the host console's first page
+
+
+def comment_json(comment: Comment, *, mine: bool = False) -> str:
+    return encode(
+        CommentMessage(comment.id, comment.name, comment.role, comment.text, comment.pts_ms, comment.at, mine)
+    )
+
+
+class TalkFeed:
+    """Owns one stream's chat policy, display sampler, like tally, host queues and ticker."""
+
+    def __init__(
+        self,
+        stream: str,
+        rules: CommentRules,
+        *,
+        store: TalkStore | None,
+        store_pool: ThreadPoolExecutor | None,
+        pts_ms: Callable[[], int],
+        broadcast: Callable[[str], None],
+        on_screen_titles: Callable[[], list[str]],
+        display_per_s: int = 10,
+    ) -> None:
+        self.stream = stream
+        self.policy = CommentPolicy(rules)
+        self.display = DisplaySampler(display_per_s)
+        self.likes = LikeTally()
+        self._store = store
+        self._pool = store_pool
+        self._pts_ms = pts_ms
+        self._broadcast = broadcast
+        self._titles = on_screen_titles
+        self.recent: deque[Comment] = deque(maxlen=RECENT)
+        self._unsaved: list[Comment] = []
+        self._actions: list[tuple[float, str, str | None, int | None]] = []
+        self.hosts: set[asyncio.Queue[str | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def restore(self, last_id: int, likes: int, gifts: dict[str, int], banned: set[str]) -> None:
+        self.policy.restore_ids(last_id)
+        self.likes.total = likes
+        self.likes.gifts = dict(gifts)
+        self.policy.banned |= banned
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tick(), name=f"talk {self.stream}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._save()
+
+    # ---- comments and likes -------------------------------------------------------------------
+    def post(self, who: Identity, text: object, echo: Callable[[str], None] | None = None) -> Comment:
+        """Accept a comment (or raise ``CommentRefused``): the host gets it at once, its author an
+        echo, viewers a sampled display on the next ticks."""
+        comment = self.policy.check(who, text, now=time.time(), pts_ms=self._pts_ms())
+        self.recent.append(comment)
+        self._unsaved.append(comment)
+        self._to_hosts(comment_json(comment))
+        if echo is not None:
+            echo(comment_json(comment, mine=True))
+        self.display.offer(comment, priority(comment, self._titles()))
+        return comment
+
+    def like(self, count: object, gift: object = None) -> None:
+        self.likes.add(count, gift)  # raises LikeRefused; broadcast on a tick
+
+    # ---- moderation -----------------------------------------------------------------------------
+    def delete(self, comment_id: int) -> None:
+        if not any(c.id == comment_id for c in self.recent):
+            raise SessionNotFound(f"no recent comment {comment_id} on stream {self.stream!r}")
+        self.recent = deque((c for c in self.recent if c.id != comment_id), maxlen=RECENT)
+        self.display.remove(comment_id)
+        self._actions.append((time.time(), "delete", None, comment_id))
+        message = encode(CommentRemoved(comment_id))
+        self._broadcast(message)
+        self._to_hosts(message)
+
+    def ban(self, sub: str) -> None:
+        self.policy.ban(sub)
+        self._actions.append((time.time(), "ban", sub, None))
+
+    def unban(self, sub: str) -> None:
+        self.policy.unban(sub)
+        self._actions.append((time.time(), "unban", sub, None))
+
+    def mute(self, sub: str, seconds: float) -> None:
+        now = time.time()
+        self.policy.mute(sub, now + seconds)
+        self._actions.append((now, "mute", sub, None))
+
+    # ---- host console -------------------------------------------------------------------------
+    def subscribe(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue(HOST_QUEUE_EVENTS)
+        self.hosts.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
+        self.hosts.discard(queue)
+
+    def _to_hosts(self, message: str) -> None:
+        for queue in list(self.hosts):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # a console that cannot keep up is cut off; it reconnects
+                self.hosts.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    # ---- the ticker -----------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.time()
+            for comment in self.display.due(now):
+                self._broadcast(comment_json(comment))
+            if self.likes.due(now):
+                message = encode(LikeTotals(self.likes.total, dict(self.likes.gifts)))
+                self._broadcast(message)
+                self._to_hosts(message)
+            try:
+                await self._save()
+            except Exception as exc:  # storage trouble must not stop the chat; it is retried next tick
+                log.error("talk %s: storing comments failed: %s: %s", self.stream, type(exc).__name__, exc)
+
+    async def _save(self) -> None:
+        if self._store is None or self._pool is None or not (self._unsaved or self._actions or self.likes.batches):
+            return
+        comments, self._unsaved = self._unsaved, []
+        actions, self._actions = self._actions, []
+        likes = (self.likes.total, dict(self.likes.gifts)) if self.likes.batches else None
+        self.likes.batches = 0
+        store = self._store
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, store.write, self.stream, comments, actions, likes
+            )
+        except BaseException:
+            self._unsaved[:0] = comments  # kept for the next try
+            self._actions[:0] = actions
+            self.likes.batches += likes is not None
+            raise
