@@ -21,6 +21,7 @@ from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
+from relay.http.talk_api import talk_routes
 from relay.observe.looplag import LoopLagMonitor
 from relay.observe.metrics import Metrics
 from relay.observe.process import open_fds
@@ -215,6 +216,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     app.router.add_get("/healthz", healthz)
     app.router.add_get(f"/api/streams/{stream}", api_stream)
     cards_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
+    talk_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", _page("watch.html"))
     app.router.add_get(f"/publish/{stream}", _page("publish.html"))

@@ -13,6 +13,7 @@ from relay.cards.board import CardBoard
 from relay.cards.feed import CardFeed
 from relay.cards.store import CardStore
 from relay.config import StreamConfig, TranscodeConfig
+from relay.errors import Forbidden
 from relay.identity import Identity, guest
 from relay.identity import verify as verify_viewer_token
 from relay.media.fanout import Fanout
@@ -151,9 +152,10 @@ class Stream:
         """Who the viewer is: protected streams (``viewer_secret`` set) need a signed, unexpired
         token naming it; open streams take anyone, as a guest."""
         secret = self.config.viewer_secret
-        if secret is None:
-            return guest()
-        return verify_viewer_token(secret, self.name, token, now)
+        identity = guest() if secret is None else verify_viewer_token(secret, self.name, token, now)
+        if self.talk.policy.is_banned(identity.sub):
+            raise Forbidden("you are banned from this stream")
+        return identity
 
     def check_rendition(self, requested: str) -> str:
         return self.rungs.check(requested)
