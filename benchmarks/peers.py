@@ -251,7 +251,7 @@ class DecodedFrame:
     height: int
     counter: int
     at: float
-    rtp: int = 0  # the frame's RTP timestamp (aiortc puts it in the decoded frame's pts)
+    rtp: int = 0  # the frame's RTP timestamp less the first one received (aiortc's decoded pts)
 
 
 @dataclass
@@ -342,6 +342,19 @@ class WhepViewer:
                 else:
                     self.record.audio_frames += 1
                 self._changed.set()
+
+    def rtp_origin(self) -> int | None:
+        """The RTP timestamp of the first video packet received: ``DecodedFrame.rtp`` counts from
+        it (aiortc's receiver subtracts it; it has no public API for the value itself)."""
+        mapper = getattr(self._video_receiver(), "_RTCRtpReceiver__timestamp_mapper", None)
+        origin = getattr(mapper, "_origin", None)
+        return origin if isinstance(origin, int) else None
+
+    def rtp_of(self, frame: DecodedFrame) -> int:
+        """A decoded frame's RTP timestamp as the server sent it."""
+        origin = self.rtp_origin()
+        assert origin is not None, "no video received yet"
+        return (origin + frame.rtp) & 0xFFFFFFFF
 
     def _video_receiver(self) -> Any:
         return next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")

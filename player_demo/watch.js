@@ -1,11 +1,18 @@
 // The LiveCart viewer: WHEP playback, a "cards" data channel (SSE when it does not open),
-// product cards shown when the video reaches their pts_ms, a rendition menu, stats, and
+// product cards shown on the video frame of their pts_ms, a rendition menu, stats, and
 // automatic reconnection.
+//
+// Card sync: the server tells this session how its RTP timestamps map to the stream's media
+// time (`clock` messages: a reference pair, sent again after every rung switch). Each frame the
+// browser presents carries its own RTP timestamp (requestVideoFrameCallback), so its media time
+// is computed, never guessed from which frame happened to be presented first (a join from the
+// cached GOP is decoded whole but only partly presented).
 import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
 import { formatBitrate, formatPrice } from "/static/format.js";
 
 const stream = streamFromPath();
-const token = new URLSearchParams(location.search).get("token"); // for protected streams
+const params = new URLSearchParams(location.search);
+const token = params.get("token"); // for protected streams
 const video = document.getElementById("video");
 const statusEl = document.getElementById("status");
 const cardsEl = document.getElementById("cards");
@@ -19,8 +26,11 @@ let resource = null;
 let retryMs = 1000;
 let lastSeq = 0;
 let sse = null;
-let clock = null; // {first_pts_ms, first_rtp}
-let videoPtsMs = null; // media time of the frame on screen
+let noChannel = null; // the timer that falls back to SSE when the data channel does not open
+let session = null; // this WHEP session's id: the SSE fallback asks for its clock with it
+let mappings = []; // this session's clock messages, oldest first (RTP time is monotonic per session)
+let videoMs = null; // media time of the newest presented frame whose mapping is known
+const NO_CLOCK_MS = 10000; // a server that never sends a clock: show cards on arrival after this
 const pending = []; // card events waiting for their video time
 const shown = new Map(); // card id -> {card, el, timer}
 
@@ -83,9 +93,35 @@ function applyEvent(event) {
   else if (action === "update" && shown.has(card.id)) showCard(card);
 }
 
+const frameTimes = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
+
 function due(event) {
-  // Without a video clock (no frames yet, or no requestVideoFrameCallback) show at once.
-  return videoPtsMs === null || event.pts_ms <= videoPtsMs || Date.now() - event.received > 3000;
+  if (!frameTimes) return true; // no per-frame RTP time in this browser: on arrival
+  if (!mappings.length) return Date.now() - event.received > NO_CLOCK_MS;
+  return videoMs !== null && event.pts_ms <= videoMs;
+}
+
+function signed32(delta) {
+  const d = delta >>> 0;
+  return d >= 2 ** 31 ? d - 2 ** 32 : d;
+}
+
+// The media time (ms) of the frame with RTP timestamp `rtp`: by the newest mapping that starts at
+// or before it; null for a frame from before every mapping we know of (not judged).
+function mediaMs(rtp) {
+  for (let i = mappings.length - 1; i >= 0; i--) {
+    const m = mappings[i];
+    const d = signed32(rtp - m.rtp);
+    if (d >= 0) return ((m.media_ts + d) * 1000) / m.rtp_clock_hz;
+  }
+  return null;
+}
+
+function addClock(clock) {
+  if (mappings.some((m) => m.rtp === clock.rtp && m.media_ts === clock.media_ts)) return; // snapshot + clock
+  mappings.push(clock);
+  if (mappings.length > 8) mappings.shift();
+  flushPending();
 }
 
 function flushPending() {
@@ -102,14 +138,14 @@ function onMessage(message) {
     pending.length = 0;
     message.cards.forEach(showCard);
     lastSeq = message.seq;
-    if (message.clock) clock = { first_pts_ms: message.clock.first_pts_ms, first_rtp: clock?.first_rtp ?? null };
+    if (message.clock) addClock(message.clock);
   } else if (message.type === "card") {
     if (message.seq <= lastSeq) return;
     lastSeq = message.seq;
     pending.push({ ...message, received: Date.now() });
     flushPending();
   } else if (message.type === "clock") {
-    clock = { first_pts_ms: message.first_pts_ms, first_rtp: clock?.first_rtp ?? null };
+    addClock(message);
   } else if (message.type === "rendition") {
     const size = message.width ? ` · ${message.width}×${message.height}` : "";
     currentEl.textContent = `${message.auto ? "Auto: " : ""}${message.name}${size}`;
@@ -121,24 +157,35 @@ function onMessage(message) {
 }
 
 function watchFrames() {
-  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+  if (!frameTimes) return;
   const onFrame = (_now, metadata) => {
-    if (clock && metadata.rtpTimestamp !== undefined) {
-      if (clock.first_rtp === null) clock.first_rtp = metadata.rtpTimestamp;
-      videoPtsMs = clock.first_pts_ms + ((metadata.rtpTimestamp - clock.first_rtp) >>> 0) / 90;
-      flushPending();
+    if (metadata.rtpTimestamp !== undefined) {
+      const ms = mediaMs(metadata.rtpTimestamp);
+      if (ms !== null) {
+        videoMs = ms;
+        flushPending();
+      }
     }
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
 }
 
+// Cards (and this session's clock, with `viewer=`) over Server-Sent Events, when the data
+// channel does not open (e.g. a proxy that blocks SCTP).
 function startSse() {
-  if (sse) return;
-  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events${token ? `?token=${encodeURIComponent(token)}` : ""}`);
+  if (sse || !session) return;
+  const query = new URLSearchParams({ viewer: session });
+  if (token) query.set("token", token);
+  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events?${query}`);
   const handle = (e) => onMessage(JSON.parse(e.data));
   sse.addEventListener("snapshot", handle);
   sse.addEventListener("message", handle);
+}
+
+function stopSse() {
+  if (sse) sse.close();
+  sse = null;
 }
 
 // ---- connection -------------------------------------------------------------------------------
@@ -147,10 +194,15 @@ async function connect() {
   pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
-  channel = pc.createDataChannel("cards");
-  channel.onmessage = (e) => onMessage(JSON.parse(e.data));
-  const noChannel = setTimeout(startSse, 5000); // e.g. a proxy that blocks SCTP
-  channel.onopen = () => clearTimeout(noChannel);
+  clearTimeout(noChannel);
+  try {
+    channel = pc.createDataChannel("cards");
+    channel.onmessage = (e) => onMessage(JSON.parse(e.data));
+    noChannel = setTimeout(startSse, 5000); // e.g. a proxy that blocks SCTP
+    channel.onopen = () => clearTimeout(noChannel);
+  } catch {
+    channel = null; // no SCTP in this browser: SSE as soon as the session exists
+  }
   pc.ontrack = (event) => {
     if (!video.srcObject) video.srcObject = new MediaStream();
     video.srcObject.addTrack(event.track);
@@ -158,14 +210,16 @@ async function connect() {
   pc.onconnectionstatechange = () => {
     if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) reconnect();
   };
-  clock = null;
-  videoPtsMs = null;
+  mappings = [];
+  videoMs = null;
   try {
     const query = new URLSearchParams();
     if (menu.value !== "auto") query.set("rendition", menu.value);
     if (token) query.set("token", token);
     resource = await negotiate(pc, `/whep/${encodeURIComponent(stream)}${query.size ? `?${query}` : ""}`);
+    session = new URL(resource).pathname.split("/").pop();
     retryMs = 1000;
+    if (!channel) startSse();
   } catch (err) {
     setStatus("error", err.status === 404 ? `No stream called “${stream}”.` : `Cannot connect (${err.reason || err}). Retrying…`);
     reconnect();
@@ -181,6 +235,8 @@ function reconnect() {
   if (old) old.close();
   endSession(resource);
   resource = null;
+  session = null;
+  stopSse(); // it follows the old session's clock
   video.srcObject = null;
   setTimeout(() => {
     reconnecting = false;
@@ -215,6 +271,13 @@ async function loadRenditions() {
 menu.addEventListener("change", () => {
   if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "rendition", name: menu.value }));
 });
+
+// `?rendition=240p` starts on that rung (the menu shows it; the rung list fills in later).
+const startRung = params.get("rendition");
+if (startRung && startRung !== "auto") {
+  if (![...menu.options].some((o) => o.value === startRung)) menu.append(new Option(startRung, startRung));
+  menu.value = startRung;
+}
 
 const unmute = document.getElementById("unmute");
 unmute.addEventListener("click", () => {
@@ -260,7 +323,11 @@ async function updateStats() {
 }
 
 // For automation and debugging: the current peer connection (read-only).
-window.livecartPlayer = { get pc() { return pc; } };
+window.livecartPlayer = {
+  get pc() { return pc; },
+  get session() { return session; },
+  get mappings() { return mappings.map((m) => ({ ...m })); },
+};
 
 window.addEventListener("pagehide", () => endSession(resource, true));
 setInterval(updateStats, 1000);

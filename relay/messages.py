@@ -44,12 +44,15 @@ class StreamState:
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    """How this viewer maps its RTP timestamps to media time (``pts_ms`` of cards): its first video
-    frame had media time ``first_pts_ms``; a later frame's is that plus the RTP timestamp
-    difference divided by ``rtp_clock_hz`` / 1000, modulo 2**32."""
+    """How this viewer's RTP timestamps map to media time (the ``pts_ms`` of cards), exactly: a video
+    frame with RTP timestamp ``r`` has media time (``media_ts`` + d) / ``rtp_clock_hz`` seconds, d being
+    ``r`` - ``rtp`` as a signed 32-bit difference. Sent once the first frame has gone out and again
+    after every rung switch (which may retime the stream); a frame whose ``r`` is before a newer
+    pair's ``rtp`` keeps the older pair. Also in ``snapshot``, and on the SSE stream with ``?viewer=``."""
 
     type: ClassVar[str] = "clock"
-    first_pts_ms: int
+    rtp: int  # the RTP timestamp of this mapping's first frame, as the viewer received it
+    media_ts: int  # that frame's media time in ticks of rtp_clock_hz since the stream started
     rtp_clock_hz: int = 90_000
 
 

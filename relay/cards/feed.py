@@ -19,13 +19,26 @@ from relay.cards.board import CardBoard, CardEvent
 from relay.cards.card import Card, parse_card
 from relay.cards.store import CardStore
 from relay.errors import TooManyRequests
-from relay.messages import BadMessage, ErrorMessage, UpsertCard, encode, parse_card_action
+from relay.messages import BadMessage, Clock, ErrorMessage, UpsertCard, encode, parse_card_action
 from relay.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_MESSAGE = 4096  # a card action is at most 2 KiB of card plus its envelope
 SSE_QUEUE_EVENTS = 256  # a subscriber further behind than this is cut off and resumes by id
+
+# What an SSE subscriber's queue carries: card events, its viewer's clock (``?viewer=``), and
+# None when it was cut off.
+FeedItem = CardEvent | Clock | None
+
+
+def offer(queue: asyncio.Queue[FeedItem], item: FeedItem) -> None:
+    """Queue ``item`` for an SSE subscriber; one that cannot keep up is cut off (it resumes by id)."""
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:
+        queue.get_nowait()
+        queue.put_nowait(None)
 
 
 class CardFeed:
@@ -54,7 +67,7 @@ class CardFeed:
         self._deliver = deliver
         self._limiter = RateLimiter(actions_per_s, int(actions_per_s))
         self._lock = asyncio.Lock()
-        self.subscribers: set[asyncio.Queue[CardEvent | None]] = set()
+        self.subscribers: set[asyncio.Queue[FeedItem]] = set()
         self.actions = 0
 
     async def upsert(self, card: Card) -> CardEvent:
@@ -94,12 +107,7 @@ class CardFeed:
         self.actions += 1
         self._deliver(event.to_json())
         for queue in list(self.subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # Cut a subscriber that cannot keep up; it resumes with Last-Event-ID.
-                queue.get_nowait()
-                queue.put_nowait(None)
+            offer(queue, event)
 
     async def handle_message(self, text: str | bytes) -> str:
         """A card action sent by a browser publisher on its WHIP data channel; returns the reply:
@@ -118,10 +126,10 @@ class CardFeed:
             return encode(ErrorMessage(exc.reason, exc.status))
         return event.to_json()
 
-    def subscribe(self) -> asyncio.Queue[CardEvent | None]:
-        queue: asyncio.Queue[CardEvent | None] = asyncio.Queue(SSE_QUEUE_EVENTS)
+    def subscribe(self) -> asyncio.Queue[FeedItem]:
+        queue: asyncio.Queue[FeedItem] = asyncio.Queue(SSE_QUEUE_EVENTS)
         self.subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[CardEvent | None]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[FeedItem]) -> None:
         self.subscribers.discard(queue)

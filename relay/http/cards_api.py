@@ -6,6 +6,7 @@ Thin: read and check the request, call the stream's ``CardFeed``, shape the resp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 from typing import Literal
@@ -16,6 +17,7 @@ from relay.cards.board import CardEvent
 from relay.cards.card import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
 from relay.errors import Forbidden, Unauthorized
 from relay.http.input import bearer_token, read_limited, viewer_token
+from relay.messages import Clock, encode
 from relay.sessions.stream import Stream
 
 SSE_KEEPALIVE_S = 15.0
@@ -62,17 +64,31 @@ async def list_cards(request: web.Request, stream: Stream) -> web.Response:
     )
 
 
+def _data(data: str) -> bytes:
+    """An SSE message without an id (the client's Last-Event-ID stays the last card's)."""
+    return f"data: {data}\n\n".encode()
+
+
 def _sse(event_id: int, data: str, name: str | None = None) -> bytes:
     head = f"id: {event_id}\n" + (f"event: {name}\n" if name else "")
     return (head + f"data: {data}\n\n").encode()
 
 
 async def events(request: web.Request, stream: Stream) -> web.StreamResponse:
-    """SSE: a snapshot (or the missed events after ``Last-Event-ID``), then live events."""
+    """SSE: a snapshot (or the missed events after ``Last-Event-ID``), then live events.
+
+    With ``?viewer=<WHEP session id>`` (a player whose data channel does not open) it also carries
+    that viewer's ``clock`` messages, as its data channel would: in the snapshot, once after the
+    snapshot or missed events, and after every rung switch. They have no ``id:`` (the id is the
+    card sequence number a reconnect resumes from); the stream ends with the viewer session.
+    """
     stream.check_viewer_token(viewer_token(request), time.time())
     feed = stream.cards
+    viewer_id = request.query.get("viewer")
     queue = feed.subscribe()  # before reading history, so nothing falls between the two
     try:
+        # Before the response starts, so an unknown viewer is a plain 404.
+        clock = stream.watch_clock(viewer_id, queue) if viewer_id is not None else None
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
@@ -81,18 +97,24 @@ async def events(request: web.Request, stream: Stream) -> web.StreamResponse:
         missed = feed.board.events_since(int(last)) if last.isdigit() else None
         sent = int(last) if missed is not None else feed.board.last_seq
         if missed is None:
-            await response.write(_sse(feed.board.last_seq, feed.board.snapshot_json(), "snapshot"))
+            snapshot = dataclasses.replace(feed.board.snapshot(), clock=clock)
+            await response.write(_sse(feed.board.last_seq, encode(snapshot), "snapshot"))
         else:
             for event in missed:
                 await response.write(_sse(event.seq, event.to_json()))
+        if clock is not None:
+            await response.write(_data(encode(clock)))
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            if item is None:  # cut off for falling behind: the client resumes by id
+            if item is None:  # cut off for falling behind (or its viewer left): it resumes by id
                 break
+            if isinstance(item, Clock):
+                await response.write(_data(encode(item)))
+                continue
             if item.seq <= sent:
                 continue
             await response.write(_sse(item.seq, item.to_json()))
@@ -102,6 +124,8 @@ async def events(request: web.Request, stream: Stream) -> web.StreamResponse:
         return response
     finally:
         feed.unsubscribe(queue)
+        if viewer_id is not None:
+            stream.unwatch_clock(viewer_id, queue)
 
 
 def cards_routes(app: web.Application, stream_of: object) -> None:

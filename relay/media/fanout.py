@@ -96,11 +96,9 @@ class TrackOut:
         "clock_hz",
         "cname",
         "ext_key",
-        "first_pts",
         "kind",
         "link",
         "octets",
-        "on_first",
         "packets",
         "pt",
         "rewriter",
@@ -119,8 +117,6 @@ class TrackOut:
         self.link: Link | None = None
         self.packets = 0
         self.octets = 0
-        self.first_pts: int | None = None  # media pts of the first frame sent (the card clock)
-        self.on_first: Callable[[int], None] | None = None
 
     def configure(
         self, ssrc: int, pt: int, mid: str | None, abs_send_time_id: int | None, mid_id: int | None, cname: str | None
@@ -201,7 +197,8 @@ class Fanout:
     """Delivers each encoded frame of one stream to the viewers of its rung.
 
     ``request_keyframe(rung)`` asks the transcoder for an IDR; ``on_switched(viewer_id, rung)``
-    is told when a viewer's switch (or first rung) took effect.
+    is told when a viewer's switch (or first rung) took effect, after the first frame of it
+    was sent: the viewer's ``video.rewriter.anchor`` is then that mapping's (the player's clock).
     """
 
     def __init__(
@@ -301,11 +298,10 @@ class Fanout:
         cached = state.gop.fresh(self._clock(), self._join_window_s)
         if cached:
             out = tracks.video
-            out.rewriter.start(state, cached[0].first_seq)
+            out.rewriter.start(state, cached[0].first_seq, cached[0].ts)
             ext = _extensions(out.ext_key, abs_send_time(self._wall()))
             for frame in cached:
                 send_frame(out, frame, ext)
-            self._first(out, cached[0].ts)
             tracks.rung = rung
             state.members[viewer_id] = tracks
             self._on_switched(viewer_id, rung)
@@ -354,12 +350,6 @@ class Fanout:
     def _ask_keyframe(self, rung: str) -> None:
         self.keyframe_requests += 1
         self._request_keyframe(rung)
-
-    def _first(self, out: TrackOut, pts: int) -> None:
-        if out.first_pts is None:
-            out.first_pts = pts
-            if out.on_first is not None:
-                out.on_first(pts)
 
     # ---- frames (hot path) --------------------------------------------------------------------
     def publish(self, frame: EncodedFrame) -> None:
@@ -418,13 +408,12 @@ class Fanout:
                 last_ts = old.last.ts if old.last is not None else None
                 out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old.next_seq, last_ts)
             else:
-                out.rewriter.start(state, keyframe.first_seq)
+                out.rewriter.start(state, keyframe.first_seq, keyframe.ts)
             try:
                 send_frame(out, keyframe, _extensions(out.ext_key, ast))
             except Exception as exc:
                 self._drop_broken([(viewer_id, exc)])
                 continue
-            self._first(out, keyframe.ts)
             self.frames_forwarded += 1
             self.packets_forwarded += len(keyframe.payloads)
             self.bytes_forwarded += keyframe.octets

@@ -16,6 +16,11 @@ of the old rung, so the previous mapping is kept for one switch; and which mappi
 decided by where the switch happened in the viewer's own numbering, because the new rung's history
 also holds packets from before its keyframe that this viewer never got (answering from it would
 hand the decoder a packet of another picture).
+
+The rewriter also records each mapping's anchor: the media time and output timestamp of the first
+frame sent on it. A viewer's player is told that pair (``relay.messages.Clock``) and computes the
+media time of every frame it presents from the frame's own RTP timestamp, exactly, whichever frame
+of a join burst it happens to present first.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class RtpRewriter(Generic[S]):
     media timestamp + ``ts_off`` (mod 2**32). Source sequence numbers are unbounded integers.
     """
 
-    __slots__ = ("_since", "previous", "seq_off", "source", "ts_off")
+    __slots__ = ("_since", "anchor", "previous", "seq_off", "source", "ts_off")
 
     def __init__(self, first_out_seq: int, ts_off: int) -> None:
         self.seq_off = first_out_seq % SEQ_MOD  # until ``start``: the number the first packet gets
@@ -44,13 +49,18 @@ class RtpRewriter(Generic[S]):
         # Before the last switch: (source, seq_off, ts_off, output number of its first packet).
         self.previous: tuple[S, int, int, int] | None = None
         self._since = 0  # the output number of the first packet taken from ``source``
+        # (media timestamp, output timestamp) of the first frame on the current mapping; frames
+        # from there on have output ts = anchor[1] + (media ts - anchor[0]) (mod 2**32).
+        self.anchor: tuple[int, int] | None = None
 
-    def start(self, source: S, first_seq: int) -> None:
-        """The first packet ever sent is ``source``'s packet ``first_seq``."""
+    def start(self, source: S, first_seq: int, ts: int | None = None) -> None:
+        """The first packet ever sent is ``source``'s packet ``first_seq``, of a frame at media
+        time ``ts`` (None where nobody needs the anchor: audio)."""
         self._since = self.seq_off
         self.seq_off = (self.seq_off - first_seq) % SEQ_MOD
         self.source = source
         self.previous = None
+        self.anchor = None if ts is None else (ts, self.out_ts(ts))
 
     def switch(self, source: S, first_seq: int, ts: int, old_next_seq: int, old_last_ts: int | None) -> None:
         """Continue on ``source`` from its keyframe (packet ``first_seq``, media time ``ts``).
@@ -60,7 +70,7 @@ class RtpRewriter(Generic[S]):
         frame sent from it (None if none).
         """
         if self.source is None:
-            self.start(source, first_seq)
+            self.start(source, first_seq, ts)
             return
         self.previous = (self.source, self.seq_off, self.ts_off, self._since)
         self._since = (old_next_seq + self.seq_off) % SEQ_MOD
@@ -70,6 +80,9 @@ class RtpRewriter(Generic[S]):
             if ts + self.ts_off <= seen:
                 self.ts_off = seen + 1 - ts
         self.source = source
+        # A new anchor at every switch, retimed or not: the player is told one per switch, and
+        # an anchor on the switch's keyframe is right for every frame it is sent from here on.
+        self.anchor = (ts, self.out_ts(ts))
 
     def out_seq(self, seq: int) -> int:
         return (seq + self.seq_off) % SEQ_MOD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -10,10 +11,10 @@ from typing import Protocol
 
 from ingest.errors import LiveCartError
 from relay.cards.board import CardBoard
-from relay.cards.feed import CardFeed
+from relay.cards.feed import CardFeed, FeedItem, offer
 from relay.cards.store import CardStore
 from relay.config import StreamConfig, TranscodeConfig
-from relay.errors import Forbidden
+from relay.errors import Forbidden, SessionNotFound
 from relay.identity import Identity, guest
 from relay.identity import verify as verify_viewer_token
 from relay.media.fanout import Fanout
@@ -101,6 +102,8 @@ class Stream:
         self.publisher: Publisher | None = None
         self._media = False  # whether the current publisher's video has arrived (see ``state``)
         self.viewers: dict[str, ViewerSession] = {}
+        # SSE subscribers that follow one viewer's clock (``/events?viewer=``), by viewer id.
+        self._clock_watchers: dict[str, set[asyncio.Queue[FeedItem]]] = {}
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
         self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
@@ -180,6 +183,9 @@ class Stream:
     def _on_switched(self, viewer_id: str, rung: str) -> None:
         viewer = self.viewers.get(viewer_id)
         if viewer is not None:
+            # The clock first: the switch's first frame is already on its way, and a player holds
+            # back what it cannot time until it knows the mapping that frame is on.
+            self._tell_clock(viewer)
             viewer.send(self._rendition_message(viewer_id, rung))
 
     def _rendition_message(self, viewer_id: str, rung: str) -> str:
@@ -217,7 +223,8 @@ class Stream:
 
     # ---- viewers --------------------------------------------------------------------------------
     def greeting(self, viewer: ViewerSession) -> list[str]:
-        """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock."""
+        """What a viewer's ``cards`` channel gets on open: stream state, card snapshot, clock, and
+        the rung it watches once it gets video."""
         clock = self.clock(viewer)
         snapshot = self.cards.board.snapshot()
         messages: list[ServerMessage] = [self._state()]
@@ -225,24 +232,47 @@ class Stream:
             messages.append(snapshot)
         else:
             messages += [dataclasses.replace(snapshot, clock=clock), clock]
-        return [encode(m) for m in messages]
+        out = [encode(m) for m in messages]
+        rung = viewer.tracks.rung
+        if rung is not None:
+            # Its first rung took effect before the channel opened (the media path is faster
+            # than SCTP's setup), when that announcement had nowhere to go.
+            out.append(self._rendition_message(viewer.id, rung))
+        return out
 
     def clock(self, viewer: ViewerSession) -> Clock | None:
-        """How this viewer maps RTP timestamps to media time (``pts_ms`` of cards), once it has
-        been sent its first video frame."""
-        first = viewer.tracks.video.first_pts
-        return None if first is None else Clock(first // 90)
+        """How this viewer's RTP timestamps map to media time (``pts_ms`` of cards): the anchor of
+        its current mapping, once it has been sent video."""
+        anchor = viewer.tracks.video.rewriter.anchor
+        return None if anchor is None else Clock(rtp=anchor[1], media_ts=anchor[0])
+
+    def _tell_clock(self, viewer: ViewerSession) -> None:
+        clock = self.clock(viewer)
+        if clock is None:
+            return
+        viewer.send(encode(clock))
+        for queue in self._clock_watchers.get(viewer.id, ()):
+            offer(queue, clock)
+
+    def watch_clock(self, viewer_id: str, queue: asyncio.Queue[FeedItem]) -> Clock | None:
+        """An SSE subscriber follows viewer ``viewer_id``'s clock (the player of a WHEP session
+        without a data channel); returns the clock now. SessionNotFound for no such viewer."""
+        viewer = self.viewers.get(viewer_id)
+        if viewer is None:
+            raise SessionNotFound(f"no viewer session {viewer_id[:8]}… on stream {self.name!r}")
+        self._clock_watchers.setdefault(viewer_id, set()).add(queue)
+        return self.clock(viewer)
+
+    def unwatch_clock(self, viewer_id: str, queue: asyncio.Queue[FeedItem]) -> None:
+        watchers = self._clock_watchers.get(viewer_id)
+        if watchers is not None:
+            watchers.discard(queue)
+            if not watchers:
+                del self._clock_watchers[viewer_id]
 
     def add_viewer(self, viewer: ViewerSession, rendition: str) -> None:
         rung = self.rungs.add(viewer.id, rendition)
         self.viewers[viewer.id] = viewer
-
-        def first_packet(_pts: int) -> None:
-            clock = self.clock(viewer)
-            if clock is not None:
-                viewer.send(encode(clock))
-
-        viewer.tracks.video.on_first = first_packet
         self.fanout.attach(viewer.id, viewer.tracks, rung)
 
     def remove_viewer(self, viewer_id: str) -> None:
@@ -250,6 +280,8 @@ class Stream:
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
+        for queue in self._clock_watchers.pop(viewer_id, ()):
+            offer(queue, None)  # its SSE stream ends; a reconnect for a gone viewer gets 404
 
     def on_viewer_message(self, viewer: ViewerSession, text: str | bytes) -> None:
         """A control message on a viewer's ``cards`` channel (never trusted, never raises)."""

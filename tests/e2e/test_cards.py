@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -143,6 +144,13 @@ async def test_fifty_viewers_get_every_action_in_order_and_a_late_joiner_the_sna
         assert median_ms < 100
     finally:
         await asyncio.gather(*(v.stop(http) for v in [*viewers, late]))
+
+
+def media_ms(clock: dict[str, Any], rtp: int) -> float:
+    """A frame's media time by a ``clock`` message (``relay.messages.Clock``)."""
+    delta = (rtp - clock["rtp"]) % 2**32
+    delta -= 2**32 if delta >= 2**31 else 0
+    return float((clock["media_ts"] + delta) * 1000 / clock["rtp_clock_hz"])
 
 
 class SseReader:
@@ -297,8 +305,7 @@ async def test_pts_of_an_action_lines_up_with_the_video(data_dir: Path, http: ai
             target = len(viewer.record.frames) + 15
             await viewer.wait_for(lambda r, t=target: len(r.frames) >= t, 5)
             clock = next(m for m in map(json.loads, viewer.record.messages) if m["type"] == "clock")
-            first_rtp = viewer.record.frames[0].rtp
-            frame_pts = [clock["first_pts_ms"] + ((f.rtp - first_rtp) % 2**32) / 90 for f in viewer.record.frames]
+            frame_pts = [media_ms(clock, viewer.rtp_of(f)) for f in viewer.record.frames]
             nearest = min(range(len(frame_pts)), key=lambda i: abs(frame_pts[i] - pts_ms))
             offsets.append((viewer.record.frames[nearest].counter - publishing) * 1000 / 30)
         print(f"frame at pts_ms vs frame being published: {offsets} ms")
@@ -307,6 +314,41 @@ async def test_pts_of_an_action_lines_up_with_the_video(data_dir: Path, http: ai
         await viewer.stop(http)
         await publisher.stop(http)
         assert stop_server(server) == 0
+
+
+async def test_sse_with_viewer_carries_that_viewers_exact_clock(data_dir: Path, http: aiohttp.ClientSession) -> None:
+    server = start_server(
+        ["--config", str(_config(data_dir)), "--data-dir", str(data_dir / "sseclock")], data_dir / "sseclock.log"
+    )
+    publisher = WhipPublisher(server.base, "sync", KEY, width=320, height=180, h264=True, audio=False)
+    viewer = WhepViewer(server.base, "sync", data_channel=False, rendition="240p")
+    base = f"{server.base}/api/streams/sync/events"
+    reader = None
+    try:
+        await publisher.start(http)
+        await viewer.start(http)
+        await viewer.wait_for(lambda r: len(r.frames) >= 5, 15)
+        assert viewer.location is not None
+        reader = SseReader(http, f"{base}?viewer={viewer.location.rsplit('/', 1)[1]}")
+        await reader.wait_count(2, 10)
+        (_, name, snapshot), (_, _, clock) = reader.events[:2]
+        assert name == "snapshot" and snapshot["clock"] == clock and clock["type"] == "clock"
+        # The pair is the first frame this viewer was sent, exactly: every later frame's media
+        # time follows from its own RTP timestamp (33 ms apart at 30 fps, never before the first).
+        assert clock["rtp"] == viewer.rtp_of(viewer.record.frames[0])
+        times = [media_ms(clock, viewer.rtp_of(f)) for f in viewer.record.frames]
+        assert times == sorted(times) and times[0] == clock["media_ts"] / 90
+        async with http.get(f"{base}?viewer=no-such-session") as res:
+            assert res.status == 404
+        await viewer.stop(http)  # its viewer gone, the stream ends
+        await asyncio.wait_for(reader._task, 10)
+    finally:
+        if reader is not None:
+            await reader.close()
+        await viewer.stop(http)
+        await publisher.stop(http)
+        assert stop_server(server) == 0
+        assert "Traceback" not in server.log()
 
 
 async def test_a_browser_publisher_can_send_card_actions_on_its_data_channel(

@@ -142,7 +142,7 @@ def test_join_right_after_a_keyframe_starts_from_the_cache_without_a_new_one() -
     assert asked == ["240p"]  # one forced keyframe for two joins
     got = _video_packets(second)
     assert [p.timestamp - got[0].timestamp for p in got] == [0, 3000]
-    assert second_tracks.video.first_pts == 0
+    assert second_tracks.video.rewriter.anchor == (0, got[0].timestamp)  # its clock: the first cached frame
     clock.now = 0.7  # too long after the keyframe: the cache would mean a long burst
     _viewer(fanout, "third", "240p")
     assert asked == ["240p", "240p"]

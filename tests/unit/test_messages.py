@@ -39,8 +39,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> None:
     samples = [
         StreamState("demo", True),
-        Snapshot(3, ({"id": "a"},), Clock(1200)),
-        Clock(1200),
+        Snapshot(3, ({"id": "a"},), Clock(4000, 108_000)),
+        Clock(4000, 108_000),
         CardMessage(4, "show", {"id": "a"}, 1500, 1.5),
         RenditionChanged("480p", 854, 480, True),
         ErrorMessage("no", 404),
@@ -56,9 +56,10 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         decoded = json.loads(text)
         assert next(iter(decoded)) == "type" and decoded["type"] == message.type
     assert json.loads(encode(Snapshot(3, ()))) == {"type": "snapshot", "seq": 3, "cards": []}
-    assert json.loads(encode(Snapshot(3, (), Clock(7))))["clock"] == {
+    assert json.loads(encode(Snapshot(3, (), Clock(2**32 - 1, 630))))["clock"] == {
         "type": "clock",
-        "first_pts_ms": 7,
+        "rtp": 2**32 - 1,
+        "media_ts": 630,
         "rtp_clock_hz": 90000,
     }
 

@@ -34,6 +34,7 @@ class Sent:
     out_seq: int
     out_ts: int
     payload: bytes
+    media_ts: int = 0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Viewer:
     rung: Rung | None = None
     target: Rung | None = None
     sent: list[Sent] = field(default_factory=list)
+    anchors: list[tuple[int, int]] = field(default_factory=list)  # every mapping's, as told the player
 
 
 def payload(rung: Rung, seq: int) -> bytes:
@@ -96,13 +98,16 @@ def run(rungs: list[Rung], steps: list[int | str], rewriter: RtpRewriter[Rung]) 
         if keyframe and rung is viewer.target:
             old = viewer.rung
             if old is None:
-                rewriter.start(rung, first)
+                rewriter.start(rung, first, ts)
             else:
                 rewriter.switch(rung, first, ts, old.history.next_seq, old.last_ts)
+            assert rewriter.anchor is not None
+            viewer.anchors.append(rewriter.anchor)
             viewer.rung, viewer.target = rung, None
         if rung is viewer.rung:
             for i in range(packets):
-                viewer.sent.append(Sent(rewriter.out_seq(first + i), rewriter.out_ts(ts), payload(rung, first + i)))
+                out = Sent(rewriter.out_seq(first + i), rewriter.out_ts(ts), payload(rung, first + i), ts)
+                viewer.sent.append(out)
         rung.last_ts = ts
     return viewer
 
@@ -175,3 +180,41 @@ def test_a_keyframe_for_a_frame_the_old_rung_already_sent_gets_a_later_timestamp
     rewriter.switch("240p", 50, ts=3000, old_next_seq=10, old_last_ts=6000)
     assert rewriter.out_ts(3000) == 6000 + 1000 + 1
     assert rewriter.out_ts(9000) > rewriter.out_ts(6000 + 1)
+
+
+def signed32(delta: int) -> int:
+    delta &= 0xFFFFFFFF
+    return delta - (1 << 32) if delta >= 1 << 31 else delta
+
+
+def media_time(anchors: list[tuple[int, int]], rtp: int) -> int | None:
+    """What the player computes (``player_demo/watch.js``, ``mediaTicks``): the newest anchor at
+    or before ``rtp`` in the viewer's own (monotonic) RTP time, plus the difference."""
+    for media_ts, anchor_rtp in reversed(anchors):
+        if signed32(rtp - anchor_rtp) >= 0:
+            return media_ts + signed32(rtp - anchor_rtp)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_the_anchors_give_every_frame_sent_its_exact_media_time_across_any_switches(
+    scenario: tuple[list[Rung], list[int | str], RtpRewriter[Rung]],
+) -> None:
+    viewer = run(*scenario)
+    for before, after in pairwise(viewer.anchors):
+        assert 0 < signed32(after[1] - before[1])  # each mapping starts later in the viewer's RTP time
+    for sent in viewer.sent:
+        assert media_time(viewer.anchors, sent.out_ts) == sent.media_ts
+    if viewer.anchors:
+        assert media_time(viewer.anchors, (viewer.anchors[0][1] - 1) & 0xFFFFFFFF) is None  # before any
+
+
+def test_a_retimed_switch_is_anchored_on_its_keyframe() -> None:
+    rewriter: RtpRewriter[str] = RtpRewriter(0, 1000)
+    rewriter.start("720p", 0, 0)
+    assert rewriter.anchor == (0, 1000)
+    rewriter.switch("240p", 50, ts=3000, old_next_seq=10, old_last_ts=6000)
+    assert rewriter.anchor == (3000, 7001)  # its keyframe shows frame 3000 at RTP time 7001
+    assert media_time([(0, 1000), (3000, 7001)], 7000) == 6000  # the old rung's last frame
+    assert media_time([(0, 1000), (3000, 7001)], 7001 + 3000) == 6000  # the new rung's next
