@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
+from relay.sessions.ended import RecentlyEnded
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
@@ -99,6 +101,7 @@ class Registry:
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self._demo: SyntheticSource | None = None
+        self.recently_ended = RecentlyEnded()  # so a DELETE just after the session ended gets 200
 
     def start(self) -> None:
         """Start every stream and the once-a-second work; ``close`` stops them."""
@@ -192,17 +195,27 @@ class Registry:
 
     async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self.admission.end(session.id)
+        self.recently_ended.record(session.id, f"whip/{session.stream}", time.monotonic())
         self.publishers.pop(session.id, None)
         self.webhooks.unpublished(session.stream, reason)
         stream = self.streams.get(session.stream)
         if stream is not None and stream.publisher is session:
             stream.set_publisher(None)
 
-    async def close_publisher(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
+    def publisher(self, stream_name: str, session_id: str) -> PublisherSession:
         session = self.publishers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close(reason)
+        return session
+
+    async def close_publisher(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> bool:
+        """End a publisher; False (not an error) when it ended moments ago by itself."""
+        if session_id not in self.publishers and self.recently_ended.ended(
+            session_id, f"whip/{stream_name}", time.monotonic()
+        ):
+            return False
+        await self.publisher(stream_name, session_id).close(reason)
+        return True
 
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
@@ -296,16 +309,26 @@ class Registry:
 
     async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
         self.admission.end(session.id)
+        self.recently_ended.record(session.id, f"whep/{session.stream}", time.monotonic())
         self.viewers.pop(session.id, None)
         stream = self.streams.get(session.stream)
         if stream is not None:
             stream.remove_viewer(session.id)
 
-    async def close_viewer(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
+    def viewer(self, stream_name: str, session_id: str) -> ViewerSession:
         session = self.viewers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close(reason)
+        return session
+
+    async def close_viewer(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> bool:
+        """End a viewer; False (not an error) when it ended moments ago by itself."""
+        if session_id not in self.viewers and self.recently_ended.ended(
+            session_id, f"whep/{stream_name}", time.monotonic()
+        ):
+            return False
+        await self.viewer(stream_name, session_id).close(reason)
+        return True
 
     async def _every_second(self) -> None:
         """Once a second: RTCP sender reports to every viewer, and hide cards whose ttl_s ran out."""
