@@ -19,7 +19,7 @@ from aiortc import RTCRtpSender
 from ingest.errors import LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
-from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
+from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles, view_codec
 from ingest.synthetic import SyntheticSource
 from relay.cards.store import CardStore
 from relay.config import Config
@@ -34,6 +34,7 @@ from relay.sessions.ended import RecentlyEnded
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
+from transcode.frames import H264, VP8
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _h264_preferences() -> list[Any]:
+def _video_preferences(codec: str) -> list[Any]:
+    """aiortc's codecs for sending ``codec`` ("h264" or "vp8"), with RTX."""
+    wanted = "video/VP8" if codec == VP8 else "video/H264"
     codecs = RTCRtpSender.getCapabilities("video").codecs
-    return [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
+    return [c for c in codecs if c.mimeType in (wanted, "video/rtx")]
 
 
 def _raise_if_exhausted(exc: BaseException) -> None:
@@ -231,6 +234,7 @@ class Registry:
     ) -> tuple[str, str]:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
+        codec = view_codec(offer) or H264  # the caller refused offers with neither
         session_id = new_session_id()
         self.admission.admit_viewer(
             session_id, stream.name, max_viewers=stream.config.max_viewers, open_fds=self._open_fds()
@@ -253,9 +257,10 @@ class Registry:
                 )
                 self._track_connection(session_id, pc)
                 # Our transceivers exist before the offer is applied, so aiortc matches them to the
-                # offer's m-lines and negotiates only H.264 for video (the only codec we send).
+                # offer's m-lines and negotiates only the codec we send this viewer: H.264, or VP8
+                # for a viewer without H.264 (e.g. prebuilt libwebrtc, GStreamer's VP8-only offer).
                 video = pc.addTransceiver("video", direction="sendonly")
-                video.setCodecPreferences(_h264_preferences())
+                video.setCodecPreferences(_video_preferences(codec))
                 self._hand_over(stream, session, video.sender, tracks.video)
                 if tracks.audio is not None:
                     audio = pc.addTransceiver("audio", direction="sendonly")
@@ -271,9 +276,9 @@ class Registry:
             raise
         self.admission.answered(session_id)
         self.viewers[session.id] = session
-        stream.add_viewer(session, rendition)
+        stream.add_viewer(session, rendition, codec)
         session.start()
-        log.info("%s: watching", session.label)
+        log.info("%s: watching (%s)", session.label, codec.upper())
         return session.id, answer
 
     def _hand_over(self, stream: Stream, session: ViewerSession, sender: RTCRtpSender, out: TrackOut) -> None:
@@ -314,6 +319,7 @@ class Registry:
         stream = self.streams.get(session.stream)
         if stream is not None:
             stream.remove_viewer(session.id)
+            await stream.stop_unwatched_encoders()
 
     def viewer(self, stream_name: str, session_id: str) -> ViewerSession:
         session = self.viewers.get(session_id)
@@ -336,6 +342,7 @@ class Registry:
             await asyncio.sleep(1.0)
             for stream in self.streams.values():
                 stream.fanout.send_reports(stream.media_time())
+                await stream.stop_unwatched_encoders()  # a VP8 viewer moved to another rung
                 try:
                     await stream.cards.expire()
                 except Exception:  # one stream's storage trouble must not stop the others
