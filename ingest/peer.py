@@ -17,10 +17,12 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsParameters, RTCDtlsTransport, State
+from aiortc.sdp import candidate_from_sdp
 from OpenSSL import crypto
 
 from ingest.errors import BadOffer, exhausted
 from ingest.sdp import add_rtcp_mux_only
+from ingest.trickle import TrickleFragment, drop_mdns_candidates
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +136,35 @@ async def apply_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
     (aiortc starts them only once the answer is set).
     """
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        # aioice would await each .local name's resolution here, delaying the answer by up to ~1 s.
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=drop_mdns_candidates(offer_sdp), type="offer"))
     except Exception as exc:
         raise exhausted(exc) or BadOffer(f"offer could not be applied: {type(exc).__name__}: {exc}") from None
     for transport in _dtls_transports(pc):
         _check_peer_by_der(transport)
+
+
+async def add_remote_candidates(pc: RTCPeerConnection, fragment: TrickleFragment, who: str) -> int:
+    """Hand a PATCH's candidates to aiortc (they help when the offer had none and the peer's
+    checks cannot reach us first); returns how many were taken. Never raises: a candidate
+    aiortc cannot use is skipped, as RFC 8838 lets an agent ignore what it cannot pair."""
+    added = 0
+    for remote in fragment.usable():
+        try:
+            candidate = candidate_from_sdp(remote.line.partition(":")[2])
+            candidate.sdpMid = remote.mid
+            candidate.sdpMLineIndex = remote.mline_index
+            await pc.addIceCandidate(candidate)
+        except Exception as exc:
+            log.info("%s: trickled candidate ignored (%s: %s)", who, type(exc).__name__, exc)
+            continue
+        added += 1
+    if fragment.end_of_candidates:
+        try:
+            await pc.addIceCandidate(None)
+        except Exception as exc:  # e.g. the offer already said end-of-candidates
+            log.info("%s: end-of-candidates ignored (%s: %s)", who, type(exc).__name__, exc)
+    return added
 
 
 async def make_answer(pc: RTCPeerConnection, *, timeout_s: float) -> str:

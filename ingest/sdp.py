@@ -299,15 +299,28 @@ def check_publish_offer(offer: OfferSummary) -> None:
         raise BadOffer("no audio codec in common: offer Opus/48000 or publish without audio")
 
 
+def view_codec(offer: OfferSummary) -> str | None:
+    """The video codec LiveCart sends this viewer: "h264" when offered (the ladder's own codec,
+    encoded anyway), else "vp8" (a VP8 rendition is encoded while such viewers watch), else None."""
+    video = offer.video
+    codecs = video.codecs if video is not None else ()
+    if any(_is_h264_mode1(c) for c in codecs):
+        return "h264"
+    if any((c.name, c.clock_rate) == ("VP8", 90000) for c in codecs):
+        return "vp8"
+    return None
+
+
 def check_view_offer(offer: OfferSummary) -> None:
-    """Refuse a WHEP offer that cannot receive LiveCart's H.264 (and Opus); a data channel is optional."""
+    """Refuse a WHEP offer that can receive neither H.264 nor VP8 (or that wants audio other than
+    Opus); a data channel is optional."""
     video = offer.video
     if video is None:
         raise BadOffer("offer has no video m-line: a WHEP viewer must receive video (recvonly)")
     if video.direction not in ("recvonly", "sendrecv"):
         raise BadOffer(f"video m-line is {video.direction}: a WHEP viewer must receive video (recvonly)")
-    if not any(_is_h264_mode1(c) for c in video.codecs):
-        raise BadOffer("no video codec in common: LiveCart sends H.264 (packetization-mode=1) only")
+    if view_codec(offer) is None:
+        raise BadOffer("no video codec in common: LiveCart sends H.264 (packetization-mode=1) or VP8")
     audio = offer.audio
     if audio is not None and audio.direction in ("recvonly", "sendrecv") and not _has_opus(audio):
         raise BadOffer("no audio codec in common: LiveCart sends Opus/48000; offer it or drop the audio")

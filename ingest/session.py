@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Coroutine
 from typing import Any
 
 from aiortc import RTCPeerConnection
 
 from ingest.logctx import context_for
-from ingest.peer import close_quietly, failure_reason, watch_state
+from ingest.peer import add_remote_candidates, close_quietly, failure_reason, watch_state
+from ingest.trickle import IceRestartUnsupported, ice_credentials, read_patch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ class PeerSession:
         self._connected = asyncio.Event()
         self._failed = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
+        # The session resource's entity-tag (RFC 9725 ETag/If-Match); it would change on an ICE
+        # restart, which aiortc cannot do, so it never changes.
+        self.etag = secrets.token_urlsafe(12)
         watch_state(pc, self._on_state)
 
     @property
@@ -50,6 +55,21 @@ class PeerSession:
         task.set_name(f"{self.label} {name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def patch(self, body: str, if_match: str | None) -> int:
+        """An RFC 9725 PATCH: trickled candidates go to aiortc (returns how many were usable);
+        an ICE restart is refused with 422, since aiortc cannot apply one."""
+        remote = self.pc.remoteDescription
+        ufrag, pwd = ice_credentials(remote.sdp if remote is not None else "")
+        request = read_patch(body, if_match, etag=self.etag, ufrag=ufrag, pwd=pwd)
+        if request.restart:
+            raise IceRestartUnsupported(
+                "ICE restart is not supported by this server (aiortc cannot change a running "
+                "session's ICE credentials): POST a new offer instead"
+            )
+        if self._closing is not None:
+            return 0
+        return await add_remote_candidates(self.pc, request.fragment, self.label)
 
     @property
     def connected(self) -> bool:

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 from av.video.reformatter import VideoReformatter
 
-from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
+from transcode.frames import AUDIO_CLOCK_HZ, H264, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, EncodedFrame
 from transcode.rendition import Rendition, rung_kbps, rung_size
 
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
@@ -21,14 +21,21 @@ OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
 
 class VideoEncoder:
-    """Scales decoded frames to one rendition and encodes them as constrained-baseline H.264.
+    """Scales decoded frames to one rendition and encodes them as constrained-baseline H.264, or
+    as VP8 (``codec=VP8``: for viewers whose offer has no H.264; its frames are named
+    ``<rung>-vp8``).
 
     Rebuilds its codec context when the source size changes (a new publisher, a resolution
-    switch in OBS); the first frame after that is an IDR with SPS/PPS in band.
+    switch in OBS); the first frame after that is an IDR (H.264: with SPS/PPS in band) or a
+    VP8 keyframe.
     """
 
-    def __init__(self, rendition: Rendition, *, threads: int = 1) -> None:
+    def __init__(self, rendition: Rendition, *, threads: int = 1, codec: str = H264) -> None:
+        if codec not in (H264, VP8):
+            raise ValueError(f"unknown video codec {codec!r}")
         self.rendition = rendition
+        self.codec = codec
+        self.name = rendition.name + (VP8_SUFFIX if codec == VP8 else "")
         self._threads = threads
         self._ctx: av.VideoCodecContext | None = None
         self._source_size: tuple[int, int] | None = None
@@ -42,6 +49,41 @@ class VideoEncoder:
         r = self.rendition
         w, h = rung_size(r, src_w, src_h)
         kbps = rung_kbps(r, w, h)  # a picture smaller (or wider) than the rung's nominal one
+        ctx = self._open_vp8(w, h, kbps) if self.codec == VP8 else self._open_h264(w, h, kbps)
+        self._ctx = ctx
+        self._source_size = (src_w, src_h)
+        self.width, self.height, self.kbps = w, h, kbps
+        return ctx
+
+    def _open_vp8(self, w: int, h: int, kbps: int) -> av.VideoCodecContext:
+        r = self.rendition
+        ctx = av.CodecContext.create("libvpx", "w")
+        assert isinstance(ctx, av.VideoCodecContext)
+        ctx.width, ctx.height = w, h
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = VIDEO_TIME_BASE
+        ctx.framerate = Fraction(r.fps, 1)
+        ctx.bit_rate = kbps * 1000
+        ctx.gop_size = r.gop_frames
+        ctx.thread_count = self._threads
+        ctx.options = {
+            # Live: encode each frame as it comes (no look-ahead, no alt-ref frames that would
+            # hold frames back), at libvpx's fastest realtime speed, and let a receiver decode
+            # past a lost frame. A forced frame (pict_type I) becomes a VP8 keyframe.
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "error-resilient": "1",
+            "static-thresh": "0",
+            "maxrate": str(kbps * 1000),
+            "bufsize": str(kbps * 1000),
+        }
+        ctx.open()
+        return ctx
+
+    def _open_h264(self, w: int, h: int, kbps: int) -> av.VideoCodecContext:
+        r = self.rendition
         ctx = av.CodecContext.create("libx264", "w")
         assert isinstance(ctx, av.VideoCodecContext)
         ctx.width, ctx.height = w, h
@@ -64,9 +106,6 @@ class VideoEncoder:
             ),
         }
         ctx.open()
-        self._ctx = ctx
-        self._source_size = (src_w, src_h)
-        self.width, self.height, self.kbps = w, h, kbps
         return ctx
 
     def encode(self, frame: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
@@ -81,9 +120,10 @@ class VideoEncoder:
         out.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
         packets = ctx.encode(out)
         self.encode_seconds += time.perf_counter() - started
-        name = self.rendition.name
+        name, codec = self.name, self.codec
         return [
-            EncodedFrame("video", name, bytes(p), p.pts if p.pts is not None else pts, p.is_keyframe) for p in packets
+            EncodedFrame("video", name, bytes(p), p.pts if p.pts is not None else pts, p.is_keyframe, codec)
+            for p in packets
         ]
 
 

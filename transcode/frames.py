@@ -7,12 +7,16 @@ from typing import NamedTuple
 
 VIDEO_CLOCK_HZ = 90_000
 AUDIO_CLOCK_HZ = 48_000
+H264 = "h264"
+VP8 = "vp8"
+VP8_SUFFIX = "-vp8"  # a rung's VP8 rendition is named "480p-vp8": just another rung to the relay
 
 
 class EncodedFrame(NamedTuple):
     """One encoded access unit of one rendition ("rung"), ready to packetise.
 
-    ``data`` is Annex-B H.264 for video and one Opus packet for audio. ``pts`` counts in the
+    ``data`` is Annex-B H.264 (or one VP8 frame, ``codec == VP8``) for video and one Opus packet
+    for audio. ``pts`` counts in the
     media clock of its kind (90 kHz video, 48 kHz audio) from the stream's start, so it stays
     continuous when a publisher is replaced.
     """
@@ -22,6 +26,7 @@ class EncodedFrame(NamedTuple):
     data: bytes
     pts: int
     keyframe: bool
+    codec: str = "h264"  # video: H264 or VP8 (a VP8 rung's frames); "opus" is implied for audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +45,4 @@ class EncoderStats:
     bytes_out: int
     encode_ms_total: float
     kbps: int = 0  # the target rate for the current picture (0 before the first frame)
+    codec: str = "h264"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import av
 
 from transcode.encoder import AudioEncoder
-from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame, EncoderStats
+from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, EncodedFrame, EncoderStats
 from transcode.rendition import Rendition, active_rungs, rung_size
 from transcode.rung import RungEncoder
 
@@ -58,6 +58,8 @@ class StreamTranscoder:
         self._keyframe_min_interval_s = keyframe_min_interval_s
         self._encoder_threads = encoder_threads
         self.rungs: dict[str, RungEncoder] = {}
+        # VP8 renditions ("480p-vp8" -> encoder), only while a viewer without H.264 wants one.
+        self.vp8: dict[str, RungEncoder] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
         self._retired: list[RungEncoder] = []
         self._source_size: tuple[int, int] | None = None
@@ -86,6 +88,8 @@ class StreamTranscoder:
         pts = round(self._clock() * VIDEO_CLOCK_HZ)
         for rung in self.rungs.values():
             rung.offer(frame, pts)
+        for rung in self.vp8.values():
+            rung.offer(frame, pts)
 
     def on_audio(self, frame: av.AudioFrame) -> None:
         if self._closed:
@@ -97,7 +101,7 @@ class StreamTranscoder:
 
     def on_source_started(self) -> None:
         """A new publisher: viewers must get a keyframe of its picture at once."""
-        for rung in self.rungs.values():
+        for rung in [*self.rungs.values(), *self.vp8.values()]:
             rung.request_keyframe()
         if self._on_media is not None:
             self._on_media()
@@ -133,9 +137,42 @@ class StreamTranscoder:
         self._on_rungs(dict(self.sizes))
 
     def request_keyframe(self, rung: str) -> None:
-        encoder = self.rungs.get(rung)
+        encoder = self.rungs.get(rung) or self.vp8.get(rung)
         if encoder is not None:
             encoder.request_keyframe()
+
+    # ---- VP8 renditions, on demand ----------------------------------------------------------
+    def want_vp8(self, rung: str) -> None:
+        """Start encoding ``rung`` (a ladder rung's name) as VP8 too, if it is not already.
+
+        Its frames are named ``<rung>-vp8``; the first is a keyframe. Stopped by ``set_vp8``.
+        """
+        if self._closed or rung + VP8_SUFFIX in self.vp8:
+            return
+        rendition = next((r for r in self.ladder if r.name == rung), None)
+        if rendition is None:
+            return
+        encoder = RungEncoder(
+            self.name,
+            rendition,
+            on_frame=self._on_frame,
+            keyframe_min_interval_s=self._keyframe_min_interval_s,
+            threads=self._encoder_threads,
+            codec=VP8,
+        )
+        encoder.start()
+        self.vp8[encoder.name] = encoder
+        log.info("transcode %s: VP8 encoder for %s started", self.name, rung)
+
+    async def set_vp8(self, rungs: set[str]) -> None:
+        """Encode exactly these rungs as VP8: start the missing, stop (and join) the others."""
+        for rung in rungs:
+            self.want_vp8(rung)
+        unwanted = [name for name in self.vp8 if name.removesuffix(VP8_SUFFIX) not in rungs]
+        stopping = [self.vp8.pop(name) for name in unwanted]
+        for encoder in stopping:
+            log.info("transcode %s: VP8 encoder for %s stopped (no viewer needs it)", self.name, encoder.rendition.name)
+        await asyncio.gather(*(encoder.close() for encoder in stopping))
 
     def last_keyframe_at(self, rung: str) -> float | None:
         encoder = self.rungs.get(rung)
@@ -173,7 +210,7 @@ class StreamTranscoder:
 
     # ---- introspection and shutdown -------------------------------------------------------
     def stats(self) -> list[EncoderStats]:
-        return [rung.stats() for rung in self.rungs.values()]
+        return [rung.stats() for rung in [*self.rungs.values(), *self.vp8.values()]]
 
     async def close(self) -> None:
         """Stop every task and join every worker thread."""
@@ -181,5 +218,5 @@ class StreamTranscoder:
         if self._audio_task is not None:
             self._audio_task.cancel()
             await asyncio.gather(self._audio_task, return_exceptions=True)
-        await asyncio.gather(*(r.close() for r in [*self.rungs.values(), *self._retired]))
+        await asyncio.gather(*(r.close() for r in [*self.rungs.values(), *self.vp8.values(), *self._retired]))
         await asyncio.get_running_loop().run_in_executor(None, self._audio_pool.shutdown)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import av
 
 from transcode.encoder import VideoEncoder
-from transcode.frames import EncodedFrame, EncoderStats
+from transcode.frames import H264, EncodedFrame, EncoderStats
 from transcode.keyframes import KeyframeGate
 from transcode.rendition import Rendition
 
@@ -33,14 +33,16 @@ class RungEncoder:
         on_frame: Callable[[EncodedFrame], None],
         keyframe_min_interval_s: float,
         threads: int = 1,
+        codec: str = H264,
     ) -> None:
         self.rendition = rendition
-        self.name = rendition.name
-        self._label = f"transcode {stream}/{rendition.name}"
+        self._encoder = VideoEncoder(rendition, threads=threads, codec=codec)
+        self.name = self._encoder.name
+        self.codec = codec
+        self._label = f"transcode {stream}/{self.name}"
         self._on_frame = on_frame
-        self._encoder = VideoEncoder(rendition, threads=threads)
         self.gate = KeyframeGate(keyframe_min_interval_s)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{stream}-{rendition.name}")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{stream}-{self.name}")
         self._pending: tuple[av.VideoFrame, int] | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +119,7 @@ class RungEncoder:
             bytes_out=self.bytes_out,
             encode_ms_total=round(self._encoder.encode_seconds * 1000, 1),
             kbps=self._encoder.kbps,
+            codec=self.codec,
         )
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
+from ingest.session import PeerSession
 from relay.config import Config
 from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
@@ -39,7 +40,9 @@ CLIENT_LIMIT = web.AppKey("client_limit", ClientLimiter)
 async def preflight(request: web.Request) -> web.Response:
     headers = CIMultiDict(
         {
-            "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+            # PATCH: RFC 9725 trickle ICE; without it players that trickle (MediaMTX's reader,
+            # medooze's whip-whep) fail in the preflight and never play.
+            "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
             "Access-Control-Max-Age": "86400",
             "Accept-Post": "application/sdp",
@@ -63,11 +66,11 @@ def ice_links(config: Config) -> list[str]:
     return links
 
 
-def _created(request: web.Request, location: str, answer: str) -> web.Response:
+def _created(request: web.Request, location: str, answer: str, etag: str) -> web.Response:
     config = request.app[CONFIG]
     if config.server.public_ip:
         answer = advertise_address(answer, config.server.public_ip)
-    headers = CIMultiDict({"Location": location})
+    headers = CIMultiDict({"Location": location, "ETag": f'"{etag}"'})
     for link in ice_links(config):
         headers.add("Link", link)
     return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
@@ -99,12 +102,41 @@ async def whip_post(request: web.Request) -> web.Response:
     if _client_gone(request):
         await registry.close_publisher(stream.name, session_id, "client left before the answer")
         raise web.HTTPBadRequest(text="client went away")
-    return _created(request, f"/whip/{stream.name}/{session_id}", answer)
+    etag = registry.publisher(stream.name, session_id).etag
+    return _created(request, f"/whip/{stream.name}/{session_id}", answer, etag)
+
+
+def _ended(closed_now: bool) -> web.Response:
+    text = "session ended\n" if closed_now else "session had already ended\n"
+    return web.Response(status=200, text=text, content_type="text/plain")
 
 
 async def whip_delete(request: web.Request) -> web.Response:
-    await request.app[REGISTRY].close_publisher(request.match_info["stream"], request.match_info["session"])
-    return web.Response(status=200, text="session ended\n", content_type="text/plain")
+    registry = request.app[REGISTRY]
+    return _ended(await registry.close_publisher(request.match_info["stream"], request.match_info["session"]))
+
+
+async def _patch(request: web.Request, session: PeerSession) -> web.Response:
+    """RFC 9725 section 4.3: trickle ICE (204) or an ICE restart (422: aiortc cannot do one)."""
+    limits = request.app[CONFIG].limits
+    body = await read_body(
+        request,
+        content_type="application/trickle-ice-sdpfrag",
+        max_bytes=limits.max_body_bytes,
+        timeout_s=limits.body_timeout_s,
+    )
+    await session.patch(body, request.headers.get("If-Match"))
+    return web.Response(status=204, headers={"ETag": f'"{session.etag}"'})
+
+
+async def whip_patch(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return await _patch(request, registry.publisher(request.match_info["stream"], request.match_info["session"]))
+
+
+async def whep_patch(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return await _patch(request, registry.viewer(request.match_info["stream"], request.match_info["session"]))
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -124,12 +156,13 @@ async def whep_post(request: web.Request) -> web.Response:
     if _client_gone(request):
         await registry.close_viewer(stream.name, session_id, "client left before the answer")
         raise web.HTTPBadRequest(text="client went away")
-    return _created(request, f"/whep/{stream.name}/{session_id}", answer)
+    etag = registry.viewer(stream.name, session_id).etag
+    return _created(request, f"/whep/{stream.name}/{session_id}", answer, etag)
 
 
 async def whep_delete(request: web.Request) -> web.Response:
-    await request.app[REGISTRY].close_viewer(request.match_info["stream"], request.match_info["session"])
-    return web.Response(status=200, text="session ended\n", content_type="text/plain")
+    registry = request.app[REGISTRY]
+    return _ended(await registry.close_viewer(request.match_info["stream"], request.match_info["session"]))
 
 
 def _snapshot(app: web.Application) -> dict[str, object]:
@@ -206,10 +239,12 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     app.router.add_post(f"/whip/{stream}", whip_post)
     app.router.add_route("OPTIONS", f"/whip/{stream}", preflight)
     app.router.add_delete(f"/whip/{stream}/{session}", whip_delete)
+    app.router.add_patch(f"/whip/{stream}/{session}", whip_patch)
     app.router.add_route("OPTIONS", f"/whip/{stream}/{session}", preflight)
     app.router.add_post(f"/whep/{stream}", whep_post)
     app.router.add_route("OPTIONS", f"/whep/{stream}", preflight)
     app.router.add_delete(f"/whep/{stream}/{session}", whep_delete)
+    app.router.add_patch(f"/whep/{stream}/{session}", whep_patch)
     app.router.add_route("OPTIONS", f"/whep/{stream}/{session}", preflight)
     app.router.add_get("/api/streams", api_streams)
     app.router.add_get("/metrics", metrics)

@@ -23,7 +23,8 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 from relay.media.history import GopCache, Packet, PacketHistory
 from relay.media.rewriter import RtpRewriter
 from relay.media.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
-from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, EncodedFrame
+from relay.media.vp8 import packetize_vp8
+from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, VP8, EncodedFrame
 
 GOP_CACHE_FRAMES = 90  # frames kept since each rung's last keyframe, for instant joins
 HISTORY_PACKETS = 1024  # packets kept per rung for retransmission (~4 s of 2.5 Mbit/s video)
@@ -359,7 +360,7 @@ class Fanout:
             state = self._audio
             rtp = state.add([frame.data], frame.pts, True)
         else:
-            payloads = packetize_h264(frame.data)
+            payloads = packetize_vp8(frame.data) if frame.codec == VP8 else packetize_h264(frame.data)
             if not payloads:  # nothing to send (e.g. only an access unit delimiter)
                 return
             state = self._rung(frame.rung)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from aiortc import RTCRtpSender
 from ingest.errors import LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
-from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles
+from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles, view_codec
 from ingest.synthetic import SyntheticSource
 from relay.cards.store import CardStore
 from relay.config import Config
@@ -30,10 +31,12 @@ from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
+from relay.sessions.ended import RecentlyEnded
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
 from relay.talk.store import TalkStore
+from transcode.frames import H264, VP8
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _h264_preferences() -> list[Any]:
+def _video_preferences(codec: str) -> list[Any]:
+    """aiortc's codecs for sending ``codec`` ("h264" or "vp8"), with RTX."""
+    wanted = "video/VP8" if codec == VP8 else "video/H264"
     codecs = RTCRtpSender.getCapabilities("video").codecs
-    return [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
+    return [c for c in codecs if c.mimeType in (wanted, "video/rtx")]
 
 
 def _raise_if_exhausted(exc: BaseException) -> None:
@@ -105,6 +110,7 @@ class Registry:
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
         self._demo: SyntheticSource | None = None
+        self.recently_ended = RecentlyEnded()  # so a DELETE just after the session ended gets 200
 
     def start(self) -> None:
         """Start every stream and the once-a-second work; ``close`` stops them."""
@@ -198,17 +204,27 @@ class Registry:
 
     async def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self.admission.end(session.id)
+        self.recently_ended.record(session.id, f"whip/{session.stream}", time.monotonic())
         self.publishers.pop(session.id, None)
         self.webhooks.unpublished(session.stream, reason)
         stream = self.streams.get(session.stream)
         if stream is not None and stream.publisher is session:
             stream.set_publisher(None)
 
-    async def close_publisher(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
+    def publisher(self, stream_name: str, session_id: str) -> PublisherSession:
         session = self.publishers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no publisher session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close(reason)
+        return session
+
+    async def close_publisher(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> bool:
+        """End a publisher; False (not an error) when it ended moments ago by itself."""
+        if session_id not in self.publishers and self.recently_ended.ended(
+            session_id, f"whip/{stream_name}", time.monotonic()
+        ):
+            return False
+        await self.publisher(stream_name, session_id).close(reason)
+        return True
 
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
@@ -229,6 +245,7 @@ class Registry:
     ) -> tuple[str, str]:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
+        codec = view_codec(offer) or H264  # the caller refused offers with neither
         session_id = new_session_id()
         self.admission.admit_viewer(
             session_id, stream.name, max_viewers=stream.config.max_viewers, open_fds=self._open_fds()
@@ -252,9 +269,10 @@ class Registry:
                 )
                 self._track_connection(session_id, pc)
                 # Our transceivers exist before the offer is applied, so aiortc matches them to the
-                # offer's m-lines and negotiates only H.264 for video (the only codec we send).
+                # offer's m-lines and negotiates only the codec we send this viewer: H.264, or VP8
+                # for a viewer without H.264 (e.g. prebuilt libwebrtc, GStreamer's VP8-only offer).
                 video = pc.addTransceiver("video", direction="sendonly")
-                video.setCodecPreferences(_h264_preferences())
+                video.setCodecPreferences(_video_preferences(codec))
                 self._hand_over(stream, session, video.sender, tracks.video)
                 if tracks.audio is not None:
                     audio = pc.addTransceiver("audio", direction="sendonly")
@@ -270,9 +288,9 @@ class Registry:
             raise
         self.admission.answered(session_id)
         self.viewers[session.id] = session
-        stream.add_viewer(session, rendition)
+        stream.add_viewer(session, rendition, codec)
         session.start()
-        log.info("%s: watching", session.label)
+        log.info("%s: watching (%s)", session.label, codec.upper())
         return session.id, answer
 
     def _hand_over(self, stream: Stream, session: ViewerSession, sender: RTCRtpSender, out: TrackOut) -> None:
@@ -308,16 +326,27 @@ class Registry:
 
     async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
         self.admission.end(session.id)
+        self.recently_ended.record(session.id, f"whep/{session.stream}", time.monotonic())
         self.viewers.pop(session.id, None)
         stream = self.streams.get(session.stream)
         if stream is not None:
             stream.remove_viewer(session.id)
+            await stream.stop_unwatched_encoders()
 
-    async def close_viewer(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> None:
+    def viewer(self, stream_name: str, session_id: str) -> ViewerSession:
         session = self.viewers.get(session_id)
         if session is None or session.stream != stream_name:
             raise SessionNotFound(f"no viewer session {session_id[:8]}… on stream {stream_name!r}")
-        await session.close(reason)
+        return session
+
+    async def close_viewer(self, stream_name: str, session_id: str, reason: str = "DELETE by client") -> bool:
+        """End a viewer; False (not an error) when it ended moments ago by itself."""
+        if session_id not in self.viewers and self.recently_ended.ended(
+            session_id, f"whep/{stream_name}", time.monotonic()
+        ):
+            return False
+        await self.viewer(stream_name, session_id).close(reason)
+        return True
 
     async def _every_second(self) -> None:
         """Once a second: RTCP sender reports to every viewer, and hide cards whose ttl_s ran out."""
@@ -325,6 +354,7 @@ class Registry:
             await asyncio.sleep(1.0)
             for stream in self.streams.values():
                 stream.fanout.send_reports(stream.media_time())
+                await stream.stop_unwatched_encoders()  # a VP8 viewer moved to another rung
                 try:
                     await stream.cards.expire()
                 except Exception:  # one stream's storage trouble must not stop the others

@@ -14,10 +14,25 @@ from collections.abc import Iterable, Sequence
 from relay.config import StreamConfig, TranscodeConfig
 from relay.errors import BadRequest
 from relay.sessions.abr import AbrPolicy, RungRate
+from transcode.frames import VP8, VP8_SUFFIX
 from transcode.rendition import Rendition
 
 AUTO = "auto"
 START_RUNG = "480p"  # where an auto viewer starts before any feedback, when the stream has it
+
+
+def rung_for_codec(rung: str, codec: str) -> str:
+    """The name of ``rung``'s rendition in ``codec``: "480p" for H.264, "480p-vp8" for VP8.
+
+    RungChoice and the ABR decide in ladder rungs; a viewer without H.264 watches the VP8
+    rendition of the rung chosen for it, which to the fan-out is just another rung.
+    """
+    return rung + VP8_SUFFIX if codec == VP8 and not rung.endswith(VP8_SUFFIX) else rung
+
+
+def ladder_rung(name: str) -> str:
+    """The ladder rung a rendition name belongs to ("480p-vp8" -> "480p")."""
+    return name.removesuffix(VP8_SUFFIX)
 
 
 def ladder_for(stream: StreamConfig, transcode: TranscodeConfig) -> list[Rendition]:

@@ -32,12 +32,12 @@ from relay.messages import (
     encode,
     parse_viewer_message,
 )
-from relay.sessions.rungs import RungChoice, ladder_for
+from relay.sessions.rungs import RungChoice, ladder_for, ladder_rung, rung_for_codec
 from relay.sessions.viewer import ViewerSession
 from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
 from relay.talk.store import TalkStore
-from transcode.frames import EncodedFrame
+from transcode.frames import H264, VP8, EncodedFrame
 from transcode.pipeline import StreamTranscoder
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Stream:
         self.viewers: dict[str, ViewerSession] = {}
         # SSE subscribers that follow one viewer's clock (``/events?viewer=``), by viewer id.
         self._clock_watchers: dict[str, set[asyncio.Queue[FeedItem]]] = {}
+        self._vp8_viewers: set[str] = set()  # viewers whose offer had no H.264: they watch VP8 rungs
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
         self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
@@ -169,10 +170,34 @@ class Stream:
 
     def _on_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
         targets = self.rungs.set_encoded(sizes, time.monotonic())
-        self.fanout.remap(list(sizes), self.rungs.nearest)
+        self.fanout.remap([*sizes, *(rung_for_codec(n, VP8) for n in sizes)], self._nearest)
         for viewer_id, target in targets.items():
-            if self.fanout.rung_of(viewer_id) != target:
-                self.fanout.switch(viewer_id, target)
+            self._switch(viewer_id, target)
+
+    def _nearest(self, name: str) -> str:
+        """The encoded rung nearest to ``name``, in the codec ``name`` is of."""
+        nearest = self.rungs.nearest(ladder_rung(name))
+        if name == ladder_rung(name):
+            return nearest
+        self.transcoder.want_vp8(nearest)
+        return rung_for_codec(nearest, VP8)
+
+    def _switch(self, viewer_id: str, rung: str) -> None:
+        """Move a viewer to ladder rung ``rung``, in its codec (a VP8 encoder starts on demand)."""
+        if viewer_id in self._vp8_viewers:
+            self.transcoder.want_vp8(rung)
+            rung = rung_for_codec(rung, VP8)
+        if self.fanout.rung_of(viewer_id) != rung:
+            self.fanout.switch(viewer_id, rung)
+
+    def vp8_demand(self) -> set[str]:
+        """The ladder rungs some VP8 viewer watches or is moving to: the VP8 encoders worth running."""
+        return {ladder_rung(rung) for v in self._vp8_viewers if (rung := self.fanout.rung_of(v)) is not None}
+
+    async def stop_unwatched_encoders(self) -> None:
+        """Stop VP8 encoders no viewer needs any more (after a viewer left or switched)."""
+        if self.transcoder.vp8 or self._vp8_viewers:
+            await self.transcoder.set_vp8(self.vp8_demand())
 
     def _viewer_broken(self, viewer_id: str, reason: str) -> None:
         viewer = self.viewers.get(viewer_id)
@@ -190,7 +215,7 @@ class Stream:
 
     def _rendition_message(self, viewer_id: str, rung: str) -> str:
         """What a viewer is told about its rung: name, size, and whether it is on auto."""
-        width, height = self.transcoder.sizes.get(rung, (0, 0))
+        width, height = self.transcoder.sizes.get(ladder_rung(rung), (0, 0))
         return encode(RenditionChanged(rung, width, height, self.rungs.is_auto(viewer_id)))
 
     # ---- publisher ----------------------------------------------------------------------------
@@ -270,13 +295,19 @@ class Stream:
             if not watchers:
                 del self._clock_watchers[viewer_id]
 
-    def add_viewer(self, viewer: ViewerSession, rendition: str) -> None:
+    def add_viewer(self, viewer: ViewerSession, rendition: str, codec: str = H264) -> None:
+        """``codec`` VP8: a viewer whose offer has no H.264 watches the VP8 rendition of its rung."""
         rung = self.rungs.add(viewer.id, rendition)
         self.viewers[viewer.id] = viewer
+        if codec == VP8:
+            self._vp8_viewers.add(viewer.id)
+            self.transcoder.want_vp8(rung)
+            rung = rung_for_codec(rung, VP8)
         self.fanout.attach(viewer.id, viewer.tracks, rung)
 
     def remove_viewer(self, viewer_id: str) -> None:
         self.viewers.pop(viewer_id, None)
+        self._vp8_viewers.discard(viewer_id)
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
         self.fanout.detach(viewer_id)
@@ -305,11 +336,11 @@ class Stream:
         if target is None:
             return
         log.info("viewer %s/%s: rendition %s -> %s", self.name, viewer.id[:8], request.name, target)
-        self.fanout.switch(viewer.id, target)
+        self._switch(viewer.id, target)
         if not self.fanout.is_switching(viewer.id):
             # Already on that rung: no switch will be announced, so say it now (e.g. "auto" chosen
             # while the policy wants the current rung).
-            viewer.send(self._rendition_message(viewer.id, target))
+            viewer.send(self._rendition_message(viewer.id, self.fanout.rung_of(viewer.id) or target))
 
     def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
         abr = self.rungs.abr_of(viewer_id)
@@ -332,7 +363,7 @@ class Stream:
         decision = self.rungs.auto_decision(viewer_id, decision)
         if decision is not None:
             log.info("viewer %s/%s: auto -> %s", self.name, viewer_id[:8], decision)
-            self.fanout.switch(viewer_id, decision)
+            self._switch(viewer_id, decision)
 
     # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
@@ -345,6 +376,7 @@ class Stream:
             "rungs": [
                 {
                     "name": s.rung,
+                    "codec": s.codec,
                     "width": s.width,
                     "height": s.height,
                     "viewers": self.fanout.viewers_on(s.rung),

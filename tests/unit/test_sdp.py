@@ -18,6 +18,7 @@ from ingest.sdp import (
     check_view_offer,
     parse_offer,
     restore_h264_profiles,
+    view_codec,
 )
 from tests.fixtures import all_sdp
 
@@ -30,11 +31,11 @@ PUBLISH_FIXTURES = (
     "whip-node-offer.sdp",
     "whip-test-offer.sdp",
 )
-# fixture -> None when LiveCart can serve it, else the reason it must be refused
-VIEW_FIXTURES: dict[str, str | None] = {
-    "whep-test-offer.sdp": None,
-    "whep-node-offer.sdp": None,
-    "whep-gst-offer.sdp": "no video codec in common",  # GStreamer's viewer offers VP8 only
+# fixture -> the video codec LiveCart sends that viewer
+VIEW_FIXTURES: dict[str, str] = {
+    "whep-test-offer.sdp": "h264",
+    "whep-node-offer.sdp": "h264",
+    "whep-gst-offer.sdp": "vp8",  # GStreamer's viewer offers VP8 only: it gets a VP8 rendition
 }
 
 
@@ -127,17 +128,15 @@ def test_publisher_fixtures_are_accepted_for_publish_and_refused_for_view(name: 
     assert "a WHEP viewer must receive video" in reason_of(lambda: check_view_offer(offer))
 
 
-@pytest.mark.parametrize(("name", "refusal"), VIEW_FIXTURES.items())
-def test_viewer_fixtures_are_served_when_they_offer_h264(name: str, refusal: str | None) -> None:
+@pytest.mark.parametrize(("name", "codec"), VIEW_FIXTURES.items())
+def test_viewer_fixtures_are_served_in_h264_or_else_vp8(name: str, codec: str) -> None:
     offer = parse_offer(fixture(name))
     assert offer.video is not None and offer.video.direction == "recvonly"
     assert offer.has_datachannel  # all three captured viewers happen to offer one
     offers_h264 = any(c.name == "H264" and c.h264_packetization_mode == 1 for c in offer.video.codecs)
-    assert offers_h264 == (refusal is None)
-    if refusal is None:
-        check_view_offer(offer)
-    else:
-        assert refusal in reason_of(lambda: check_view_offer(offer))
+    assert offers_h264 == (codec == "h264")
+    check_view_offer(offer)
+    assert view_codec(offer) == codec
     assert "a WHIP publisher must send video" in reason_of(lambda: check_publish_offer(offer))
 
 
@@ -434,14 +433,20 @@ def test_check_publish_offer_accepts(sections: list[list[str]]) -> None:
         pytest.param([as_viewer(AUDIO)], "no video m-line", id="no-video"),
         pytest.param([VIDEO], "sendonly", id="video-sendonly"),
         pytest.param([swap(VIDEO, "a=sendonly", "a=inactive")], "inactive", id="video-inactive"),
-        pytest.param([as_viewer(VP8_VIDEO)], "no video codec in common", id="vp8-only"),
-        pytest.param([as_viewer(VIDEO_MODE0)], "no video codec in common", id="h264-mode0"),
+        pytest.param([as_viewer(VIDEO_MODE0)], "H.264 (packetization-mode=1) or VP8", id="h264-mode0-only"),
         pytest.param([as_viewer(AUDIO_PCMU), as_viewer(VIDEO)], "no audio codec in common", id="audio-pcmu"),
     ],
 )
 def test_check_view_offer_refuses(sections: list[list[str]], mentions: str) -> None:
     offer = parse_offer(sdp(*sections))
     assert mentions in reason_of(lambda: check_view_offer(offer))
+
+
+def test_a_viewer_offering_vp8_but_no_usable_h264_gets_vp8() -> None:
+    offer = parse_offer(sdp(as_viewer(VP8_VIDEO)))
+    check_view_offer(offer)
+    assert view_codec(offer) == "vp8"
+    assert view_codec(parse_offer(sdp(as_viewer(VIDEO)))) == "h264"
 
 
 def test_check_view_offer_ignores_audio_it_will_not_send_to() -> None:
