@@ -48,6 +48,8 @@ class Publisher(Protocol):
     @property
     def task_count(self) -> int: ...
 
+    def ingest_stats(self) -> dict[str, object] | None: ...
+
     async def close(self, reason: str) -> None: ...
 
 
@@ -282,6 +284,8 @@ class Stream:
             "live": self.state == "live",
             "state": self.state,
             "publisher": self.publisher.id[:8] if self.publisher is not None else None,
+            # The publisher's video receive path: loss, NACKs, keyframe requests, late/skipped frames.
+            "ingest": self.publisher.ingest_stats() if self.publisher is not None else None,
             "viewers": len(self.viewers),
             "rungs": [
                 {
