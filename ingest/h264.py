@@ -134,3 +134,32 @@ def carries_idr(payload: bytes) -> bool:
         except ValueError:
             return False
     return kind == NAL_IDR
+
+
+def _ue(bits: str, at: int) -> tuple[int, int]:
+    """One exp-Golomb unsigned value from a bit string; (value, next position)."""
+    zeros = 0
+    while at + zeros < len(bits) and bits[at + zeros] == "0":
+        zeros += 1
+    if at + 2 * zeros + 1 > len(bits):
+        raise ValueError("slice header cut short")
+    value = int(bits[at + zeros : at + 2 * zeros + 1], 2) - 1
+    return value, at + 2 * zeros + 1
+
+
+def has_b_slices(annexb: bytes) -> bool:
+    """Whether an access unit holds a B slice (``slice_type`` 1 or 6): such a stream reorders
+    frames, which WebRTC viewers do not expect, so it is never forwarded as it is."""
+    for unit in annexb.split(b"\x00\x00\x01"):
+        if not unit or unit[0] & 0x1F not in (NAL_SLICE, NAL_IDR):
+            continue
+        head = unit[1:12].replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
+        bits = "".join(f"{byte:08b}" for byte in head)
+        try:
+            _, at = _ue(bits, 0)  # first_mb_in_slice
+            slice_type, _ = _ue(bits, at)
+        except ValueError:
+            continue
+        if slice_type % 5 == 1:
+            return True
+    return False

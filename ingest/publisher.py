@@ -115,6 +115,8 @@ class PublisherSession(PeerSession):
 
     def _on_encoded_frame(self, frame: AssembledFrame) -> None:
         self._last_media_at = asyncio.get_running_loop().time()
+        if self._video_in is not None:
+            self._sink.on_encoded_video(frame, self._video_in.request_keyframe)
         if self._decoder is not None:
             self._decoder.offer(frame)
 

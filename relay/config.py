@@ -39,6 +39,9 @@ class StreamConfig:
     ladder: Ladder | None = None  # None: the [transcode] ladder
     host_key: str | None = None  # a second bearer token for the card API only (a host's console)
     viewer_secret: str | None = None  # set: viewers need a signed token (see relay.sessions.tokens)
+    # "auto": an H.264 publisher without B-frames is forwarded as it is on the "source" rung (no
+    # re-encode); "off": every rung is transcoded.
+    passthrough: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +339,8 @@ def _validate(config: Config) -> None:
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
+        if stream.passthrough not in ("auto", "off"):
+            problems.append((True, f"stream {stream.name}: passthrough is auto or off, not {stream.passthrough!r}"))
         if stream.viewer_secret is not None:
             short = len(stream.viewer_secret) < 16
             problems.append((short, f"stream {stream.name}: viewer_secret needs >= 16 characters"))

@@ -40,3 +40,4 @@ class EncoderStats:
     bytes_out: int
     encode_ms_total: float
     kbps: int = 0  # the target rate for the current picture (0 before the first frame)
+    passthrough: bool = False  # the publisher's own frames, forwarded: no encoder at all

@@ -302,6 +302,7 @@ class Stream:
                     "keyframes_forced": s.keyframes_forced,
                     "bytes_out": s.bytes_out,
                     "encode_ms_total": s.encode_ms_total,
+                    "passthrough": s.passthrough,
                 }
                 for s in self.transcoder.stats()
             ],
