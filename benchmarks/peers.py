@@ -36,19 +36,26 @@ from benchmarks.pattern import draw_counter, read_counter
 class PatternVideoTrack(VideoStreamTrack):
     """Synthetic video: a moving gradient with the frame counter drawn as blocks."""
 
-    def __init__(self, width: int = 640, height: int = 360) -> None:
+    def __init__(self, width: int = 640, height: int = 360, *, grain: bool = False) -> None:
         super().__init__()
         self.width = width
         self.height = height
         self.counter = 0
         self._base = np.tile(np.arange(width, dtype=np.uint16), (height, 1))
+        # Grain makes every frame several packets (a flat pattern encodes to about one), so a
+        # lossy link has packets to lose inside frames, as a camera's would.
+        rng = np.random.default_rng(3)
+        self._grain = [rng.integers(0, 24, (height, width), dtype=np.uint16) for _ in range(4)] if grain else []
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
         self.counter += 1
         yuv = np.full((self.height * 3 // 2, self.width), 128, dtype=np.uint8)
         luma = yuv[: self.height]
-        luma[:] = ((self._base + self.counter * 4) % 200 + 28).astype(np.uint8)
+        plane = (self._base + self.counter * 4) % 200 + 28
+        if self._grain:
+            plane = plane + self._grain[self.counter % len(self._grain)]
+        luma[:] = plane.astype(np.uint8)
         draw_counter(luma, self.counter)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = pts
@@ -188,6 +195,7 @@ class WhipPublisher:
         stamp: Callable[[int], int] | None = None,
         h264_profile: str = "baseline",
         offer_profile_level_id: str | None = None,
+        grain: bool = False,
     ) -> None:
         self.offer_profile_level_id = offer_profile_level_id  # claim this H.264 profile in the offer
         self.url = f"{base}/whip/{stream}"
@@ -199,7 +207,7 @@ class WhipPublisher:
             self.video = NoisyH264Track(width, height, noise=noisy, stamp=stamp, profile=h264_profile)
             video_codec = "H264"
         else:
-            self.video = PatternVideoTrack(width, height)
+            self.video = PatternVideoTrack(width, height, grain=grain)
         self.audio = ToneAudioTrack() if audio else None
         self.video_codec = video_codec
         self.pc = _pc()

@@ -1,6 +1,11 @@
 """Transcode benchmark: what the rendition ladder costs per source frame, per rung.
 
-Run: ``python -m benchmarks.transcode_bench [--frames 300] [--sources 720p,1080p]``
+Run: ``python -m benchmarks.transcode_bench [--frames 300] [--sources 720p,1080p] [--passthrough]``
+
+``--passthrough`` puts a rung of each source's own size on top of the ladder (1080p: 1920x1080
+at 6 Mbit/s) and reports the ladder's cost twice in the same run: with that rung transcoded, and
+with it forwarded as the publisher sent it (LiveCart's "source" rung: no scale, no encode; the
+decode stays, the lower rungs need it).
 
 Camera-like content (a moving gradient and box with grain noise, so the encoder has real work)
 is encoded once at a publisher's bitrate; the benchmark then runs LiveCart's own path on it:
@@ -80,8 +85,9 @@ def bench_rung(rendition: Rendition, frames: list[av.VideoFrame]) -> tuple[float
     return time.thread_time() - cpu0, time.perf_counter() - wall0, out_bytes
 
 
-def run(frame_count: int, sources: list[str]) -> str:
-    ladder = [Rendition(n, w, h, k, FPS, 2 * FPS) for n, w, h, k in DEFAULT_LADDER]
+def run(frame_count: int, sources: list[str], passthrough: bool = False) -> str:
+    spec = ((("1080p", 1920, 1080, 6000),) if passthrough else ()) + DEFAULT_LADDER
+    ladder = [Rendition(n, w, h, k, FPS, 2 * FPS) for n, w, h, k in spec]
     lines = [
         "| source | stage | output | fps (one core) | real-time factor | cores at 30 fps | kbit/s |",
         "|---|---|---|---|---|---|---|",
@@ -97,9 +103,12 @@ def run(frame_count: int, sources: list[str]) -> str:
             f"| {source} | decode (once) | {width}x{height} | {n / decode_cpu:.0f} | "
             f"{n / decode_cpu / FPS:.1f}x | {decode_cpu / seconds:.3f} | - |"
         )
+        top_cpu = 0.0
         for rung in active_rungs(ladder, width, height):
             cpu, _wall, out_bytes = bench_rung(rung, frames)
             total += cpu
+            if rung.short_side == min(width, height):
+                top_cpu = cpu  # the rung of the source's own size: what passthrough saves
             lines.append(
                 f"| {source} | {rung.name} scale+encode | {rung.short_side}p short side | {n / cpu:.0f} | "
                 f"{n / cpu / FPS:.1f}x | {cpu / seconds:.3f} | {out_bytes * 8 / seconds / 1000:.0f} |"
@@ -108,6 +117,13 @@ def run(frame_count: int, sources: list[str]) -> str:
             f"| {source} | **whole ladder + decode** | | {n / total:.0f} | {n / total / FPS:.1f}x | "
             f"**{total / seconds:.3f}** | |"
         )
+        if passthrough:
+            kept = total - top_cpu
+            lines.append(
+                f"| {source} | **same, top rung passthrough** | {width}x{height} forwarded | {n / kept:.0f} | "
+                f"{n / kept / FPS:.1f}x | **{kept / seconds:.3f}** (saves {top_cpu / seconds:.3f}, "
+                f"{top_cpu / total:.0%}) | |"
+            )
     return "\n".join(lines)
 
 
@@ -126,8 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="source frames per run (default 300 = 10 s)")
     parser.add_argument("--sources", default="720p,1080p", help="comma-separated: 720p, 1080p")
+    parser.add_argument("--passthrough", action="store_true", help="compare a transcoded and a forwarded top rung")
     args = parser.parse_args()
-    table = run(args.frames, args.sources.split(","))
+    table = run(args.frames, args.sources.split(","), args.passthrough)
     print(f"Machine: {machine()}\n")
     print(table)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import av
+
+from ingest.jitter import AssembledFrame
 
 
 class FrameSink(Protocol):
@@ -16,5 +19,9 @@ class FrameSink(Protocol):
     def on_video(self, frame: av.VideoFrame) -> None: ...
 
     def on_audio(self, frame: av.AudioFrame) -> None: ...
+
+    def on_encoded_video(self, frame: AssembledFrame, request_keyframe: Callable[[], None]) -> None:
+        """Each whole encoded H.264 frame, before decoding (LiveCart's receive path only);
+        ``request_keyframe`` asks this publisher for one."""
 
     def on_source_started(self) -> None: ...

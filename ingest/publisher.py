@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from ingest.decoder import VideoDecoder
 from ingest.frames import FrameSink
+from ingest.jitter import AssembledFrame
+from ingest.receiver import VideoReceiver
 from ingest.session import PeerSession
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ class PublisherSession(PeerSession):
         self._channel: RTCDataChannel | None = None
         self._bye: str | None = None  # set when the session ends for a reason the peer must hear
         self._channel_open = asyncio.Event()
+        self._video_in: VideoReceiver | None = None
+        self._decoder: VideoDecoder | None = None
+        self._video_started = False
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
 
@@ -90,24 +97,61 @@ class PublisherSession(PeerSession):
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            self._spawn(self._pump_video(track), "video")
+            receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+            if receiver is not None and self._video_in is None:
+                self._start_video_path(receiver)
+            self._spawn(self._pump_video(track), "video")  # VP8 only: H.264 never reaches aiortc's decoder
         elif track.kind == "audio":
             self._spawn(self._pump_audio(track), "audio")
 
+    def _start_video_path(self, receiver: Any) -> None:
+        """H.264 goes through LiveCart's own jitter buffer and decoder thread (``receiver.py``)."""
+        video_in = VideoReceiver(receiver, self._on_encoded_frame)
+        decoder = VideoDecoder(self.id[:8], self._on_decoded_frame, video_in.request_keyframe)
+        video_in.install()
+        self._video_in, self._decoder = video_in, decoder
+        self._spawn(video_in.run(), "video receive")
+        self._spawn(decoder.run(), "video decode")
+
+    def _on_encoded_frame(self, frame: AssembledFrame) -> None:
+        self._last_media_at = asyncio.get_running_loop().time()
+        if self._video_in is not None:
+            self._sink.on_encoded_video(frame, self._video_in.request_keyframe)
+        if self._decoder is not None:
+            self._decoder.offer(frame)
+
+    def _on_decoded_frame(self, frame: av.VideoFrame) -> None:
+        if not self._video_started:
+            self._video_started = True
+            log.info("%s: first video frame %dx%d", self.label, frame.width, frame.height)
+            self._sink.on_source_started()
+        self._sink.on_video(frame)
+
     async def _pump_video(self, track: MediaStreamTrack) -> None:
         loop = asyncio.get_running_loop()
-        started = False
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
                 if not isinstance(frame, av.VideoFrame):
                     continue
-                if not started:
-                    started = True
-                    log.info("%s: first video frame %dx%d", self.label, frame.width, frame.height)
-                    self._sink.on_source_started()
                 self._last_media_at = loop.time()
-                self._sink.on_video(frame)
+                self._on_decoded_frame(frame)
+
+    def ingest_stats(self) -> dict[str, object] | None:
+        """The publisher's video receive path, for the API: loss, repairs, skips, decoding."""
+        video_in, decoder = self._video_in, self._decoder
+        if video_in is None or decoder is None:
+            return None
+        if video_in.codec not in (None, "H264"):
+            return {"path": "aiortc", "codec": video_in.codec}
+        return {
+            "path": "livecart",
+            "codec": video_in.codec,
+            **video_in.stats()._asdict(),
+            "frames_decoded": decoder.frames_decoded,
+            "decode_dropped": decoder.frames_dropped,
+            "decode_errors": decoder.decode_errors,
+        }
 
     async def _pump_audio(self, track: MediaStreamTrack) -> None:
         loop = asyncio.get_running_loop()

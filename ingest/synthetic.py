@@ -42,6 +42,9 @@ class SyntheticSource:
     def label(self) -> str:
         return f"demo source {self.stream}"
 
+    def ingest_stats(self) -> dict[str, object] | None:
+        return None  # no network path: nothing is received
+
     @property
     def task_count(self) -> int:
         return int(self._task is not None and not self._task.done())

@@ -41,6 +41,9 @@ class StreamConfig:
     viewer_secret: str | None = None  # set: viewers need a signed token (see relay.identity)
     chat_words: tuple[str, ...] = ()  # comments with any of these words are refused
     chat_anonymous: bool = True  # guests (viewers of a stream without viewer_secret) may comment
+    # "auto": an H.264 publisher without B-frames is forwarded as it is on the "source" rung (no
+    # re-encode); "off": every rung is transcoded.
+    passthrough: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,8 @@ def _validate(config: Config) -> None:
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
+        if stream.passthrough not in ("auto", "off"):
+            problems.append((True, f"stream {stream.name}: passthrough is auto or off, not {stream.passthrough!r}"))
         if stream.viewer_secret is not None:
             short = len(stream.viewer_secret) < 32
             problems.append((short, f"stream {stream.name}: viewer_secret needs >= 32 characters (an HS256 key)"))

@@ -46,3 +46,4 @@ class EncoderStats:
     encode_ms_total: float
     kbps: int = 0  # the target rate for the current picture (0 before the first frame)
     codec: str = "h264"
+    passthrough: bool = False  # the publisher's own frames, forwarded: no encoder at all

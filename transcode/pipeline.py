@@ -16,9 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import av
 
+from ingest.h264 import has_b_slices
+from ingest.jitter import AssembledFrame
 from transcode.encoder import AudioEncoder
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, EncodedFrame, EncoderStats
-from transcode.rendition import Rendition, active_rungs, rung_size
+from transcode.passthrough import PassthroughRung
+from transcode.rendition import SOURCE, Rendition, active_rungs, rung_size
 from transcode.rung import RungEncoder
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,14 @@ class StreamTranscoder:
         on_media: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self.ladder = tuple(ladder)
+        self.ladder = tuple(r for r in ladder if r.name != SOURCE)  # the rungs to encode
+        self._passthrough_allowed = any(r.name == SOURCE for r in ladder)  # the stream's passthrough = "auto"
+        # The current publisher's frames can be forwarded (H.264 seen, no B-frames): the source
+        # rung exists, and the ladder rung of the source's own size is not encoded.
+        self._passthrough = False
+        self._upstream: Callable[[], None] | None = None  # the publisher whose frames are forwarded
+        self._encoded_fresh = False  # encoded frames came since the last on_source_started
+        self.source: PassthroughRung | None = None
         self._clock = clock
         self._on_frame = on_frame
         self._on_rungs = on_rungs
@@ -99,10 +109,38 @@ class StreamTranscoder:
         self._audio_queue.append((frame, round(self._clock() * AUDIO_CLOCK_HZ)))
         self._audio_ready.set()
 
+    def on_encoded_video(self, frame: AssembledFrame, request_keyframe: Callable[[], None]) -> None:
+        """A whole encoded frame of the publisher's (before decoding): the source rung's input."""
+        if self._closed or not self._passthrough_allowed:
+            return
+        self._encoded_fresh = True
+        if request_keyframe != self._upstream:  # a new publisher: judge its stream afresh
+            self._upstream = request_keyframe
+            self._set_passthrough(True)
+        if self._passthrough and has_b_slices(frame.data):
+            log.info("transcode %s: the publisher sends B-frames; the source rung is transcoded", self.name)
+            self._set_passthrough(False)
+        source = self.source
+        if self._passthrough and source is not None:
+            source.request_upstream = request_keyframe
+            source.forward(frame, round(self._clock() * VIDEO_CLOCK_HZ))
+
+    def _set_passthrough(self, on: bool) -> None:
+        if on != self._passthrough:
+            self._passthrough = on
+            if self._source_size is not None:
+                self._resize(*self._source_size)
+
     def on_source_started(self) -> None:
         """A new publisher: viewers must get a keyframe of its picture at once."""
+        if not self._encoded_fresh:  # its frames come decoded only (VP8, the demo): nothing to forward
+            self._upstream = None
+            self._set_passthrough(False)
+        self._encoded_fresh = False
         for rung in [*self.rungs.values(), *self.vp8.values()]:
             rung.request_keyframe()
+        if self.source is not None:
+            self.source.request_keyframe()
         if self._on_media is not None:
             self._on_media()
 
@@ -110,6 +148,15 @@ class StreamTranscoder:
     def _resize(self, width: int, height: int) -> None:
         self._source_size = (width, height)
         wanted = {r.name: r for r in active_rungs(self.ladder, width, height)}
+        own_size = (max(2, width // 2 * 2), max(2, height // 2 * 2))
+        if self._passthrough:
+            # The rung of the source's own size would re-encode what the source rung forwards.
+            wanted = {n: r for n, r in wanted.items() if rung_size(r, width, height) != own_size}
+            if self.source is None:
+                self.source = PassthroughRung(self._on_frame, (width, height))
+            self.source.size = (width, height)
+        else:
+            self.source = None
         for name in list(self.rungs):
             if name not in wanted:
                 self._retired.append(self.rungs.pop(name))
@@ -127,6 +174,8 @@ class StreamTranscoder:
         # Keep ladder order (highest first) so callers can rely on it.
         self.rungs = {name: self.rungs[name] for name in wanted}
         self.sizes = {name: rung_size(r, width, height) for name, r in wanted.items()}
+        if self.source is not None:
+            self.sizes = {SOURCE: (width, height), **self.sizes}
         log.info(
             "transcode %s: source %dx%d -> %s",
             self.name,
@@ -137,6 +186,9 @@ class StreamTranscoder:
         self._on_rungs(dict(self.sizes))
 
     def request_keyframe(self, rung: str) -> None:
+        if rung == SOURCE and self.source is not None:
+            self.source.request_keyframe()
+            return
         encoder = self.rungs.get(rung) or self.vp8.get(rung)
         if encoder is not None:
             encoder.request_keyframe()
@@ -175,6 +227,8 @@ class StreamTranscoder:
         await asyncio.gather(*(encoder.close() for encoder in stopping))
 
     def last_keyframe_at(self, rung: str) -> float | None:
+        if rung == SOURCE and self.source is not None:
+            return self.source.last_keyframe_at
         encoder = self.rungs.get(rung)
         return encoder.last_keyframe_at if encoder is not None else None
 
@@ -210,7 +264,8 @@ class StreamTranscoder:
 
     # ---- introspection and shutdown -------------------------------------------------------
     def stats(self) -> list[EncoderStats]:
-        return [rung.stats() for rung in [*self.rungs.values(), *self.vp8.values()]]
+        source = [self.source.stats()] if self.source is not None else []
+        return source + [rung.stats() for rung in [*self.rungs.values(), *self.vp8.values()]]
 
     async def close(self) -> None:
         """Stop every task and join every worker thread."""

@@ -37,6 +37,10 @@ class Rendition:
         return max(self.width, self.height)
 
 
+# The rung that forwards the publisher's own encoded frames (passthrough): never scaled nor
+# encoded, so its size is the source's and its Rendition only names it and gives ABR its rate.
+SOURCE = "source"
+
 # (name, width, height, kbps) per rung, highest first: how configuration spells a ladder.
 Ladder = tuple[tuple[str, int, int, int], ...]
 # The ladder a stream gets unless its config says otherwise.

@@ -69,6 +69,23 @@ class LiveCartCollector(Collector):
         encode_seconds = CounterMetricFamily(
             "livecart_encoder_encode_seconds", "CPU-side wall time spent encoding", labels=["stream", "rung"]
         )
+        ingest_counters = {
+            key: CounterMetricFamily(f"livecart_ingest_{key}", text, labels=["stream"])
+            for key, text in (
+                ("packets_received", "Publisher video RTP packets received"),
+                ("packets_missing", "Publisher video packets found missing (before repair)"),
+                ("packets_recovered", "Missing publisher packets that arrived later (NACK repairs)"),
+                ("packets_unrecovered", "Missing publisher packets given up at their deadline"),
+                ("packets_late", "Publisher packets that arrived after their frame was given up"),
+                ("nacks", "Sequence numbers NACKed to publishers, re-NACKs included"),
+                ("keyframe_requests", "Keyframe requests (PLI) sent to publishers"),
+                ("frames_late", "Publisher frames given up because they could not be completed in time"),
+                ("frames_skipped", "Complete publisher frames dropped while waiting for a keyframe"),
+            )
+        }
+        ingest_loss = GaugeMetricFamily(
+            "livecart_ingest_loss_ratio", "Publisher video packet loss before repair", labels=["stream"]
+        )
         cards = CounterMetricFamily("livecart_card_actions", "Product card actions applied", labels=["stream"])
         for stream in snap["streams"]:
             name = stream["name"]
@@ -79,6 +96,11 @@ class LiveCartCollector(Collector):
             loss.add_metric([name, "mean"], stream["viewer_loss_mean"])
             loss.add_metric([name, "max"], stream["viewer_loss_max"])
             cards.add_metric([name], stream.get("card_actions", 0))
+            ingest = stream.get("ingest") or {}
+            if ingest.get("path") == "livecart":
+                for key, family in ingest_counters.items():
+                    family.add_metric([name], ingest[key])
+                ingest_loss.add_metric([name], ingest["loss"])
             for rung in stream["rungs"]:
                 viewers.add_metric([name, rung["name"]], rung["viewers"])
                 for key, family in rung_counters.items():
@@ -93,6 +115,8 @@ class LiveCartCollector(Collector):
             *rung_counters.values(),
             encode_seconds,
             cards,
+            *ingest_counters.values(),
+            ingest_loss,
         )
         loop = snap.get("loop")
         if loop:

@@ -15,7 +15,7 @@ from relay.config import StreamConfig, TranscodeConfig
 from relay.errors import BadRequest
 from relay.sessions.abr import AbrPolicy, RungRate
 from transcode.frames import VP8, VP8_SUFFIX
-from transcode.rendition import Rendition
+from transcode.rendition import SOURCE, Rendition
 
 AUTO = "auto"
 START_RUNG = "480p"  # where an auto viewer starts before any feedback, when the stream has it
@@ -47,6 +47,10 @@ def ladder_for(stream: StreamConfig, transcode: TranscodeConfig) -> list[Renditi
     ]
     if not rungs:
         raise ValueError(f"stream {stream.name}: no ladder rung fits {transcode.max_width}x{transcode.max_height}")
+    if stream.passthrough == "auto":
+        # ABR's guess at the publisher's rate: twice the top rung's (OBS streams run 2.5-6 Mbit/s).
+        top = max(rungs, key=lambda r: r.width * r.height)
+        rungs.insert(0, Rendition(SOURCE, top.width, top.height, 2 * top.video_kbps, transcode.fps, gop))
     return rungs
 
 

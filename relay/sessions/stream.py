@@ -56,6 +56,8 @@ class Publisher(Protocol):
     @property
     def task_count(self) -> int: ...
 
+    def ingest_stats(self) -> dict[str, object] | None: ...
+
     async def close(self, reason: str) -> None: ...
 
 
@@ -372,6 +374,8 @@ class Stream:
             "live": self.state == "live",
             "state": self.state,
             "publisher": self.publisher.id[:8] if self.publisher is not None else None,
+            # The publisher's video receive path: loss, NACKs, keyframe requests, late/skipped frames.
+            "ingest": self.publisher.ingest_stats() if self.publisher is not None else None,
             "viewers": len(self.viewers),
             "rungs": [
                 {
@@ -389,6 +393,7 @@ class Stream:
                     "keyframes_forced": s.keyframes_forced,
                     "bytes_out": s.bytes_out,
                     "encode_ms_total": s.encode_ms_total,
+                    "passthrough": s.passthrough,
                 }
                 for s in self.transcoder.stats()
             ],

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,7 @@ add rule inet lossy output udp sport {port} numgen random mod 100 < 5 drop
     assert done.returncode == 0, done.stderr
 
 
-def _watch(namespace: str, server: Server, *extra: str, before_go: object = None) -> dict[str, float]:
+def _watch(namespace: str, server: Server, *extra: str, before_go: object = None) -> dict[str, Any]:
     """Run the publisher+viewer peer in the namespace; ``before_go(port)`` sets up the trouble."""
     peer = subprocess.Popen(
         ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.e2e.lossy_peer",
@@ -80,7 +81,7 @@ def _watch(namespace: str, server: Server, *extra: str, before_go: object = None
     peer.stdin.flush()
     out, err = peer.communicate(timeout=90)
     assert peer.returncode == 0, err[-3000:]
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -120,3 +121,85 @@ def test_random_datagrams_at_the_servers_ports_do_not_disturb_a_live_session(nam
     finally:
         assert stop_server(server) == 0
         assert "Traceback" not in server.log()
+
+
+def _drop_2_percent(namespace: str, port: int) -> None:
+    rules = f"""
+add chain inet lossy input {{ type filter hook input priority 0; }}
+add chain inet lossy output {{ type filter hook output priority 0; }}
+add rule inet lossy input udp dport {port} numgen random mod 100 < 2 drop
+add rule inet lossy output udp sport {port} numgen random mod 100 < 2 drop
+"""
+    done = subprocess.run(
+        ["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=rules, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_publisher_behind_2_percent_loss_gives_viewers_no_freeze_over_half_a_second(
+    namespace: str, tmp_path: Path
+) -> None:
+    """Issue 12, acceptance 4 (first half): NACK, re-NACK, deadline and PLI on the publisher's link."""
+    config = write_config(tmp_path / "livecart.toml")
+    server: Server = start_server(
+        ["--config", str(config)], tmp_path / "server.log", prefix=["ip", "netns", "exec", namespace]
+    )
+    try:
+        result = _watch(
+            namespace,
+            server,
+            "--lossy-publisher",
+            before_go=lambda port: _drop_2_percent(namespace, port),
+        )
+        ingest = result["ingest"]  # the API's view, taken by the peer while it still published
+        print(
+            f"2 % publisher loss: decoded {result['decoded']} of {result['expected']} frames, "
+            f"longest gap {result['max_gap_s']:.3f} s; ingest {ingest}"
+        )
+        assert result["max_gap_s"] < 0.5
+        assert result["decoded"] / result["expected"] >= 0.9
+        assert ingest["path"] == "livecart"
+        assert ingest["loss"] > 0.005  # the loss is seen (2 % each way on the wire)...
+        assert ingest["packets_recovered"] > 0 and ingest["nacks"] >= ingest["packets_recovered"]  # ...and repaired
+    finally:
+        assert stop_server(server) == 0
+        assert "Traceback" not in server.log()
+
+
+def test_after_a_1_s_publisher_outage_viewers_see_new_frames_within_half_a_second(
+    namespace: str, tmp_path: Path
+) -> None:
+    """Issue 12, acceptance 4 (second half): a give-up and a PLI at once, no wait, no stale burst."""
+    config = write_config(tmp_path / "livecart.toml")
+    server: Server = start_server(
+        ["--config", str(config)], tmp_path / "server.log", prefix=["ip", "netns", "exec", namespace]
+    )
+    try:
+        result = _watch(
+            namespace,
+            server,
+            "--lossy-publisher",
+            "--outages",
+            "3",
+            "--seconds",
+            "3",
+            before_go=lambda _port: _make_outage_chain(namespace),
+        )
+        ingest = result["ingest"]  # the API's view, taken by the peer while it still published
+        recovery = result["recovery_s"]
+        print(f"recovery after 1 s outages: {[round(r, 3) for r in recovery]} s; ingest {ingest}")
+        assert isinstance(recovery, list) and len(recovery) == 3
+        assert max(recovery) < 0.5
+        assert ingest["keyframe_requests"] >= 3  # one (at least) per outage
+        assert ingest["frames_late"] >= 3
+        # After recovery the stream is steady again: no burst of old frames, no more freezes.
+        assert result["max_gap_s"] < 0.5
+    finally:
+        assert stop_server(server) == 0
+        assert "Traceback" not in server.log()
+
+
+def _make_outage_chain(namespace: str) -> None:
+    chain = "add chain inet lossy outage { type filter hook input priority -1; }"
+    done = _run("ip", "netns", "exec", namespace, "nft", chain)
+    assert done.returncode == 0, done.stderr
