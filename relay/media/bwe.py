@@ -14,9 +14,12 @@ its ideas, not its code:
 - probes: a cluster of padding sent at a chosen rate; the rate at which it arrived is what the
   link carries at least, and is the only way the estimate rises well above what is sent.
 
-The estimate multiplies up slowly while the link is clear, drops to 85 % of the acknowledged
-rate on overuse, and shrinks with loss over 10 %; it never exceeds ``CAP`` times the larger of
-the acknowledged rate and a recent probe's result (the property the unit tests hold it to).
+The estimate multiplies up slowly while the link is clear (and is never below the acknowledged
+rate while no queue builds), drops to 85 % of the acknowledged rate on overuse, and shrinks with
+loss over 10 % (packets a probe's queue dropped, probe or media, do not count: they are the
+probe's answer);
+it never exceeds ``CAP`` times the larger of the acknowledged rate and a recent probe's result
+(the property the unit tests hold it to).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ PROBE_MIN_PACKETS = 5
 PROBE_MIN_RECEIVED = 0.8
 PROBE_TIMEOUT_S = 1.0
 SENT_KEEP_S = 3.0
+PROBE_SHADOW_S = 0.25  # media sent this long after a probe packet may be lost to the probe's queue
+SHADOW = -1  # the cluster tag of such media: counted for rate and delay, not for loss
 
 
 @dataclass(slots=True)
@@ -122,6 +127,7 @@ class SendSideEstimator:
         self._clusters: dict[int, _Cluster] = {}
         self.probes: list[ProbeResult] = []  # newest last, at most 20
         self._probe_bps: tuple[float, float] | None = None  # (bps, at) of the last useful probe
+        self._shadow_until = 0.0
         self.feedback_packets = 0
         self.bad_feedback = 0
 
@@ -130,11 +136,15 @@ class SendSideEstimator:
         """Packets ``first`` .. ``first + count - 1`` (transport-wide numbers) left now."""
         if count <= 0:
             return
+        if cluster:
+            self._shadow_until = now + PROBE_SHADOW_S
+        elif now < self._shadow_until:
+            cluster = SHADOW
         self._firsts.append(first)
         self._batches.append((first, count, now, cluster))
         self._sizes.append(octets / count)
         self._highest = first + count - 1
-        if cluster:
+        if cluster > 0:
             probe = self._clusters.get(cluster)
             if probe is not None:
                 if probe.first_send is None:
@@ -175,14 +185,16 @@ class SendSideEstimator:
                 continue
             sent_at, size, cluster = sent
             if arrival_us is None:
-                if number not in self._reported:
+                # A probe overflowing a queue (and the media behind it) is the probe's answer: that
+                # probe fails and backs off; it is no reason to leave the rung.
+                if number not in self._reported and not cluster:
                     lost += 1
                     counted += 1
                 continue
             if number in self._reported:
                 continue
             self._reported.add(number)
-            counted += 1
+            counted += 0 if cluster else 1
             arrival = arrival_us / 1e6
             self._on_arrival(sent_at, arrival, size, cluster, now)
         if len(self._reported) > 8192:
@@ -333,7 +345,9 @@ class SendSideEstimator:
                 estimate = min(estimate, DECREASE * (acked if acked is not None else estimate))
                 self._last_decrease = now
         elif self.signal == "normal" and self.loss <= LOSS_LOW:
-            estimate *= (1 + INCREASE_PER_S) ** elapsed
+            # What arrives without a queue building is what the link carries: after a decrease
+            # on a passing delay blip the estimate is back at the acknowledged rate at once.
+            estimate = max(estimate * (1 + INCREASE_PER_S) ** elapsed, acked or 0.0)
         if self.loss > LOSS_HIGH and (self._last_decrease is None or now - self._last_decrease >= 0.3):
             estimate *= 1 - 0.5 * self.loss
             self._last_decrease = now

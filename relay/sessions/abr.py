@@ -27,6 +27,8 @@ class RungRate:
 
 STAY_MARGIN = 1.05  # send-side: stay while the estimate is at least this times the rung's rate
 UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
+DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
+LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
 SEND_DOWN_LOSS = 0.10  # loss that transport-cc reports (repairs hide it from the picture, not the link)
 UP_HOLD_S = 2.0  # no move up within this long of the last change
 PROBE_RATE = 1.3  # probes run at this times the higher rung's rate (media is on the link as well)
@@ -79,6 +81,7 @@ class AbrPolicy:
         self.probes_failed = 0
         self.switches = 0
         self.reason = ""  # why the last change happened (for the debug log)
+        self._low_since: float | None = None  # since when the estimate is under the rung's rate
 
     def _index(self) -> int:
         return next(i for i, r in enumerate(self.rungs) if r.name == self.current)
@@ -163,10 +166,21 @@ class AbrPolicy:
         need = self.need_bps(index)
         lowest = len(self.rungs) - 1
         since_change = None if self._last_change is None else now - self._last_change
-        if index < lowest and (estimate_bps < need * STAY_MARGIN or loss > SEND_DOWN_LOSS or repairs_refused):
+        low = estimate_bps < need * STAY_MARGIN
+        if not low:
+            self._low_since = None
+        elif self._low_since is None:
+            self._low_since = now
+        # A short dip (one delay blip) is not a reason to drop a rung; a deep one, loss, or a dip
+        # that lasts is.
+        sustained = low and (estimate_bps < need * DEEP_LOW or now - (self._low_since or now) >= LOW_HOLD_S)
+        if index < lowest and (sustained or loss > SEND_DOWN_LOSS or repairs_refused):
             if since_change is not None and since_change < self._down_hold_s:
                 return None
-            fits = [i for i in range(len(self.rungs)) if self.need_bps(i) * UP_MARGIN <= estimate_bps]
+            self._low_since = None
+            # Under heavy loss the estimate lags what arrives: aim for what got through.
+            usable = estimate_bps * (1 - loss) if loss > SEND_DOWN_LOSS else estimate_bps
+            fits = [i for i in range(len(self.rungs)) if self.need_bps(i) * UP_MARGIN <= usable]
             target = max(index + 1, fits[0] if fits else lowest)
             self.reason = (
                 f"estimate {estimate_bps / 1000:.0f} kbit/s, {self.current} needs {need / 1000:.0f}, "

@@ -25,9 +25,9 @@ from relay.sessions.rungs import RungChoice
 log = logging.getLogger(__name__)
 
 PACE_S = 0.005  # probe packets leave every 5 ms: a cluster is ~20 send groups
-PROBE_S = 0.1  # short, so a failed probe costs a link at most ~100 ms of extra queue
+PROBE_S = 0.06  # short, so a failed probe queues little (and overflows no queue) on a narrow link
 WIRE_OVERHEAD = 1.06  # RTP, extension and SRTP bytes on top of the encoder's output
-REFUSED_DOWN = 0.05  # repairs refused in a second above this share of packets sent: go down
+REFUSED_DOWN = 0.10  # repairs refused above this share of packets sent, two seconds running: go down
 
 
 @dataclass(slots=True)
@@ -70,7 +70,8 @@ class SendSideControl:
         self._last_bytes: tuple[float, dict[str, int]] | None = None
         self.rates: dict[str, float] = {}  # bps each rung costs on a viewer's link (video + audio)
         self._refused_seen: dict[str, tuple[int, int]] = {}  # viewer -> (refused, packets) a second ago
-        self._pressure: set[str] = set()  # viewers whose repairs were refused in the last second
+        self._pressure: set[str] = set()  # viewers whose repairs were refused in the last two seconds
+        self._strained: set[str] = set()  # ... in the last second
         self.bad_feedback = 0
         self.feedback = 0
 
@@ -89,6 +90,7 @@ class SendSideControl:
         self._seen_results.pop(viewer_id, None)
         self._refused_seen.pop(viewer_id, None)
         self._pressure.discard(viewer_id)
+        self._strained.discard(viewer_id)
 
     # ---- feedback --------------------------------------------------------------------------
     def on_tcc(self, viewer_id: str, fci: bytes) -> None:
@@ -197,6 +199,7 @@ class SendSideControl:
                 old = self.rates.get(rung)
                 self.rates[rung] = bps if old is None else 0.5 * old + 0.5 * bps
         pressure = set()
+        strained = set()
         for viewer_id in list(self._rungs.choices):
             tracks = self._fanout.tracks(viewer_id)
             if tracks is None:
@@ -209,7 +212,12 @@ class SendSideControl:
                 refused = now_counts[0] - before_counts[0]
                 packets = now_counts[1] - before_counts[1]
                 if packets > 0 and refused > REFUSED_DOWN * packets:
-                    pressure.add(viewer_id)
+                    # One second of refusals follows any loss burst (a probe's, a keyframe's);
+                    # two in a row mean the link cannot carry the rung plus its repairs.
+                    strained.add(viewer_id)
+                    if viewer_id in self._strained:
+                        pressure.add(viewer_id)
+        self._strained = strained
         self._pressure = pressure
 
     # ---- introspection -------------------------------------------------------------------
