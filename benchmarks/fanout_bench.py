@@ -4,7 +4,12 @@ Each simulated viewer gets its own SRTP session (the cipher aiortc negotiates wi
 AES-GCM, unless ``--cipher cm``) and its own UDP socket sending to a loopback port nobody reads,
 so the figure includes SRTP and the kernel's send path, as in the server. Run::
 
-    python -m benchmarks.fanout_bench --viewers 200 --seconds 5 [--profile]
+    python -m benchmarks.fanout_bench --viewers 200 --seconds 5 [--profile] [--tcc]
+
+``--tcc`` gives every viewer transport-wide congestion control as a browser negotiates it: each
+packet stamped with the viewer's transport-wide number, each frame's send times recorded in its
+estimator, and transport-cc feedback for every packet parsed and fed to the estimator (one
+feedback packet per viewer every 3 frames, ~100 ms), so the figure includes the feedback path.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from pylibsrtp import Policy, Session
 
 from relay.media.fanout import Fanout
+from relay.media.twcc import build_feedback, parse_feedback
 from relay.media.udplink import UdpLink
 from transcode.frames import EncodedFrame
 
@@ -43,7 +49,16 @@ def _frames(kbps: int, fps: int, seconds: float) -> list[EncodedFrame]:
     return frames
 
 
-def run(viewers: int, seconds: float, kbps: int, cipher: str, gso: bool, profile: bool) -> dict[str, float]:
+def run(
+    viewers: int,
+    seconds: float,
+    kbps: int,
+    cipher: str,
+    gso: bool,
+    profile: bool,
+    tcc: bool = False,
+    feedback: bool = False,
+) -> dict[str, float]:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     addr = sink.getsockname()
@@ -54,7 +69,7 @@ def run(viewers: int, seconds: float, kbps: int, cipher: str, gso: bool, profile
         sock.setblocking(False)
         sockets.append(sock)
         tracks = fanout.new_tracks(str(n), with_audio=False)
-        tracks.video.configure(1000 + n, 102, "0", 3, 1, "bench")
+        tracks.video.configure(1000 + n, 102, "0", 3, 1, "bench", tcc_id=5 if tcc else None, rtx=(103, 5000 + n))
         fanout.attach(str(n), tracks, "720p")
         fanout.activate(str(n), "video", UdpLink(sock, addr, _srtp(cipher), gso=gso))
     frames = _frames(kbps, 30, seconds)
@@ -63,8 +78,20 @@ def run(viewers: int, seconds: float, kbps: int, cipher: str, gso: bool, profile
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    for frame in frames:
+    outs = [t.video for n in range(viewers) if (t := fanout.tracks(str(n))) is not None]
+    acked = 0
+    for count, frame in enumerate(frames):
         fanout.publish(frame)
+        if feedback and count % 3 == 2 and outs:
+            # Every viewer got the same packets, so one feedback body (the viewers' side) serves
+            # all; what the server pays, parsing and estimating, is done per viewer.
+            upto = outs[0].tseq
+            fci = build_feedback(acked, 0, count & 0xFF, [4] * (upto - acked))
+            acked = upto
+            now = time.monotonic()
+            for out in outs:
+                if out.bwe is not None:
+                    out.bwe.on_feedback(parse_feedback(fci), now)
     if profiler:
         profiler.disable()
     cpu = time.process_time() - start_cpu
@@ -93,8 +120,19 @@ def main() -> None:
     parser.add_argument("--cipher", choices=["gcm", "cm"], default="gcm")
     parser.add_argument("--no-gso", action="store_true", help="one sendto per packet instead of UDP GSO")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile profile")
+    parser.add_argument("--tcc", action="store_true", help="transport-wide stamping + feedback for every viewer")
+    parser.add_argument("--no-feedback", action="store_true", help="with --tcc: stamping only, no feedback parsed")
     args = parser.parse_args()
-    result = run(args.viewers, args.seconds, args.kbps, args.cipher, not args.no_gso, args.profile)
+    result = run(
+        args.viewers,
+        args.seconds,
+        args.kbps,
+        args.cipher,
+        not args.no_gso,
+        args.profile,
+        args.tcc,
+        args.tcc and not args.no_feedback,
+    )
     print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 
 

@@ -9,18 +9,28 @@ no coroutine per viewer or per packet.
 A viewer's numbering across rung switches is its ``RtpRewriter`` (``relay.media.rewriter``), and
 each rung's packet history and GOP cache are ``relay.media.history``; both are pure and tested
 alone. This module routes frames and viewers between them and the links.
+
+A viewer that negotiated transport-wide congestion control gets each packet stamped with its
+own transport-wide sequence number: the header and the extension block (whose last element is
+that number) are one ``struct`` pack per packet, so stamping costs no more than the plain path's
+header + extension concatenation; the send times go to the viewer's ``SendSideEstimator`` once
+per frame, not per packet. Retransmissions draw on the viewer's ``RepairBudget`` and go on its
+RTX stream where one was negotiated; probes are RTX copies of packets it already has.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
+from relay.media.bwe import SendSideEstimator
 from relay.media.history import GopCache, Packet, PacketHistory
+from relay.media.repair import RepairBudget
 from relay.media.rewriter import RtpRewriter
 from relay.media.rtp import HEADER, abs_send_time, gso_runs, ntp_timestamp, one_byte_extensions, packetize_h264
 from relay.media.vp8 import packetize_vp8
@@ -30,6 +40,9 @@ GOP_CACHE_FRAMES = 90  # frames kept since each rung's last keyframe, for instan
 HISTORY_PACKETS = 1024  # packets kept per rung for retransmission (~4 s of 2.5 Mbit/s video)
 MAX_NACKED_PER_REPORT = 64  # retransmissions one NACK report may trigger
 AUDIO = "audio"
+SRTP_TAG = 16  # bytes SRTP adds to a packet (AES-GCM tag; HMAC-SHA1-80 adds 10): for rate accounting
+DEFAULT_REPAIR_BPS = 1_000_000  # the estimate a repair budget starts from before feedback says more
+OSN = struct.Struct("!H")  # RTX: the original sequence number in front of the payload (RFC 4588)
 
 
 class Link(Protocol):
@@ -94,16 +107,24 @@ class TrackOut:
 
     __slots__ = (
         "b0",
+        "bwe",
         "clock_hz",
         "cname",
         "ext_key",
         "kind",
         "link",
         "octets",
+        "overhead",
         "packets",
         "pt",
+        "repair",
         "rewriter",
+        "rtx_pt",
+        "rtx_seq",
+        "rtx_ssrc",
         "ssrc",
+        "tcc_pack",
+        "tseq",
     )
 
     def __init__(self, kind: str) -> None:
@@ -113,24 +134,57 @@ class TrackOut:
         self.pt = 0
         self.cname = b""
         self.b0 = 0x80  # V=2; 0x90 with header extensions
-        self.ext_key: tuple[int | None, int | None, bytes] = (None, None, b"")
+        self.ext_key: ExtKey = (None, None, b"", None)
+        # Transport-wide congestion control (None unless negotiated): header + extension block +
+        # this viewer's transport-wide number in one pack; the number itself; the estimator.
+        self.tcc_pack: struct.Struct | None = None
+        self.tseq = 0
+        self.bwe: SendSideEstimator | None = None
+        self.repair = RepairBudget(DEFAULT_REPAIR_BPS * 0.15, 0.0)
+        self.rtx_pt: int | None = None
+        self.rtx_ssrc = 0
+        self.rtx_seq = random.getrandbits(16)
+        self.overhead = len(HEADER.pack(0, 0, 0, 0, 0)) + SRTP_TAG  # bytes per packet beside the payload
         self.rewriter: RtpRewriter[RungState] = RtpRewriter(random.getrandbits(16), random.getrandbits(32))
         self.link: Link | None = None
         self.packets = 0
         self.octets = 0
 
     def configure(
-        self, ssrc: int, pt: int, mid: str | None, abs_send_time_id: int | None, mid_id: int | None, cname: str | None
+        self,
+        ssrc: int,
+        pt: int,
+        mid: str | None,
+        abs_send_time_id: int | None,
+        mid_id: int | None,
+        cname: str | None,
+        *,
+        tcc_id: int | None = None,
+        rtx: tuple[int, int] | None = None,
     ) -> None:
-        """What the negotiation decided for this stream (from aiortc's send parameters)."""
+        """What the negotiation decided for this stream (from aiortc's send parameters).
+
+        ``tcc_id``: the transport-wide sequence number extension's id, when the viewer also
+        negotiated transport-cc feedback; ``rtx``: (payload type, SSRC) of its RTX stream.
+        """
         self.ssrc = ssrc
         self.pt = pt
         self.cname = (cname or "livecart").encode()[:255]
         mid_bytes = (mid or "").encode()[:16]
         if not mid_bytes:
             mid_id = None
-        self.ext_key = (abs_send_time_id, mid_id, mid_bytes)
-        self.b0 = 0x90 if abs_send_time_id is not None or mid_id is not None else 0x80
+        self.ext_key = (abs_send_time_id, mid_id, mid_bytes, tcc_id)
+        self.b0 = 0x90 if abs_send_time_id is not None or mid_id is not None or tcc_id is not None else 0x80
+        if rtx is not None:
+            self.rtx_pt, self.rtx_ssrc = rtx
+        ext_len = len(_extensions(self.ext_key, b"\x00\x00\x00"))
+        if tcc_id is not None:
+            # The block ends with the 2-byte number and the padding after it (see _extensions).
+            body = (4 if abs_send_time_id is not None else 0) + (1 + len(mid_bytes) if mid_id is not None else 0) + 3
+            self.tcc_pack = struct.Struct(f"!BBHII{ext_len}sH{-body % 4}x")
+            self.bwe = SendSideEstimator()
+            ext_len += 2 + (-body % 4)
+        self.overhead = HEADER.size + ext_len + SRTP_TAG
 
     def sender_report(self, media_time_s: float, now_s: float) -> bytes:
         """An RTCP compound packet (SR + SDES CNAME): maps our RTP time to wall-clock time."""
@@ -162,23 +216,32 @@ class ViewerTracks:
         return [self.video] if self.audio is None else [self.video, self.audio]
 
 
-def _extensions(key: tuple[int | None, int | None, bytes], ast: bytes) -> bytes:
-    ast_id, mid_id, mid = key
+# (abs-send-time id, mid id, mid, transport-wide sequence number id): what a viewer's extension
+# block holds; viewers with the same key share one block per frame.
+ExtKey = tuple[int | None, int | None, bytes, int | None]
+
+
+def _extensions(key: ExtKey, ast: bytes) -> bytes:
+    """The header extension block for ``key``; with a transport-wide number negotiated, the block
+    up to and including that element's id byte (the number and padding are packed per packet)."""
+    ast_id, mid_id, mid, tcc_id = key
     elements = []
     if ast_id is not None:
         elements.append((ast_id, ast))
     if mid_id is not None:
         elements.append((mid_id, mid))
-    return one_byte_extensions(elements)
+    if tcc_id is None:
+        return one_byte_extensions(elements)
+    block = one_byte_extensions([*elements, (tcc_id, b"\x00\x00")])
+    return block[: 4 + sum(1 + len(v) for _, v in elements) + 1]
 
 
-def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes) -> None:
+def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes, now: float) -> None:
     """The per-viewer, per-frame hot path: header, SRTP and one batched send per frame."""
     link = out.link
     if link is None:
         return
     protect = link.protect
-    pack = HEADER.pack
     b0 = out.b0
     pt = out.pt
     ssrc = out.ssrc
@@ -187,8 +250,23 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes) -> None:
     ts = (frame.ts + rewriter.ts_off) & 0xFFFFFFFF
     payloads = frame.payloads
     last = len(payloads) - 1
-    packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
-    packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
+    tcc = out.tcc_pack
+    if tcc is None:
+        pack = HEADER.pack
+        packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
+        packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
+    else:
+        stamp = tcc.pack
+        t = out.tseq
+        packets = [
+            protect(stamp(b0, pt, (seq + i) & 0xFFFF, ts, ssrc, ext, (t + i) & 0xFFFF) + p)
+            for i, p in enumerate(frame.head)
+        ]
+        tail = stamp(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc, ext, (t + last) & 0xFFFF)
+        packets.append(protect(tail + payloads[last]))
+        out.tseq = t + last + 1
+        if out.bwe is not None:
+            out.bwe.sent(t, last + 1, frame.octets + (last + 1) * out.overhead, now)
     link.send_runs(packets, frame.runs)
     out.packets += last + 1
     out.octets += frame.octets
@@ -225,6 +303,7 @@ class Fanout:
         self.packets_forwarded = 0
         self.bytes_forwarded = 0  # RTP payload bytes sent to viewers (payloads x viewers)
         self.retransmitted = 0
+        self.probe_bytes = 0  # probe traffic sent to viewers
         self.nack_reports = 0  # NACK RTCP packets received from viewers
         self.nacked_packets = 0  # packets those reports asked for
         self.keyframe_requests = 0
@@ -246,6 +325,9 @@ class Fanout:
     def last_video_pts(self) -> int | None:
         """The pts of the newest video frame sent on any rung (None before the first)."""
         return max((r.last.ts for r in self._rungs.values() if r.last is not None), default=None)
+
+    def tracks(self, viewer_id: str) -> ViewerTracks | None:
+        return self._viewers.get(viewer_id)
 
     def is_switching(self, viewer_id: str) -> bool:
         tracks = self._viewers.get(viewer_id)
@@ -301,8 +383,9 @@ class Fanout:
             out = tracks.video
             out.rewriter.start(state, cached[0].first_seq, cached[0].ts)
             ext = _extensions(out.ext_key, abs_send_time(self._wall()))
+            now = self._clock()
             for frame in cached:
-                send_frame(out, frame, ext)
+                send_frame(out, frame, ext, now)
             tracks.rung = rung
             state.members[viewer_id] = tracks
             self._on_switched(viewer_id, rung)
@@ -356,6 +439,7 @@ class Fanout:
     def publish(self, frame: EncodedFrame) -> None:
         """Packetise once, then per viewer only header + SRTP + one batched send; never awaits."""
         now = self._wall()
+        mono = self._clock()
         if frame.kind == AUDIO:
             state = self._audio
             rtp = state.add([frame.data], frame.pts, True)
@@ -365,11 +449,11 @@ class Fanout:
                 return
             state = self._rung(frame.rung)
             rtp = state.add(payloads, frame.pts, frame.keyframe)
-            state.gop.add(rtp, frame.keyframe, self._clock())
+            state.gop.add(rtp, frame.keyframe, mono)
         members = state.members
         if members:
             ast = abs_send_time(now)
-            exts: dict[tuple[int | None, int | None, bytes], bytes] = {}
+            exts: dict[ExtKey, bytes] = {}
             is_audio = frame.kind == AUDIO
             broken = None
             for viewer_id, tracks in members.items():
@@ -381,7 +465,7 @@ class Fanout:
                 if ext is None:
                     ext = exts[key] = _extensions(key, ast)
                 try:
-                    send_frame(out, rtp, ext)
+                    send_frame(out, rtp, ext, mono)
                 except Exception as exc:  # one viewer's SRTP trouble must not stop the others
                     broken = broken or []
                     broken.append((viewer_id, exc))
@@ -391,9 +475,9 @@ class Fanout:
             self.packets_forwarded += len(members) * len(rtp.payloads)
             self.bytes_forwarded += len(members) * rtp.octets
         if frame.keyframe and state.pending and frame.kind != AUDIO:
-            self._promote(frame.rung, state, rtp, now)
+            self._promote(frame.rung, state, rtp, now, mono)
 
-    def _promote(self, rung: str, state: RungState, keyframe: RtpFrame, now: float) -> None:
+    def _promote(self, rung: str, state: RungState, keyframe: RtpFrame, now: float, mono: float) -> None:
         """Viewers waiting for ``rung`` switch to it now, on its keyframe.
 
         The viewer's rewriter keeps its sequence numbers and timestamps continuous across it.
@@ -411,7 +495,7 @@ class Fanout:
             else:
                 out.rewriter.start(state, keyframe.first_seq, keyframe.ts)
             try:
-                send_frame(out, keyframe, _extensions(out.ext_key, ast))
+                send_frame(out, keyframe, _extensions(out.ext_key, ast), mono)
             except Exception as exc:
                 self._drop_broken([(viewer_id, exc)])
                 continue
@@ -438,7 +522,11 @@ class Fanout:
 
     # ---- RTCP ---------------------------------------------------------------------------------
     def retransmit(self, viewer_id: str, kind: str, lost: list[int]) -> int:
-        """Answer a NACK from the rung's shared history, re-protected for this viewer."""
+        """Answer a NACK from the rung's shared history, re-protected for this viewer.
+
+        Video repairs draw on the viewer's ``RepairBudget`` (too old, resent within a round trip,
+        or over budget: refused and counted) and go on its RTX stream where negotiated.
+        """
         self.nack_reports += 1
         self.nacked_packets += len(lost)
         tracks = self._viewers.get(viewer_id)
@@ -449,7 +537,9 @@ class Fanout:
         if out is None or link is None:
             return 0
         ext = _extensions(out.ext_key, abs_send_time(self._wall()))
+        now = self._clock()
         resolve = out.rewriter.resolve
+        budget = out.repair if kind == "video" else None
         sent = 0
         for seq16 in lost[:MAX_NACKED_PER_REPORT]:
             origin = resolve(seq16)
@@ -460,13 +550,82 @@ class Fanout:
             if entry is None:
                 continue
             _, payload, ts, marker = entry
-            header = HEADER.pack(out.b0, out.pt | (0x80 if marker else 0), seq16, (ts + ts_off) & 0xFFFFFFFF, out.ssrc)
+            if budget is not None:
+                newest = state.last.ts if state.last is not None else ts
+                age_s = ((newest - ts) & 0xFFFFFFFF) / out.clock_hz
+                if not budget.allow(seq16, len(payload) + out.overhead, age_s, now):
+                    continue
             try:
-                link.send_one(link.protect(header + ext + payload))
+                self._resend(out, link, ext, seq16, payload, (ts + ts_off) & 0xFFFFFFFF, marker, now, 0)
             except Exception:  # an SRTP refusal (e.g. session closing) drops this one packet
                 continue
             sent += 1
         self.retransmitted += sent
+        return sent
+
+    def _resend(
+        self,
+        out: TrackOut,
+        link: Link,
+        ext: bytes,
+        seq16: int,
+        payload: bytes,
+        ts: int,
+        marker: bool,
+        now: float,
+        cluster: int,
+    ) -> int:
+        """Send one packet again (on RTX if negotiated), stamped if the viewer has transport-cc;
+        returns the bytes it put on the wire."""
+        m = 0x80 if marker else 0
+        if out.rtx_pt is not None:
+            pt, seq, ssrc = out.rtx_pt | m, out.rtx_seq, out.rtx_ssrc
+            out.rtx_seq = (seq + 1) & 0xFFFF
+            body = OSN.pack(seq16) + payload
+        else:
+            pt, seq, ssrc, body = out.pt | m, seq16, out.ssrc, payload
+        tcc = out.tcc_pack
+        if tcc is None:
+            packet = HEADER.pack(out.b0, pt, seq, ts, ssrc) + ext + body
+        else:
+            packet = tcc.pack(out.b0, pt, seq, ts, ssrc, ext, out.tseq & 0xFFFF) + body
+            if out.bwe is not None:
+                out.bwe.sent(out.tseq, 1, len(packet) + SRTP_TAG, now, cluster)
+            out.tseq += 1
+        link.send_one(link.protect(packet))
+        return len(packet) + SRTP_TAG
+
+    def probe(self, viewer_id: str, octets: int, cluster: int) -> int:
+        """Send about ``octets`` of probe traffic to a viewer now: copies of packets it already
+        has (on its RTX stream where negotiated, else duplicates its jitter buffer drops),
+        stamped as probe ``cluster``. Returns the bytes sent (0 if it has nothing to copy)."""
+        tracks = self._viewers.get(viewer_id)
+        if tracks is None or tracks.rung is None:
+            return 0
+        out = tracks.video
+        link = out.link
+        state = self._rungs.get(tracks.rung)
+        if link is None or state is None or out.tcc_pack is None or out.rewriter.source is not state:
+            return 0
+        ext = _extensions(out.ext_key, abs_send_time(self._wall()))
+        now = self._clock()
+        sent = 0
+        back = 1
+        while sent < octets and back <= 32:
+            entry = state.history.find((state.next_seq - back) & 0xFFFF)
+            back += 1
+            if entry is None:
+                break
+            seq, payload, ts, marker = entry
+            out_seq = out.rewriter.out_seq(seq)
+            origin = out.rewriter.resolve(out_seq)
+            if origin is None or origin[0] is not state or origin[1] != seq & 0xFFFF:
+                break  # from before this viewer's switch to the rung: not a packet it was sent
+            try:
+                sent += self._resend(out, link, ext, out_seq, payload, out.rewriter.out_ts(ts), marker, now, cluster)
+            except Exception:
+                break
+        self.probe_bytes += sent
         return sent
 
     def send_reports(self, media_time_s: float) -> int:

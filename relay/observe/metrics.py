@@ -40,6 +40,10 @@ class LiveCartCollector(Collector):
                 ("bytes_forwarded", "RTP payload bytes sent to viewers (bytes x viewers)"),
                 ("packets_dropped", "RTP packets dropped because a viewer's socket buffer was full"),
                 ("packets_retransmitted", "RTP packets resent on NACK"),
+                ("retransmissions_refused", "NACKed packets not resent (over budget, too old, resent within an RTT)"),
+                ("probe_bytes", "Bandwidth-probe bytes sent to viewers"),
+                ("rung_switches", "Adaptive rung switches of viewers"),
+                ("transport_cc_feedback", "Transport-cc feedback packets received from viewers"),
                 ("nack_reports", "NACK reports received from viewers"),
                 ("packets_nacked", "RTP packets viewers reported lost (NACK)"),
                 ("viewer_keyframe_requests", "Keyframe requests (PLI/FIR) received from viewers"),
@@ -87,6 +91,17 @@ class LiveCartCollector(Collector):
             "livecart_ingest_loss_ratio", "Publisher video packet loss before repair", labels=["stream"]
         )
         cards = CounterMetricFamily("livecart_card_actions", "Product card actions applied", labels=["stream"])
+        per_viewer = {
+            key: GaugeMetricFamily(f"livecart_viewer_{key}", text, labels=["stream", "viewer"])
+            for key, text in (
+                ("estimate_bps", "A viewer's bandwidth estimate (send-side with transport-cc, else REMB)"),
+                ("retransmitted", "Packets resent to a viewer"),
+                ("retransmit_refused", "NACKed packets a viewer's repair budget refused"),
+                ("probes_ok", "Probes that confirmed a higher rung"),
+                ("probes_failed", "Probes that did not"),
+                ("rung_switches", "A viewer's adaptive rung switches"),
+            )
+        }
         for stream in snap["streams"]:
             name = stream["name"]
             live.add_metric([name], 1 if stream["live"] else 0)
@@ -101,6 +116,10 @@ class LiveCartCollector(Collector):
                 for key, family in ingest_counters.items():
                     family.add_metric([name], ingest[key])
                 ingest_loss.add_metric([name], ingest["loss"])
+            for viewer in stream.get("abr", []):
+                if viewer:
+                    for key, gauge in per_viewer.items():
+                        gauge.add_metric([name, viewer["id"]], viewer[key])
             for rung in stream["rungs"]:
                 viewers.add_metric([name, rung["name"]], rung["viewers"])
                 for key, family in rung_counters.items():
@@ -117,6 +136,7 @@ class LiveCartCollector(Collector):
             cards,
             *ingest_counters.values(),
             ingest_loss,
+            *per_viewer.values(),
         )
         loop = snap.get("loop")
         if loop:

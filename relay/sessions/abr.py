@@ -1,9 +1,14 @@
 """Adaptive rendition choice for one viewer: feedback in, rung out (pure, ``now`` passed in).
 
-Inputs are what a WebRTC receiver tells its sender: REMB (the receiver's estimate of the
-bandwidth it has) and receiver reports (the fraction of packets lost). Moving down is quick,
-because a viewer over its bandwidth stalls; moving up waits for several seconds of clear
-headroom, so a viewer does not flap between rungs.
+Two kinds of viewer feed it. Peers without transport-wide feedback (aiortc) give REMB (the
+receiver's estimate of the bandwidth it has) and receiver reports (the fraction of packets lost):
+``on_remb`` / ``on_loss`` compare them with each rung's nominal rate. Browsers that negotiated
+transport-cc get a send-side estimate (``relay.media.bwe``): ``on_estimate`` compares it with
+each rung's *actual* bitrate (what its encoder produces, ``set_actual``), stays while the
+estimate holds the rung's rate with a margin, goes down at once on loss or a falling estimate,
+and goes up only after a probe at the higher rung's rate (``probe_target`` / ``on_probe``) came
+back confirmed. Moving down is quick, because a viewer over its bandwidth stalls; moving up
+needs evidence, so a viewer does not flap between rungs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,19 @@ class RungRate:
 
     name: str
     kbps: int
+
+
+STAY_MARGIN = 1.05  # send-side: stay while the estimate is at least this times the rung's rate
+UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
+DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
+LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
+SEND_DOWN_LOSS = 0.10  # loss that transport-cc reports (repairs hide it from the picture, not the link)
+UP_HOLD_S = 2.0  # no move up within this long of the last change
+PROBE_RATE = 1.3  # probes run at this times the higher rung's rate (media is on the link as well)
+PROBE_FRESH_S = 3.0  # a confirmed probe allows a move up for this long
+PROBE_BACKOFF_S = 2.0
+PROBE_BACKOFF_MAX_S = 8.0
+PROBE_AFTER_UP_S = 2.0
 
 
 class AbrPolicy:
@@ -54,6 +72,16 @@ class AbrPolicy:
         self._loss = 0.0
         self._clear_since: float | None = None
         self._last_change: float | None = None
+        # send-side mode
+        self.actual: dict[str, float] = {}  # bps each rung's encoder produces now
+        self._probe_ok: tuple[str, float] | None = None  # (rung confirmed, when)
+        self._next_probe_at: float | None = None
+        self._probe_backoff_s = PROBE_BACKOFF_S
+        self.probes_ok = 0
+        self.probes_failed = 0
+        self.switches = 0
+        self.reason = ""  # why the last change happened (for the debug log)
+        self._low_since: float | None = None  # since when the estimate is under the rung's rate
 
     def _index(self) -> int:
         return next(i for i, r in enumerate(self.rungs) if r.name == self.current)
@@ -115,4 +143,96 @@ class AbrPolicy:
         self.current = self.rungs[index].name
         self._last_change = now
         self._clear_since = None
+        self.switches += 1
         return self.current
+
+    # ---- send-side estimate ---------------------------------------------------------------------
+    def need_bps(self, index: int) -> float:
+        """What rung ``index`` costs: its measured rate, or its nominal rate before there is one."""
+        rung = self.rungs[index]
+        return self.actual.get(rung.name) or rung.kbps * 1000.0
+
+    def set_actual(self, rates: dict[str, float]) -> None:
+        """The rates the encoders produce now (bps per rung; a rung with none keeps its nominal)."""
+        self.actual = {name: bps for name, bps in rates.items() if bps > 0}
+
+    def on_estimate(self, estimate_bps: float, loss: float, now: float, *, repairs_refused: bool = False) -> str | None:
+        """A send-side estimate and the loss it saw: the new rung when the choice changes, else None.
+
+        ``repairs_refused``: the viewer's retransmission budget refused repairs lately, i.e. its
+        link cannot carry this rung plus the repairs it needs, which is a reason to go down.
+        """
+        index = self._index()
+        need = self.need_bps(index)
+        lowest = len(self.rungs) - 1
+        since_change = None if self._last_change is None else now - self._last_change
+        low = estimate_bps < need * STAY_MARGIN
+        if not low:
+            self._low_since = None
+        elif self._low_since is None:
+            self._low_since = now
+        # A short dip (one delay blip) is not a reason to drop a rung; a deep one, loss, or a dip
+        # that lasts is.
+        sustained = low and (estimate_bps < need * DEEP_LOW or now - (self._low_since or now) >= LOW_HOLD_S)
+        if index < lowest and (sustained or loss > SEND_DOWN_LOSS or repairs_refused):
+            if since_change is not None and since_change < self._down_hold_s:
+                return None
+            self._low_since = None
+            # Under heavy loss the estimate lags what arrives: aim for what got through.
+            usable = estimate_bps * (1 - loss) if loss > SEND_DOWN_LOSS else estimate_bps
+            fits = [i for i in range(len(self.rungs)) if self.need_bps(i) * UP_MARGIN <= usable]
+            target = max(index + 1, fits[0] if fits else lowest)
+            self.reason = (
+                f"estimate {estimate_bps / 1000:.0f} kbit/s, {self.current} needs {need / 1000:.0f}, "
+                f"loss {loss:.1%}{', repairs refused' if repairs_refused else ''}"
+            )
+            self._probe_ok = None
+            self._next_probe_at = now + self._probe_backoff_s
+            return self._change(target, now)
+        if index == 0:
+            return None
+        higher = self.rungs[index - 1].name
+        confirmed = (
+            self._probe_ok is not None and self._probe_ok[0] == higher and now - self._probe_ok[1] < PROBE_FRESH_S
+        )
+        if confirmed and estimate_bps >= self.need_bps(index - 1) * UP_MARGIN and loss < self._up_loss:
+            if since_change is not None and since_change < UP_HOLD_S:
+                return None
+            self.reason = (
+                f"probe confirmed {estimate_bps / 1000:.0f} kbit/s for {higher} ({self.need_bps(index - 1) / 1000:.0f})"
+            )
+            self._probe_ok = None
+            self._next_probe_at = now + PROBE_AFTER_UP_S
+            return self._change(index - 1, now)
+        return None
+
+    def probe_target(self, loss: float, now: float) -> tuple[str, float] | None:
+        """The rung to probe for and the rate to probe at, when a probe is due (else None).
+
+        Never while the viewer loses packets, never at the top rung, and after a failed probe
+        only once its back-off (doubling up to ``PROBE_BACKOFF_MAX_S``) has passed.
+        """
+        index = self._index()
+        if index == 0 or loss >= self._up_loss:
+            return None
+        if self._next_probe_at is not None and now < self._next_probe_at:
+            return None
+        if self._last_change is not None and now - self._last_change < UP_HOLD_S:
+            return None
+        higher = self.rungs[index - 1].name
+        return higher, self.need_bps(index - 1) * PROBE_RATE
+
+    def on_probe(self, rung: str, result_bps: float | None, now: float) -> bool:
+        """A probe for ``rung`` came back; True if it confirmed the rung fits."""
+        index = next((i for i, r in enumerate(self.rungs) if r.name == rung), None)
+        ok = index is not None and result_bps is not None and result_bps >= self.need_bps(index) * UP_MARGIN
+        if ok:
+            self.probes_ok += 1
+            self._probe_ok = (rung, now)
+            self._probe_backoff_s = PROBE_BACKOFF_S
+            self._next_probe_at = now + PROBE_BACKOFF_S
+        else:
+            self.probes_failed += 1
+            self._next_probe_at = now + self._probe_backoff_s
+            self._probe_backoff_s = min(self._probe_backoff_s * 2, PROBE_BACKOFF_MAX_S)
+        return ok

@@ -26,7 +26,7 @@ from relay.config import Config
 from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
 from relay.identity import Identity, guest
 from relay.media.fanout import TrackOut
-from relay.media.takeover import take_over
+from relay.media.takeover import keep_transport_cc, take_over
 from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
@@ -278,6 +278,7 @@ class Registry:
                     audio = pc.addTransceiver("audio", direction="sendonly")
                     self._hand_over(stream, session, audio.sender, tracks.audio)
                 await apply_offer(pc, offer_sdp)
+                keep_transport_cc(pc)  # send-side bandwidth estimation for peers that offer it
                 answer = await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S)
             except BaseException:
                 await close_quietly(pc, f"viewer {stream.name} (negotiation)")
@@ -322,6 +323,7 @@ class Registry:
             on_ready=ready,
             on_nack=nack,
             on_feedback=lambda feedback: stream.on_viewer_feedback(session.id, feedback),
+            on_tcc=(lambda fci: stream.on_viewer_tcc(session.id, fci)) if kind == "video" else None,
         )
 
     async def _viewer_ended(self, session: ViewerSession, reason: str) -> None:

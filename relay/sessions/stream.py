@@ -33,6 +33,7 @@ from relay.messages import (
     parse_viewer_message,
 )
 from relay.sessions.rungs import RungChoice, ladder_for, ladder_rung, rung_for_codec
+from relay.sessions.sendside import SendSideControl
 from relay.sessions.viewer import ViewerSession
 from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
@@ -101,6 +102,14 @@ class Stream:
             clock=time.monotonic,
             on_broken=self._viewer_broken,
         )
+        self.sendside = SendSideControl(
+            config.name,
+            self.fanout,
+            self.rungs,
+            self._auto_switch,
+            rung_bytes=lambda: {s.rung: s.bytes_out for s in self.transcoder.stats()},
+            audio_bps=transcode.audio_kbps * 1000,
+        )
         self.publisher: Publisher | None = None
         self._media = False  # whether the current publisher's video has arrived (see ``state``)
         self.viewers: dict[str, ViewerSession] = {}
@@ -131,6 +140,7 @@ class Stream:
     def start(self) -> None:
         self.transcoder.start()
         self.talk.start()
+        self.sendside.start()
 
     def pts_ms(self) -> int:
         """Media time (ms) of the video frame being sent now: what a card action is stamped with."""
@@ -312,6 +322,7 @@ class Stream:
         self._vp8_viewers.discard(viewer_id)
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
+        self.sendside.forget(viewer_id)
         self.fanout.detach(viewer_id)
         for queue in self._clock_watchers.pop(viewer_id, ()):
             offer(queue, None)  # its SSE stream ends; a reconnect for a gone viewer gets 404
@@ -355,10 +366,18 @@ class Stream:
                 self.transcoder.request_keyframe(rung)
             return
         now = time.monotonic()
+        tracks = self.fanout.tracks(viewer_id)
+        if tracks is not None and feedback.rtt_s is not None:
+            tracks.video.repair.rtt_s = max(0.02, feedback.rtt_s)
+        if feedback.loss is not None:
+            self._reported_loss[viewer_id] = feedback.loss
+        if tracks is not None and tracks.video.bwe is not None:
+            return  # transport-cc: the send-side estimate decides (on_viewer_tcc), not REMB
         if feedback.remb_bps is not None:
             decision = abr.on_remb(feedback.remb_bps, now)
+            if tracks is not None:
+                tracks.video.repair.set_rate(feedback.remb_bps, now)
         elif feedback.loss is not None:
-            self._reported_loss[viewer_id] = feedback.loss
             decision = abr.on_loss(feedback.loss, now)
         else:
             return
@@ -366,6 +385,14 @@ class Stream:
         if decision is not None:
             log.info("viewer %s/%s: auto -> %s", self.name, viewer_id[:8], decision)
             self._switch(viewer_id, decision)
+
+    def on_viewer_tcc(self, viewer_id: str, fci: bytes) -> None:
+        """Transport-cc feedback from a viewer: the send-side estimate and its decisions."""
+        self.sendside.on_tcc(viewer_id, fci)
+
+    def _auto_switch(self, viewer_id: str, rung: str, why: str) -> None:
+        log.info("viewer %s/%s: auto -> %s (%s)", self.name, viewer_id[:8], rung, why)
+        self.fanout.switch(viewer_id, rung)
 
     # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
@@ -403,6 +430,11 @@ class Stream:
             "packets_sent": sum(link.sent for link in self.fanout.links()),
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
+            "retransmissions_refused": sum(v.tracks.video.repair.refused for v in self.viewers.values()),
+            "probe_bytes": self.fanout.probe_bytes,
+            "transport_cc_feedback": self.sendside.feedback,
+            "rung_switches": sum(c.abr.switches for c in self.rungs.choices.values()),
+            "abr": [self.sendside.viewer_snapshot(viewer_id) for viewer_id in self.viewers],
             "viewer_send_errors": self.fanout.send_errors,
             "nack_reports": self.fanout.nack_reports,
             "packets_nacked": self.fanout.nacked_packets,
@@ -417,4 +449,5 @@ class Stream:
 
     async def close(self) -> None:
         await self.talk.close()
+        await self.sendside.close()
         await self.transcoder.close()

@@ -55,6 +55,10 @@ class ViewerSession(PeerSession):
         self._bye: str | None = None  # set when the session ends for a reason the viewer must hear
         self._expects_channel = expects_channel  # its offer has a data channel: a bye can reach it
         self._channel_open = asyncio.Event()
+        # Messages sent before the channel is open (e.g. the first ``rendition``, which follows
+        # the first keyframe and can beat the channel's SCTP setup): delivered after the greeting.
+        self._early: list[str] = []
+        self._early_bytes = 0
         pc.on("datachannel", self._on_datachannel)
 
     def start(self) -> None:
@@ -77,11 +81,22 @@ class ViewerSession(PeerSession):
         self._channel_open.set()
         for message in self._greeting():
             self.send(message)
+        early, self._early, self._early_bytes = self._early, [], 0
+        for message in early:
+            self.send(message)
 
     def send(self, message: str) -> None:
-        """Send a pre-serialised JSON message if the viewer has an open ``cards`` channel."""
+        """Send a pre-serialised JSON message on the viewer's ``cards`` channel; until it is open
+        (if its offer has one) the message waits, in order, never dropped: a viewer whose channel
+        never opens and piles up ``MAX_CHANNEL_BUFFER`` of them is ended instead."""
         channel = self._channel
         if channel is None or channel.readyState != "open":
+            if (self._expects_channel or channel is not None) and not self._channel_open.is_set():
+                self._early.append(message)
+                self._early_bytes += len(message)
+                if self._early_bytes > MAX_CHANNEL_BUFFER:
+                    self._early.clear()
+                    self.close_soon("data channel never opened")
             return
         if channel.bufferedAmount > MAX_CHANNEL_BUFFER:
             # A viewer that cannot take its messages is dropped (and told), never buffered for.

@@ -265,3 +265,66 @@ def test_a_viewer_whose_send_fails_is_dropped_and_reported_while_the_others_get_
     assert broken == [("bad", "RuntimeError: srtp refused")]
     assert len(fanout) == 1 and bad_link.closed and fanout.send_errors == 1
     assert len(good_link.packets) == 2  # both frames reached the healthy viewer
+
+
+TCC = HeaderExtensionsMap()
+TCC.configure(
+    RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+            RTCRtpHeaderExtensionParameters(
+                id=5, uri="http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+            ),
+        ]
+    )
+)
+
+
+def test_transport_cc_viewers_get_consecutive_transport_numbers_on_media_repairs_and_probes() -> None:
+    fanout, _, _, clock = _fanout()
+    tracks = fanout.new_tracks("t", with_audio=False)
+    tracks.video.configure(3000, 102, "0", 3, 1, "cname", tcc_id=5, rtx=(103, 3001))
+    fanout.attach("t", tracks, "480p")
+    link = RecordingLink()
+    fanout.activate("t", "video", link)
+    _, plain = _viewer(fanout, "p", "480p", ssrc=4000)  # a viewer without transport-cc beside it
+    fanout.publish(_video("480p", 0, True, size=3000))
+    fanout.publish(_video("480p", 3000, False, size=2000))
+    media = [RtpPacket.parse(p, TCC) for p in link.packets]
+    assert {p.ssrc for p in media} == {3000} and len(media) == 5
+    first = media[0].extensions.transport_sequence_number
+    assert [p.extensions.transport_sequence_number for p in media] == [(first + i) & 0xFFFF for i in range(5)]
+    assert all(p.extensions.mid == "0" and p.extensions.abs_send_time is not None for p in media)
+    assert all(RtpPacket.parse(p, TCC).extensions.transport_sequence_number is None for p in plain.packets)
+    # A repair goes on RTX (original number in front of the payload), with the next transport number.
+    clock.now = 0.05
+    assert fanout.retransmit("t", "video", [media[1].sequence_number]) == 1
+    rtx = RtpPacket.parse(link.packets[-1], TCC)
+    assert (rtx.ssrc, rtx.payload_type) == (3001, 103)
+    assert int.from_bytes(rtx.payload[:2], "big") == media[1].sequence_number and rtx.payload[2:] == media[1].payload
+    assert rtx.extensions.transport_sequence_number == (first + 5) & 0xFFFF
+    # The same packet again within a round trip is refused, and counted.
+    assert fanout.retransmit("t", "video", [media[1].sequence_number]) == 0
+    assert tracks.video.repair.refused_recent == 1
+    # A probe: RTX copies of packets the viewer has, on the following numbers.
+    assert tracks.video.bwe is not None
+    tracks.video.bwe.start_probe(9, 2_000_000, 0.05)
+    assert fanout.probe("t", 2000, 9) >= 2000
+    probes = [RtpPacket.parse(p, TCC) for p in link.packets[6:]]
+    assert probes and {p.ssrc for p in probes} == {3001}
+    assert [p.extensions.transport_sequence_number for p in probes] == [
+        (first + 6 + i) & 0xFFFF for i in range(len(probes))
+    ]
+    # The estimator knows every number sent, with its cluster.
+    assert tracks.video.bwe._lookup(first + 6) is not None and tracks.video.bwe._lookup(first + 6)[2] == 9
+
+
+def test_repairs_beyond_the_budget_are_refused_and_counted() -> None:
+    fanout, _, _, _ = _fanout()
+    tracks, link = _viewer(fanout, "a", "480p")
+    tracks.video.repair.set_rate(50_000, 0.0)  # 7.5 kbit/s: the 2,400-byte minimum bucket
+    fanout.publish(_video("480p", 0, True, size=8000))
+    lost = [p.sequence_number for p in _video_packets(link)]
+    sent = fanout.retransmit("a", "video", lost)
+    assert sent == 2 and tracks.video.repair.refused_budget == len(lost) - 2

@@ -1,0 +1,369 @@
+"""Send-side bandwidth estimation for one viewer (pure: no I/O, ``now`` passed in).
+
+A receive-side estimate (REMB) stays near what the receiver gets, so a sender that only listens
+to it never learns that a link could carry more. With transport-wide feedback the sender knows,
+for every packet it stamped, when it left and when (or whether) it arrived, and estimates for
+itself, in the spirit of Google's congestion control (draft-ietf-rmcat-gcc), written here from
+its ideas, not its code:
+
+- acknowledged rate: the bytes the viewer received over the last half second of arrivals;
+- delay gradient: packets sent together form a group; the growth of one-way delay between
+  groups, accumulated and smoothed, gives a trend whose slope says whether a queue is building
+  (overuse) against a threshold that adapts to the link's normal jitter;
+- loss: the fraction of stamped packets reported lost;
+- probes: a cluster of padding sent at a chosen rate; the rate at which it arrived is what the
+  link carries at least, and is the only way the estimate rises well above what is sent.
+
+The estimate multiplies up slowly while the link is clear (and is never below the acknowledged
+rate while no queue builds), drops to 85 % of the acknowledged rate on overuse, and shrinks with
+loss over 10 % (packets a probe's queue dropped, probe or media, do not count: they are the
+probe's answer);
+it never exceeds ``CAP`` times the larger of the acknowledged rate and a recent probe's result
+(the property the unit tests hold it to).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+from relay.media.twcc import TccFeedback
+
+CAP = 1.5  # the estimate stays within this factor of what was acknowledged or probed
+ACKED_WINDOW_S = 0.5
+GROUP_S = 0.005  # packets sent within 5 ms of a group's first are one group
+TREND_GROUPS = 20
+SMOOTHING = 0.9
+TREND_GAIN = 4.0
+THRESHOLD_START_MS = 12.5
+THRESHOLD_MIN_MS, THRESHOLD_MAX_MS = 6.0, 600.0
+THRESHOLD_UP, THRESHOLD_DOWN = 0.0087, 0.039  # per ms of elapsed time, as in the draft's adaptation
+DECREASE = 0.85
+INCREASE_PER_S = 0.08
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+LOSS_MIN_PACKETS = 20
+PROBE_VALID_S = 5.0  # how long a probe's result lifts the cap (long enough for a rung switch)
+PROBE_MIN_PACKETS = 5
+PROBE_MIN_RECEIVED = 0.8
+PROBE_TIMEOUT_S = 1.0
+SENT_KEEP_S = 3.0
+PROBE_SHADOW_S = 0.25  # media sent this long after a probe packet may be lost to the probe's queue
+SHADOW = -1  # the cluster tag of such media: counted for rate and delay, not for loss
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """What one probe cluster showed: the rate it was sent at and the rate it arrived at."""
+
+    cluster: int
+    target_bps: float
+    sent_bps: float
+    received_bps: float | None  # None: too little of it arrived to say
+    at: float
+
+    @property
+    def bps(self) -> float | None:
+        """What the link carried at least (None if the probe says nothing)."""
+        if self.received_bps is None:
+            return None
+        return min(self.sent_bps, self.received_bps)
+
+
+class _Cluster:
+    __slots__ = ("first_arrival", "first_send", "last_arrival", "last_send", "packets", "received",
+                 "received_packets", "sent", "started", "target_bps")  # fmt: skip
+
+    def __init__(self, target_bps: float, now: float) -> None:
+        self.target_bps = target_bps
+        self.started = now
+        self.first_send: float | None = None
+        self.last_send = 0.0
+        self.sent = 0.0  # bytes, all packets
+        self.packets = 0
+        self.first_arrival: float | None = None
+        self.last_arrival = 0.0
+        self.received = 0.0  # bytes arrived after the first arrival (the rate's numerator)
+        self.received_packets = 0
+
+
+class SendSideEstimator:
+    """Owns one viewer's send log (transport-wide numbers) and its bandwidth estimate.
+
+    The fan-out calls ``sent`` once per batch of packets (a frame, a probe slice, a repair);
+    ``on_feedback`` takes each parsed transport-cc packet. ``estimate_bps`` is None until the
+    first half second of arrivals has been acknowledged.
+    """
+
+    def __init__(self, start_bps: float | None = None) -> None:
+        self._firsts: list[int] = []  # first transport-wide number of each batch, increasing
+        self._batches: list[tuple[int, int, float, int]] = []  # (first, count, sent_at, cluster)
+        self._sizes: list[float] = []  # bytes per packet of each batch
+        self._highest = -1  # the highest number sent
+        self._acked: deque[tuple[float, float]] = deque()  # (arrival s, bytes)
+        self._acked_bytes = 0.0
+        self._newest_arrival: float | None = None
+        self._oldest_arrival: float | None = None
+        self._reported: set[int] = set()  # numbers already counted as received
+        # delay gradient
+        self._group: tuple[float, float, float] | None = None  # (first send, last send, last arrival)
+        self._prev_group: tuple[float, float] | None = None  # (send, arrival) of the previous group
+        self._accumulated = 0.0
+        self._smoothed = 0.0
+        self._trend: deque[tuple[float, float]] = deque(maxlen=TREND_GROUPS)
+        self._first_arrival_ms: float | None = None
+        self._threshold = THRESHOLD_START_MS
+        self._last_threshold_at: float | None = None
+        self._overuse_since: float | None = None
+        self.signal = "normal"  # "overuse", "underuse" or "normal"
+        # loss
+        self._lost = 0
+        self._counted = 0
+        self.loss = 0.0
+        # rate
+        self._estimate = start_bps
+        self._last_update: float | None = None
+        self._last_decrease: float | None = None
+        self._clusters: dict[int, _Cluster] = {}
+        self.probes: list[ProbeResult] = []  # newest last, at most 20
+        self._probe_bps: tuple[float, float] | None = None  # (bps, at) of the last useful probe
+        self._shadow_until = 0.0
+        self.feedback_packets = 0
+        self.bad_feedback = 0
+
+    # ---- sending ----------------------------------------------------------------------------
+    def sent(self, first: int, count: int, octets: int, now: float, cluster: int = 0) -> None:
+        """Packets ``first`` .. ``first + count - 1`` (transport-wide numbers) left now."""
+        if count <= 0:
+            return
+        if cluster:
+            self._shadow_until = now + PROBE_SHADOW_S
+        elif now < self._shadow_until:
+            cluster = SHADOW
+        self._firsts.append(first)
+        self._batches.append((first, count, now, cluster))
+        self._sizes.append(octets / count)
+        self._highest = first + count - 1
+        if cluster > 0:
+            probe = self._clusters.get(cluster)
+            if probe is not None:
+                if probe.first_send is None:
+                    probe.first_send = now
+                probe.last_send = now
+                probe.sent += octets
+                probe.packets += count
+        if len(self._batches) > 4096 or (len(self._batches) > 64 and now - self._batches[0][2] > SENT_KEEP_S):
+            keep = max(0, len(self._batches) - 2048) if len(self._batches) > 4096 else 0
+            while keep < len(self._batches) and now - self._batches[keep][2] > SENT_KEEP_S:
+                keep += 1
+            del self._firsts[:keep], self._batches[:keep], self._sizes[:keep]
+
+    def start_probe(self, cluster: int, target_bps: float, now: float) -> None:
+        """Packets sent with ``cluster`` from now on belong to a probe at ``target_bps``."""
+        self._clusters[cluster] = _Cluster(target_bps, now)
+
+    def _lookup(self, number: int) -> tuple[float, float, int] | None:
+        i = bisect.bisect_right(self._firsts, number) - 1
+        if i < 0:
+            return None
+        first, count, at, cluster = self._batches[i]
+        if number >= first + count:
+            return None
+        return at, self._sizes[i], cluster
+
+    def _unwrap(self, seq16: int) -> int:
+        return self._highest - ((self._highest - seq16) & 0xFFFF)
+
+    # ---- feedback ---------------------------------------------------------------------------
+    def on_feedback(self, feedback: TccFeedback, now: float) -> None:
+        self.feedback_packets += 1
+        lost = counted = 0
+        for seq16, arrival_us in feedback.arrivals:
+            number = self._unwrap(seq16)
+            sent = self._lookup(number)
+            if sent is None:
+                continue
+            sent_at, size, cluster = sent
+            if arrival_us is None:
+                # A probe overflowing a queue (and the media behind it) is the probe's answer: that
+                # probe fails and backs off; it is no reason to leave the rung.
+                if number not in self._reported and not cluster:
+                    lost += 1
+                    counted += 1
+                continue
+            if number in self._reported:
+                continue
+            self._reported.add(number)
+            counted += 0 if cluster else 1
+            arrival = arrival_us / 1e6
+            self._on_arrival(sent_at, arrival, size, cluster, now)
+        if len(self._reported) > 8192:
+            floor = self._highest - 4096
+            self._reported = {n for n in self._reported if n > floor}
+        self._lost += lost
+        self._counted += counted
+        if self._counted >= LOSS_MIN_PACKETS:
+            self.loss = self._lost / self._counted
+            self._lost = self._counted = 0
+        self._evaluate_probes(now)
+        self._update(now)
+
+    def _on_arrival(self, sent_at: float, arrival: float, size: float, cluster: int, now: float) -> None:
+        self._acked.append((arrival, size))
+        self._acked_bytes += size
+        if self._newest_arrival is None or arrival > self._newest_arrival:
+            self._newest_arrival = arrival
+        if self._oldest_arrival is None:
+            self._oldest_arrival = arrival
+        while self._acked and self._acked[0][0] < self._newest_arrival - ACKED_WINDOW_S:
+            self._acked_bytes -= self._acked.popleft()[1]
+        if cluster:
+            probe = self._clusters.get(cluster)
+            if probe is not None:
+                probe.received_packets += 1
+                if probe.first_arrival is None or arrival < probe.first_arrival:
+                    if probe.first_arrival is not None:
+                        probe.received += size
+                    probe.first_arrival = arrival
+                else:
+                    probe.received += size
+                probe.last_arrival = max(probe.last_arrival, arrival)
+        group = self._group
+        if group is None or sent_at - group[0] > GROUP_S:
+            if group is not None:
+                self._close_group(group[1], group[2], now)
+            self._group = (sent_at, sent_at, arrival)
+        else:
+            self._group = (group[0], max(group[1], sent_at), max(group[2], arrival))
+
+    def _close_group(self, send: float, arrival: float, now: float) -> None:
+        prev = self._prev_group
+        self._prev_group = (send, arrival)
+        if prev is None:
+            return
+        if arrival < prev[1]:  # reordered: no gradient from it
+            return
+        delta_ms = ((arrival - prev[1]) - (send - prev[0])) * 1000
+        self._accumulated += delta_ms
+        self._smoothed = SMOOTHING * self._smoothed + (1 - SMOOTHING) * self._accumulated
+        arrival_ms = arrival * 1000
+        if self._first_arrival_ms is None:
+            self._first_arrival_ms = arrival_ms
+        self._trend.append((arrival_ms - self._first_arrival_ms, self._smoothed))
+        if len(self._trend) < TREND_GROUPS // 2:
+            return
+        slope = _slope(self._trend)
+        modified = min(len(self._trend), 60) * slope * TREND_GAIN
+        self._adapt_threshold(modified, now)
+        if modified > self._threshold:
+            if self._overuse_since is None:
+                self._overuse_since = now
+            # Overuse only once it lasts (two groups or 10 ms), so one late group is not a signal.
+            self.signal = "overuse" if now - self._overuse_since >= 0.01 or self.signal == "overuse" else "normal"
+        elif modified < -self._threshold:
+            self._overuse_since = None
+            self.signal = "underuse"
+        else:
+            self._overuse_since = None
+            self.signal = "normal"
+
+    def _adapt_threshold(self, modified: float, now: float) -> None:
+        last = self._last_threshold_at
+        self._last_threshold_at = now
+        if last is None or abs(modified) > self._threshold + 15:  # a spike: do not chase it
+            return
+        k = THRESHOLD_DOWN if abs(modified) < self._threshold else THRESHOLD_UP
+        elapsed_ms = min((now - last) * 1000, 100.0)
+        self._threshold += k * (abs(modified) - self._threshold) * elapsed_ms
+        self._threshold = max(THRESHOLD_MIN_MS, min(THRESHOLD_MAX_MS, self._threshold))
+
+    def _evaluate_probes(self, now: float) -> None:
+        for cluster, probe in list(self._clusters.items()):
+            if probe.first_send is None:
+                if now - probe.started > PROBE_TIMEOUT_S:
+                    del self._clusters[cluster]
+                continue
+            complete = probe.received_packets >= probe.packets > 0
+            if not complete and now - probe.last_send < PROBE_TIMEOUT_S:
+                continue
+            del self._clusters[cluster]
+            span = probe.last_send - probe.first_send
+            sent_bps = probe.sent * 8 / span if span > 0 else probe.target_bps
+            received_bps = None
+            arrived = probe.last_arrival - (probe.first_arrival or 0.0)
+            if (
+                probe.packets >= PROBE_MIN_PACKETS
+                and probe.received_packets >= PROBE_MIN_RECEIVED * probe.packets
+                and probe.first_arrival is not None
+                and arrived > 0
+            ):
+                received_bps = probe.received * 8 / arrived
+            result = ProbeResult(cluster, probe.target_bps, sent_bps, received_bps, now)
+            self.probes.append(result)
+            del self.probes[:-20]
+            bps = result.bps
+            if bps is not None and self.signal != "overuse":
+                self._probe_bps = (bps, now)
+                if self._estimate is None or bps > self._estimate:
+                    self._estimate = bps
+
+    # ---- the estimate -----------------------------------------------------------------------
+    @property
+    def acked_bps(self) -> float | None:
+        """Bytes acknowledged over the last half second of arrivals (None before half a second)."""
+        if self._newest_arrival is None or self._oldest_arrival is None:
+            return None
+        if self._newest_arrival - self._oldest_arrival < ACKED_WINDOW_S:
+            return None
+        return self._acked_bytes * 8 / ACKED_WINDOW_S
+
+    def probe_bps(self, now: float) -> float | None:
+        if self._probe_bps is None or now - self._probe_bps[1] > PROBE_VALID_S:
+            return None
+        return self._probe_bps[0]
+
+    def cap_bps(self, now: float) -> float | None:
+        """The most the estimate may be: CAP times the larger of acknowledged and probed rate."""
+        basis = max(self.acked_bps or 0.0, self.probe_bps(now) or 0.0)
+        return basis * CAP if basis > 0 else None
+
+    @property
+    def estimate_bps(self) -> float | None:
+        return self._estimate if self.acked_bps is not None or self._probe_bps is not None else None
+
+    def _update(self, now: float) -> None:
+        acked = self.acked_bps
+        last = self._last_update
+        self._last_update = now
+        if acked is None and self._probe_bps is None:
+            return
+        estimate = self._estimate if self._estimate is not None else (acked or 0.0)
+        elapsed = 0.0 if last is None else min(max(now - last, 0.0), 1.0)
+        if self.signal == "overuse":
+            # Once per 200 ms at most: a decrease takes about a round trip to show in the feedback.
+            if self._last_decrease is None or now - self._last_decrease >= 0.2:
+                estimate = min(estimate, DECREASE * (acked if acked is not None else estimate))
+                self._last_decrease = now
+        elif self.signal == "normal" and self.loss <= LOSS_LOW:
+            # What arrives without a queue building is what the link carries: after a decrease
+            # on a passing delay blip the estimate is back at the acknowledged rate at once.
+            estimate = max(estimate * (1 + INCREASE_PER_S) ** elapsed, acked or 0.0)
+        if self.loss > LOSS_HIGH and (self._last_decrease is None or now - self._last_decrease >= 0.3):
+            estimate *= 1 - 0.5 * self.loss
+            self._last_decrease = now
+        estimate = max(estimate, 10_000.0)
+        cap = self.cap_bps(now)
+        self._estimate = estimate if cap is None else min(estimate, cap)
+
+    def recently_decreased(self, now: float, within_s: float) -> bool:
+        return self._last_decrease is not None and now - self._last_decrease < within_s
+
+
+def _slope(points: deque[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    den = sum((x - mean_x) ** 2 for x, _ in points)
+    return num / den if den > 0 else 0.0

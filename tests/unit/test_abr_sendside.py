@@ -1,0 +1,77 @@
+"""The ABR on a send-side estimate: stay with margin, down fast, up only after a confirmed probe."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay.sessions.abr import PROBE_BACKOFF_MAX_S, AbrPolicy, RungRate
+
+RUNGS = [RungRate("720p", 2500), RungRate("480p", 1000), RungRate("240p", 350)]
+ACTUAL = {"720p": 2_200_000.0, "480p": 900_000.0, "240p": 300_000.0}
+
+
+def policy() -> AbrPolicy:
+    abr = AbrPolicy(RUNGS, start="480p")
+    abr.set_actual(ACTUAL)
+    return abr
+
+
+def test_stays_while_the_estimate_holds_the_actual_rate_not_the_nominal_one() -> None:
+    abr = policy()
+    # 950 kbit/s is under 480p's nominal 1,000 but over what its encoder really produces.
+    assert all(abr.on_estimate(950_000, 0.0, t / 10) is None for t in range(100))
+    assert abr.current == "480p"
+
+
+def test_down_at_once_to_the_rung_that_fits_on_a_falling_estimate_or_loss() -> None:
+    abr = policy()
+    assert abr.on_estimate(500_000, 0.0, 0.0) == "240p"
+    abr = policy()
+    assert abr.on_estimate(5_000_000, 0.15, 0.0) == "240p"  # loss alone
+    abr = policy()
+    assert abr.on_estimate(5_000_000, 0.0, 0.0, repairs_refused=True) == "240p"
+
+
+def test_up_only_after_a_probe_confirms_the_higher_rung() -> None:
+    abr = policy()
+    for t in range(50):
+        assert abr.on_estimate(10_000_000, 0.0, t * 0.1) is None  # a high estimate alone is not enough
+    target = abr.probe_target(0.0, 5.0)
+    assert target is not None and target[0] == "720p" and target[1] > ACTUAL["720p"]
+    assert not abr.on_probe("720p", 1_500_000, 5.2)  # came back short
+    assert abr.on_estimate(10_000_000, 0.0, 5.3) is None
+    assert abr.on_probe("720p", 3_000_000, 15.0)
+    assert abr.on_estimate(3_000_000, 0.0, 15.1) == "720p"
+
+
+def test_never_probes_a_viewer_that_loses_packets_or_sits_at_the_top() -> None:
+    abr = policy()
+    assert abr.probe_target(0.05, 10.0) is None
+    abr.on_probe("720p", 3_000_000, 10.0)
+    abr.on_estimate(3_000_000, 0.0, 12.5)
+    assert abr.current == "720p" and abr.probe_target(0.0, 100.0) is None
+
+
+@given(st.lists(st.tuples(st.floats(0.01, 3.0), st.booleans()), min_size=1, max_size=40))
+def test_failed_probes_back_off_and_are_never_closer_than_two_seconds(events: list[tuple[float, bool]]) -> None:
+    abr = AbrPolicy(RUNGS, start="240p")
+    abr.set_actual(ACTUAL)
+    now = 0.0
+    last_probe: float | None = None
+    for gap, ok in events:
+        now += gap
+        target = abr.probe_target(0.0, now)
+        if target is None:
+            continue
+        assert last_probe is None or now - last_probe >= 2.0 - 1e-9
+        last_probe = now
+        abr.on_probe(target[0], target[1] if ok else 0.0, now)
+        assert abr._probe_backoff_s <= PROBE_BACKOFF_MAX_S
+        abr.on_estimate(target[1] if ok else 350_000, 0.0, now)
+
+
+def test_under_heavy_loss_it_aims_for_what_got_through_not_the_lagging_estimate() -> None:
+    abr = AbrPolicy(RUNGS, start="720p")
+    abr.set_actual(ACTUAL)
+    assert abr.on_estimate(3_400_000, 0.7, 0.0) == "240p"  # 30 % of 3.4 Mbit/s fits only 240p

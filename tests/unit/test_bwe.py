@@ -1,0 +1,175 @@
+"""The send-side estimator against simulated links (a bottleneck queue), and its cap property."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.media.bwe import CAP, SendSideEstimator
+from relay.media.twcc import TccFeedback
+
+
+class Link:
+    """A bottleneck of ``bps`` with ``base_s`` of one-way delay and a queue of at most ``queue_s``."""
+
+    def __init__(self, bps: float, base_s: float = 0.02, queue_s: float = 0.3) -> None:
+        self.bps = bps
+        self.base_s = base_s
+        self.queue_s = queue_s
+        self.free_at = 0.0
+        self.pending: list[tuple[int, float | None]] = []  # (number, arrival s or None)
+
+    def send(self, number: int, size: int, now: float) -> None:
+        start = max(now, self.free_at)
+        if start - now > self.queue_s:
+            self.pending.append((number, None))
+            return
+        self.free_at = start + size * 8 / self.bps
+        self.pending.append((number, self.free_at + self.base_s))
+
+    def feedback(self, now: float) -> TccFeedback | None:
+        """What the receiver reports at ``now``: every packet that arrived (or was dropped) so far."""
+        due = [p for p in self.pending if p[1] is None or p[1] <= now]
+        if not due:
+            return None
+        self.pending = [p for p in self.pending if not (p[1] is None or p[1] <= now)]
+        due.sort(key=lambda p: p[0])
+        arrivals = [(n & 0xFFFF, None if at is None else round(at * 1e6)) for n, at in due]
+        return TccFeedback(due[0][0] & 0xFFFF, 0, arrivals)
+
+
+def run(
+    bwe: SendSideEstimator,
+    link: Link,
+    media_bps: float,
+    seconds: float,
+    start: float = 0.0,
+    probe: tuple[float, float] | None = None,
+) -> float:
+    """Send ``media_bps`` as 30 frames/s of 1,200-byte packets, feedback every 50 ms; optionally a
+    probe (at, bps) of 100 ms paced every 5 ms. Returns the time it ended."""
+    now = start
+    number = getattr(bwe, "_highest", -1) + 1
+    step = 0.005
+    frame_bytes = media_bps / 8 / 30
+    carry = 0.0
+    next_frame = now
+    next_feedback = now + 0.05
+    cluster = 0
+    while now < start + seconds:
+        if now >= next_frame:
+            carry += frame_bytes
+            count = int(carry // 1200)
+            carry -= count * 1200
+            if count:
+                bwe.sent(number, count, count * 1200, now)
+                for i in range(count):
+                    link.send(number + i, 1200, now)
+                number += count
+            next_frame += 1 / 30
+        if probe is not None and probe[0] <= now < probe[0] + 0.1:
+            if not cluster:
+                cluster = 7
+                bwe.start_probe(cluster, probe[1], now)
+                sent_probe = 0.0
+            due = probe[1] / 8 * (now - probe[0] + step) - sent_probe
+            count = int(due // 1200)
+            if count:
+                bwe.sent(number, count, count * 1200, now, cluster)
+                for i in range(count):
+                    link.send(number + i, 1200, now)
+                number += count
+                sent_probe += count * 1200
+        if now >= next_feedback:
+            fb = link.feedback(now)
+            if fb is not None:
+                bwe.on_feedback(fb, now)
+            next_feedback += 0.05
+        now += step
+    return now
+
+
+def test_a_full_link_is_seen_as_overuse_and_the_estimate_falls_below_it() -> None:
+    bwe = SendSideEstimator()
+    run(bwe, Link(600_000), 1_000_000, 2.0)
+    assert bwe.estimate_bps is not None and bwe.estimate_bps < 600_000
+    assert bwe.signal in ("overuse", "normal", "underuse")
+
+
+def test_a_clear_link_keeps_the_estimate_near_what_is_sent_until_a_probe_lifts_it() -> None:
+    bwe = SendSideEstimator()
+    link = Link(50_000_000)
+    end = run(bwe, link, 1_000_000, 3.0)
+    before = bwe.estimate_bps
+    assert before is not None and 900_000 <= before <= CAP * 1_100_000
+    run(bwe, link, 1_000_000, 1.0, start=end, probe=(end + 0.2, 3_500_000))
+    assert bwe.probes and bwe.probes[-1].bps is not None
+    assert bwe.probes[-1].bps >= 3_000_000
+    assert bwe.estimate_bps is not None and bwe.estimate_bps >= 3_000_000
+
+
+def test_a_probe_on_a_narrow_link_comes_back_at_what_the_link_has_left() -> None:
+    bwe = SendSideEstimator()
+    link = Link(1_500_000)
+    end = run(bwe, link, 1_000_000, 3.0)
+    run(bwe, link, 1_000_000, 1.0, start=end, probe=(end + 0.2, 3_500_000))
+    result = bwe.probes[-1].bps
+    assert result is None or result < 1_600_000
+    assert bwe.estimate_bps is not None and bwe.estimate_bps < 2_000_000
+
+
+def test_loss_brings_the_estimate_down() -> None:
+    bwe = SendSideEstimator()
+    link = Link(50_000_000)
+    end = run(bwe, link, 2_000_000, 2.0)
+    high = bwe.estimate_bps
+    assert high is not None
+    now = end
+    number = bwe._highest + 1
+    for _ in range(20):  # 50 % of packets lost, arrivals otherwise regular
+        bwe.sent(number, 20, 24_000, now)
+        arrivals = [
+            ((number + i) & 0xFFFF, None if i % 2 else round((now + 0.02 + i * 0.001) * 1e6)) for i in range(20)
+        ]
+        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now + 0.05)
+        number += 20
+        now += 0.05
+    assert bwe.loss > 0.3
+    assert bwe.estimate_bps is not None and bwe.estimate_bps < 0.7 * high
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 30),  # packets in a batch
+            st.integers(50, 1300),  # bytes each
+            st.floats(0.0, 0.05),  # time to the next batch
+            st.floats(-0.02, 0.2),  # extra delay of its arrival (may reorder)
+            st.booleans(),  # lost
+            st.booleans(),  # probe
+        ),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_the_estimate_never_exceeds_what_was_acknowledged_or_probed_by_more_than_the_margin(
+    batches: list[tuple[int, int, float, float, bool, bool]],
+) -> None:
+    bwe = SendSideEstimator()
+    now = 0.0
+    number = 0
+    bwe.start_probe(1, 5_000_000, 0.0)
+    for count, size, gap, delay, lost, probe in batches:
+        bwe.sent(number, count, count * size, now, 1 if probe else 0)
+        arrivals = [
+            ((number + i) & 0xFFFF, None if lost else round(max(0.0, now + 0.03 + delay + i * 1e-4) * 1e6))
+            for i in range(count)
+        ]
+        now += gap
+        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now)
+        number += count
+        estimate = bwe.estimate_bps
+        if estimate is not None:
+            basis = max(bwe.acked_bps or 0.0, bwe.probe_bps(now) or 0.0)
+            assert estimate <= max(basis * CAP, 10_000.0) + 1e-6
