@@ -392,7 +392,7 @@ class Stream:
 
     def _auto_switch(self, viewer_id: str, rung: str, why: str) -> None:
         log.info("viewer %s/%s: auto -> %s (%s)", self.name, viewer_id[:8], rung, why)
-        self.fanout.switch(viewer_id, rung)
+        self._switch(viewer_id, rung)  # in the viewer's codec: a VP8 viewer moves to a VP8 rung
 
     # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
