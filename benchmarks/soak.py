@@ -70,7 +70,8 @@ def start_server(tmp: Path, setup_timeout: float) -> tuple[subprocess.Popen[str]
 async def counts(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
     async with http.get(f"{base}/api/streams") as res:
         data = await res.json()
-    return {**data["sessions"], **data["process"]}
+    ingest = next((s.get("ingest") for s in data["streams"] if s.get("ingest")), None) or {}
+    return {**data["sessions"], **data["process"], "ingest": ingest}
 
 
 async def drained(http: aiohttp.ClientSession, base: str, viewers: int, timeout: float) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class VideoDecoder:
         on_frame: Callable[[av.VideoFrame], None],
         on_broken: Callable[[], None],
         *,
-        max_pending: int = 8,
+        max_pending: int = 15,  # half a second at 30 fps
     ) -> None:
         self._label = label
         self._on_frame = on_frame
@@ -75,9 +75,13 @@ class VideoDecoder:
                 await self._ready.wait()
                 self._ready.clear()
                 while self._pending:
-                    frame = self._pending.popleft()
+                    # Everything waiting goes to the thread in one call: after the loop was busy
+                    # (a burst of DTLS handshakes), one round trip per frame would leave the
+                    # decoder idle between frames and the queue overflowing.
+                    batch = [frame.data for frame in self._pending]
+                    self._pending.clear()
                     try:
-                        decoded = await loop.run_in_executor(self._pool, self._decode, frame.data)
+                        decoded = await loop.run_in_executor(self._pool, self._decode_all, batch)
                     except (av.FFmpegError, ValueError) as exc:
                         self.decode_errors += 1
                         log.warning("%s: decoding a frame failed: %s", self._label, exc)
@@ -90,6 +94,9 @@ class VideoDecoder:
                         self._on_frame(picture)
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _decode_all(self, batch: list[bytes]) -> list[av.VideoFrame]:
+        return [picture for data in batch for picture in self._decode(data)]
 
     def _decode(self, data: bytes) -> list[av.VideoFrame]:
         if self._codec is None:

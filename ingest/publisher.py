@@ -19,7 +19,7 @@ from ingest.decoder import VideoDecoder
 from ingest.frames import FrameSink
 from ingest.jitter import AssembledFrame
 from ingest.receiver import VideoReceiver
-from ingest.session import PeerSession
+from ingest.session import PeerSession, send_last
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +195,7 @@ class PublisherSession(PeerSession):
         if self.pc.sctp is not None and not self._channel_open.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._channel_open.wait(), BYE_CHANNEL_WAIT_S)
-        channel = self._channel
-        if channel is None or channel.readyState != "open":
-            return
-        flushed = asyncio.Event()
-        channel.on("bufferedamountlow", flushed.set)
-        channel.send(message)
-        if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flushed.wait(), 1.0)
+        await send_last(self._channel, message)
 
     async def _ended(self, reason: str) -> None:
         await self._on_end(self, reason)

@@ -5,12 +5,13 @@ owned tasks, connection-state events, and a close that runs once and releases ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Coroutine
 from typing import Any
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection
 
 from ingest.logctx import context_for
 from ingest.peer import add_remote_candidates, close_quietly, failure_reason, watch_state
@@ -131,3 +132,16 @@ class PeerSession:
 
     async def _ended(self, reason: str) -> None:
         raise NotImplementedError
+
+
+async def send_last(channel: RTCDataChannel | None, message: str, timeout_s: float = 1.0) -> None:
+    """Send a last message on ``channel`` (if open) and give it up to ``timeout_s`` to leave
+    before the peer connection closes under it."""
+    if channel is None or channel.readyState != "open":
+        return
+    flushed = asyncio.Event()
+    channel.on("bufferedamountlow", flushed.set)
+    channel.send(message)
+    if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(flushed.wait(), timeout_s)

@@ -55,9 +55,10 @@ class VideoEncoder:
         self.width, self.height, self.kbps = w, h, kbps
         return ctx
 
-    def _open_vp8(self, w: int, h: int, kbps: int) -> av.VideoCodecContext:
+    def _context(self, codec: str, w: int, h: int, kbps: int) -> av.VideoCodecContext:
+        """What every rung's encoder shares: size, clock, frame rate, rate, GOP, threads."""
         r = self.rendition
-        ctx = av.CodecContext.create("libvpx", "w")
+        ctx = av.CodecContext.create(codec, "w")
         assert isinstance(ctx, av.VideoCodecContext)
         ctx.width, ctx.height = w, h
         ctx.pix_fmt = "yuv420p"
@@ -66,6 +67,10 @@ class VideoEncoder:
         ctx.bit_rate = kbps * 1000
         ctx.gop_size = r.gop_frames
         ctx.thread_count = self._threads
+        return ctx
+
+    def _open_vp8(self, w: int, h: int, kbps: int) -> av.VideoCodecContext:
+        ctx = self._context("libvpx", w, h, kbps)
         ctx.options = {
             # Live: encode each frame as it comes (no look-ahead, no alt-ref frames that would
             # hold frames back), at libvpx's fastest realtime speed, and let a receiver decode
@@ -84,16 +89,8 @@ class VideoEncoder:
 
     def _open_h264(self, w: int, h: int, kbps: int) -> av.VideoCodecContext:
         r = self.rendition
-        ctx = av.CodecContext.create("libx264", "w")
-        assert isinstance(ctx, av.VideoCodecContext)
-        ctx.width, ctx.height = w, h
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = VIDEO_TIME_BASE
-        ctx.framerate = Fraction(r.fps, 1)
-        ctx.bit_rate = kbps * 1000
-        ctx.gop_size = r.gop_frames
+        ctx = self._context("libx264", w, h, kbps)
         ctx.max_b_frames = 0
-        ctx.thread_count = self._threads
         ctx.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",

@@ -392,7 +392,10 @@ class Stream:
 
     def _auto_switch(self, viewer_id: str, rung: str, why: str) -> None:
         log.info("viewer %s/%s: auto -> %s (%s)", self.name, viewer_id[:8], rung, why)
-        self._switch(viewer_id, rung)  # in the viewer's codec: a VP8 viewer moves to a VP8 rung
+        if viewer_id in self._vp8_viewers:  # in the viewer's codec: a VP8 viewer moves to a VP8 rung
+            self.transcoder.want_vp8(rung)
+            rung = rung_for_codec(rung, VP8)
+        self.fanout.switch(viewer_id, rung)
 
     # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:

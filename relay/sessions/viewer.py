@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from ingest.session import PeerSession
+from ingest.session import PeerSession, send_last
 from relay.identity import Identity, guest
 from relay.media.fanout import ViewerTracks
 from relay.media.udplink import UdpLink
@@ -133,15 +133,7 @@ class ViewerSession(PeerSession):
 
     async def say_goodbye(self, message: str, timeout_s: float = 1.0) -> None:
         """Send a last message and give it up to ``timeout_s`` to leave before the close."""
-        channel = self._channel
-        if channel is None or channel.readyState != "open":
-            return
-        flushed = asyncio.Event()
-        channel.on("bufferedamountlow", flushed.set)
-        channel.send(message)
-        if channel.bufferedAmount > channel.bufferedAmountLowThreshold:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flushed.wait(), timeout_s)
+        await send_last(self._channel, message, timeout_s)
 
     def _stopping(self) -> None:
         self._stop_media()  # no packet leaves for this viewer once its close has begun
