@@ -539,7 +539,7 @@ class Fanout:
         ext = _extensions(out.ext_key, abs_send_time(self._wall()))
         now = self._clock()
         resolve = out.rewriter.resolve
-        budget = out.repair if kind == "video" else None
+        budget = out.repair if kind == "video" and out.bwe is not None else None
         sent = 0
         for seq16 in lost[:MAX_NACKED_PER_REPORT]:
             origin = resolve(seq16)

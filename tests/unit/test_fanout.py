@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSrPacket, RtpPacket
 
+from relay.media.bwe import SendSideEstimator
 from relay.media.fanout import Fanout, ViewerTracks
 from relay.media.rtp import MAX_PAYLOAD
 from transcode.frames import EncodedFrame
@@ -323,6 +324,7 @@ def test_transport_cc_viewers_get_consecutive_transport_numbers_on_media_repairs
 def test_repairs_beyond_the_budget_are_refused_and_counted() -> None:
     fanout, _, _, _ = _fanout()
     tracks, link = _viewer(fanout, "a", "480p")
+    tracks.video.bwe = SendSideEstimator()  # a transport-cc viewer: REMB-only viewers get no budget
     tracks.video.repair.set_rate(50_000, 0.0)  # 7.5 kbit/s: the 2,400-byte minimum bucket
     fanout.publish(_video("480p", 0, True, size=8000))
     lost = [p.sequence_number for p in _video_packets(link)]
