@@ -18,7 +18,11 @@ DECODED = """async () => {
   });
   return n;
 }"""
-CARD_SETTLED = "getComputedStyle(document.querySelector('.card')).opacity === '1'"  # entry animation done
+# The card is on screen and its entry animation done (it may not exist yet: cards wait for their frame).
+CARD_SETTLED = (
+    "(() => { const c = document.querySelector('.card');"
+    " return c !== null && getComputedStyle(c).opacity === '1'; })()"
+)
 
 
 async def _publish(browser: Any, server: Server) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.peers import WhipPublisher
+from tests.browser.test_player import CARD_SETTLED
 from tests.e2e.conftest import PUBLISH_KEY, Server
 
 PHONE = {"width": 390, "height": 844}
@@ -55,7 +56,7 @@ async def test_portrait_stream_fills_a_phone_screen_at_full_height(
                 " && document.querySelector('.stage').dataset.orientation === 'portrait'",
                 timeout=15000,
             )
-            await page.wait_for_function("getComputedStyle(document.querySelector('.card')).opacity === '1'")
+            await page.wait_for_function(CARD_SETTLED)
             g = await page.evaluate(GEOMETRY)
             print(g)
             width, height = PHONE["width"], PHONE["height"]
