@@ -292,8 +292,11 @@ async def test_at_the_limit_publishers_get_503_naming_it_and_every_admitted_publ
             await _leave_all(http, viewers[:1])  # room again for a publisher or two, not for three
             viewers = viewers[1:]
 
-            async def freed() -> bool:
-                return bool((await _api(http, base))["sessions"]["viewers"] == len(viewers))
+            async def freed() -> bool:  # the viewer is gone and so are its sockets (closed asynchronously)
+                snap = await _api(http, base)
+                fds = snap["descriptors"]
+                room = (fds["limit"] - fds["reserve"] - fds["open"]) // fds["per_publisher"]
+                return bool(snap["sessions"]["viewers"] == len(viewers) and room >= 1)
 
             await wait_until(freed, 10)
             results = await asyncio.gather(*(p.start(http) for p in publishers[2:]), return_exceptions=True)
