@@ -3,7 +3,9 @@
 aiortc's ``RTCRtpReceiver`` only hands out decoded frames, NACKs a gap once, and asks for a
 keyframe only when its 512-packet buffer overflows: behind 2 % loss viewers froze for 2 s,
 and after an outage they got a burst of stale frames. Here aiortc still does ICE, DTLS, SRTP,
-RTCP receiver reports and the audio; each video RTP packet it has decrypted goes to a
+RTCP receiver reports, the receiver-side bandwidth estimate it sends back as REMB (without it a
+browser publisher's encoder only creeps up from 300 kbit/s by 8 % a second, on loss reports
+alone) and the audio; each video RTP packet it has decrypted goes to a
 ``JitterBuffer`` instead (NACK, re-NACK, deadline, PLI, skip to a keyframe), and whole encoded
 frames come out: to ``on_encoded`` (the source rung forwards them as they are) and to a
 ``VideoDecoder`` thread (the transcoded rungs). A codec other than H.264 (a VP8 publisher) stays
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 from ingest.jitter import AssembledFrame, JitterBuffer, ReceiveStats
 
@@ -63,6 +65,8 @@ class VideoReceiver:
         codec = codecs.get(packet.payload_type)
         if codec is None:
             return
+        if is_rtx(codec) or codec.name == "H264":
+            await self._estimate(packet, arrival_time_ms)
         if is_rtx(codec):
             original_ssrc = receiver._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
@@ -90,6 +94,24 @@ class VideoReceiver:
         wake_at = self.buffer.next_wakeup()
         if wake_at is not None and (self._waiting_until is None or wake_at < self._waiting_until):
             self._wake.set()  # a deadline earlier than the one ``run`` sleeps towards
+
+    async def _estimate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Feed aiortc's receiver-side estimator, as its own receive path does, and send its REMB."""
+        receiver: Any = self._receiver
+        estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+        if estimator is None or packet.extensions.abs_send_time is None:
+            return
+        remb = estimator.add(
+            abs_send_time=packet.extensions.abs_send_time,
+            arrival_time_ms=arrival_time_ms,
+            payload_size=len(packet.payload) + packet.padding_size,
+            ssrc=packet.ssrc,
+        )
+        if remb is not None and rtcp_ssrc is not None:
+            feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+            with contextlib.suppress(ConnectionError):
+                await receiver._send_rtcp(feedback)
 
     def _count_for_reports(self, packet: RtpPacket, clock_rate: int) -> None:
         """Keep aiortc's receiver statistics, which its RTCP task turns into receiver reports."""

@@ -101,6 +101,7 @@ class ServerConfig:
     on_viewer: str | None = None  # webhook URL: may refuse a viewer
     webhook_timeout_s: float = 2.0
     webhook_fail_open: bool = False  # a hook that is down: admit (True) or answer 503 (False)
+    publisher_start_kbps: int = 1500  # asked of browser publishers' encoders at start; 0: not asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +342,7 @@ def _validate(config: Config) -> None:
         (lim.posts_per_s_per_ip <= 0, f"posts_per_s_per_ip must be positive, got {lim.posts_per_s_per_ip}"),
         (lim.posts_burst < 1, f"posts_burst must be at least 1, got {lim.posts_burst}"),
         ((s.tls_cert is None) != (s.tls_key is None), "tls_cert and tls_key go together: give both or neither"),
+        (s.publisher_start_kbps < 0, f"publisher_start_kbps must be 0 or more, got {s.publisher_start_kbps}"),
         (s.public_ip is not None and not _is_ip(s.public_ip), f"public_ip must be an IP address, got {s.public_ip!r}"),
         (not 1 <= t.fps <= 60, f"fps must be 1..60, got {t.fps}"),
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),

@@ -19,7 +19,7 @@ from aiortc import RTCRtpSender
 from ingest.errors import LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
-from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles, view_codec
+from ingest.sdp import OfferSummary, alias_h264_profiles, hint_start_bitrate, restore_h264_profiles, view_codec
 from ingest.synthetic import SyntheticSource
 from relay.cards.store import CardStore
 from relay.config import Config
@@ -162,6 +162,7 @@ class Registry:
                 await apply_offer(pc, aiortc_offer)
                 self._guard_receivers(session)
                 answer = restore_h264_profiles(await make_answer(pc, timeout_s=ANSWER_TIMEOUT_S), profiles)
+                answer = hint_start_bitrate(answer, self.config.server.publisher_start_kbps)
             except BaseException:
                 await close_quietly(pc, f"publisher {stream.name} (negotiation)")
                 raise

@@ -16,6 +16,7 @@ from ingest.sdp import (
     alias_h264_profiles,
     check_publish_offer,
     check_view_offer,
+    hint_start_bitrate,
     parse_offer,
     restore_h264_profiles,
     view_codec,
@@ -599,3 +600,41 @@ def test_offers_with_a_baseline_format_are_left_alone() -> None:
     assert alias_h264_profiles(offer) == (offer, {})
     no_level = _h264_offer("packetization-mode=1")  # no profile-level-id means baseline (RFC 6184)
     assert alias_h264_profiles(no_level) == (no_level, {})
+
+
+VP8_ANSWER = [
+    "m=video 9 UDP/TLS/RTP/SAVPF 100 101",
+    "c=IN IP4 0.0.0.0",
+    "a=mid:1",
+    *CREDS,
+    "a=rtcp-mux",
+    "a=rtpmap:100 VP8/90000",
+    "a=rtpmap:101 rtx/90000",
+    "a=fmtp:101 apt=100",
+]
+
+
+def test_start_bitrate_hint_goes_on_every_video_format_and_nothing_else() -> None:
+    answer = sdp(AUDIO, VIDEO, DATA)
+    out = hint_start_bitrate(answer, 1500)
+    fmtp = "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+    assert fmtp + ";x-google-start-bitrate=1500\r\n" in out
+    assert out.count("x-google-start-bitrate") == 1  # not on audio, RTX or the data channel
+    assert out.replace(";x-google-start-bitrate=1500", "") == answer
+
+
+def test_start_bitrate_hint_adds_an_fmtp_line_where_a_format_has_none() -> None:
+    answer = sdp(AUDIO, VP8_ANSWER, eol="\n")
+    out = hint_start_bitrate(answer, 2000)
+    assert "a=rtpmap:100 VP8/90000\na=fmtp:100 x-google-start-bitrate=2000\na=rtpmap:101 rtx/90000\n" in out
+    assert "\r" not in out and out.count("x-google") == 1
+    video = parse_offer(out).video
+    assert video is not None and video.codecs[0].name.upper() == "VP8"
+
+
+def test_start_bitrate_hint_is_idempotent_and_zero_leaves_the_answer_alone() -> None:
+    answer = sdp(AUDIO, VIDEO)
+    once = hint_start_bitrate(answer, 1500)
+    assert hint_start_bitrate(once, 1500) == once
+    for text in (answer, sdp(DATA), "", "garbage"):
+        assert hint_start_bitrate(text, 0) == text
