@@ -44,8 +44,8 @@ def offer(queue: asyncio.Queue[FeedItem], item: FeedItem) -> None:
 class CardFeed:
     """Owns one stream's ``CardBoard``, its rate limiter and its SSE subscriber queues.
 
-    ``pts_ms()`` gives the media time of the frame being sent now; ``deliver(json)`` sends one
-    serialised event to every viewer's data channel.
+    ``pts_ms()`` gives the media time a card action is stamped with (just after the frame being
+    sent now); ``deliver(json)`` sends one serialised event to every viewer's data channel.
     """
 
     def __init__(

@@ -143,9 +143,12 @@ class Stream:
         self.sendside.start()
 
     def pts_ms(self) -> int:
-        """Media time (ms) of the video frame being sent now: what a card action is stamped with."""
+        """What a card action is stamped with: a media time (ms) just after the video frame being
+        sent now, so the card lands on the next frame. Its event then leaves before that frame's
+        packets; stamped with the frame already sent, it raced that frame to the player and was
+        one frame late whenever the frame won."""
         last = self.fanout.last_video_pts()
-        return last // 90 if last is not None else round(self.media_time() * 1000)
+        return last // 90 + 1 if last is not None else round(self.media_time() * 1000)
 
     def media_time(self) -> float:
         """Seconds since the stream object was created: the stream's media clock."""

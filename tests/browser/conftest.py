@@ -35,7 +35,13 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
+def chromium_args() -> list[str]:
+    """Extra Chromium switches; a module overrides this fixture to add its own."""
+    return []
+
+
+@pytest.fixture
+async def browser(chromium_args: list[str]) -> AsyncIterator[object]:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is not installed")
     from playwright.async_api import async_playwright
@@ -53,6 +59,7 @@ async def browser() -> AsyncIterator[object]:
                 "--disable-sync",
                 "--no-first-run",
                 "--autoplay-policy=no-user-gesture-required",
+                *chromium_args,
             ],
         )
         try:
