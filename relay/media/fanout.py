@@ -202,7 +202,7 @@ class TrackOut:
 class ViewerTracks:
     """The outgoing streams of one viewer and the rung it watches, as the fan-out sees them."""
 
-    __slots__ = ("active", "audio", "pending", "rung", "video", "wanted")
+    __slots__ = ("active", "audio", "held", "pending", "rung", "video", "wanted")
 
     def __init__(self, video: TrackOut, audio: TrackOut | None) -> None:
         self.video = video
@@ -210,6 +210,9 @@ class ViewerTracks:
         self.rung: str | None = None  # the rung whose frames it gets now
         self.pending: str | None = None  # the rung it moves to at that rung's next keyframe
         self.wanted: str | None = None  # the rung asked for before the viewer's link is up
+        # Set while ``rung``'s video is held back until ``pending`` starts (a switch down): the
+        # old rung's next sequence number and last media time when it stopped.
+        self.held: tuple[int, int | None] | None = None
         self.active = False
 
     def outs(self) -> list[TrackOut]:
@@ -303,6 +306,7 @@ class Fanout:
         self.packets_forwarded = 0
         self.bytes_forwarded = 0  # RTP payload bytes sent to viewers (payloads x viewers)
         self.retransmitted = 0
+        self.repairs_held = 0  # NACKed packets not resent because the viewer was held for a switch down
         self.probe_bytes = 0  # probe traffic sent to viewers
         self.nack_reports = 0  # NACK RTCP packets received from viewers
         self.nacked_packets = 0  # packets those reports asked for
@@ -394,8 +398,15 @@ class Fanout:
         state.pending[viewer_id] = tracks
         self._ask_keyframe(rung)
 
-    def switch(self, viewer_id: str, rung: str) -> None:
-        """Move a viewer to ``rung`` at that rung's next keyframe (requested now)."""
+    def switch(self, viewer_id: str, rung: str, *, hold: bool = False) -> None:
+        """Move a viewer to ``rung`` at that rung's next keyframe (requested now).
+
+        ``hold``: stop sending it the current rung's video now rather than at the switch. For a
+        move down on a congested link: those frames would mostly be lost anyway, and the queue
+        they keep full in front of the viewer would delay (or drop) the new rung's keyframe;
+        held, the queue drains while the keyframe is on its way. Its repairs are refused
+        meanwhile (the keyframe supersedes what they would repair).
+        """
         tracks = self._viewers.get(viewer_id)
         if tracks is None:
             return
@@ -405,8 +416,12 @@ class Fanout:
         if tracks.pending is not None:
             self._rung(tracks.pending).pending.pop(viewer_id, None)
             tracks.pending = None
-        if rung == tracks.rung:
+        if rung == tracks.rung and tracks.held is None:
             return
+        if hold and tracks.held is None and tracks.rung is not None:
+            old = self._rungs.get(tracks.rung)
+            if old is not None and old.members.pop(viewer_id, None) is not None:
+                tracks.held = (old.next_seq, old.last.ts if old.last is not None else None)
         tracks.pending = rung
         self._rung(rung).pending[viewer_id] = tracks
         self._ask_keyframe(rung)
@@ -490,8 +505,10 @@ class Fanout:
             old = self._rungs.get(tracks.rung) if tracks.rung is not None else None
             if old is not None:
                 old.members.pop(viewer_id, None)
-                last_ts = old.last.ts if old.last is not None else None
-                out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old.next_seq, last_ts)
+                # Held: the old rung's numbers continue from where it stopped, not from now.
+                old_next, last_ts = tracks.held or (old.next_seq, old.last.ts if old.last is not None else None)
+                tracks.held = None
+                out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old_next, last_ts)
             else:
                 out.rewriter.start(state, keyframe.first_seq, keyframe.ts)
             try:
@@ -535,6 +552,9 @@ class Fanout:
         out = tracks.video if kind == "video" else tracks.audio
         link = None if out is None else out.link
         if out is None or link is None:
+            return 0
+        if kind == "video" and tracks.held is not None:
+            self.repairs_held += min(len(lost), MAX_NACKED_PER_REPORT)
             return 0
         ext = _extensions(out.ext_key, abs_send_time(self._wall()))
         now = self._clock()
@@ -600,8 +620,8 @@ class Fanout:
         has (on its RTX stream where negotiated, else duplicates its jitter buffer drops),
         stamped as probe ``cluster``. Returns the bytes sent (0 if it has nothing to copy)."""
         tracks = self._viewers.get(viewer_id)
-        if tracks is None or tracks.rung is None:
-            return 0
+        if tracks is None or tracks.rung is None or tracks.pending is not None:
+            return 0  # not while a switch is on its way (held, or about to change rungs)
         out = tracks.video
         link = out.link
         state = self._rungs.get(tracks.rung)

@@ -63,7 +63,6 @@ class SendSideControl:
         self._clock = clock
         self._probes: dict[str, _Probe] = {}  # by viewer
         self._clusters: dict[int, tuple[str, str]] = {}  # cluster -> (viewer, rung), until its result
-        self._seen_results: dict[str, int] = {}  # per viewer: probe results already handed to its ABR
         self._next_cluster = 1
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +73,8 @@ class SendSideControl:
         self._strained: set[str] = set()  # ... in the last second
         self.bad_feedback = 0
         self.feedback = 0
+        self.probes_ok = 0  # probe results, over every viewer the stream ever had
+        self.probes_failed = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"send-side {self._stream}")
@@ -87,7 +88,6 @@ class SendSideControl:
 
     def forget(self, viewer_id: str) -> None:
         self._probes.pop(viewer_id, None)
-        self._seen_results.pop(viewer_id, None)
         self._refused_seen.pop(viewer_id, None)
         self._pressure.discard(viewer_id)
         self._strained.discard(viewer_id)
@@ -107,26 +107,28 @@ class SendSideControl:
             return
         self.feedback += 1
         now = self._clock()
-        bwe.on_feedback(feedback, now)
-        seen = self._seen_results.get(viewer_id, 0)
-        for result in bwe.probes[seen:] if seen <= len(bwe.probes) else bwe.probes:
+        results = bwe.on_feedback(feedback, now)
+        if results is None:  # held, to be walked with the next (see SendSideEstimator.on_feedback)
+            return
+        for result in results:
             where = self._clusters.pop(result.cluster, None)
             if where is None:
                 continue
             ok = abr.on_probe(where[1], result.bps, now)
+            if ok:
+                self.probes_ok += 1
+            else:
+                self.probes_failed += 1
             log.debug(
                 "viewer %s/%s: probe for %s at %.0f kbit/s: sent %.0f, arrived %s -> %s",
                 self._stream, viewer_id[:8], where[1], result.target_bps / 1000, result.sent_bps / 1000,
                 "?" if result.received_bps is None else f"{result.received_bps / 1000:.0f}",
                 "confirmed" if ok else "not confirmed",
             )  # fmt: skip
-        self._seen_results[viewer_id] = len(bwe.probes)
         estimate = bwe.estimate_bps
         if estimate is None:
             return
         tracks.video.repair.set_rate(estimate, now)
-        if self.rates:
-            abr.set_actual(self.rates)
         if not self._rungs.is_auto(viewer_id) or self._fanout.is_switching(viewer_id):
             return
         decision = abr.on_estimate(estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure)
@@ -165,11 +167,12 @@ class SendSideControl:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
             now = self._clock()
-            self._pace(now)
+            self.pace(now)
             if self._last_bytes is None or now - self._last_bytes[0] >= 1.0:
                 self._measure(now)
 
-    def _pace(self, now: float) -> None:
+    def pace(self, now: float) -> None:
+        """Send what each probe in flight is due by ``now`` (the task calls it every ``PACE_S``)."""
         for viewer_id, probe in list(self._probes.items()):
             elapsed = min(now - probe.started, PROBE_S)
             due = int(probe.bps / 8 * elapsed) - probe.sent
@@ -198,6 +201,8 @@ class SendSideControl:
                 bps = (total - before) * 8 / elapsed * WIRE_OVERHEAD + self._audio_bps
                 old = self.rates.get(rung)
                 self.rates[rung] = bps if old is None else 0.5 * old + 0.5 * bps
+            for choice in self._rungs.choices.values():  # once a second, not per feedback packet
+                choice.abr.set_actual(self.rates)
         pressure = set()
         strained = set()
         for viewer_id in list(self._rungs.choices):

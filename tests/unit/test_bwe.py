@@ -28,14 +28,19 @@ class Link:
         self.pending.append((number, self.free_at + self.base_s))
 
     def feedback(self, now: float) -> TccFeedback | None:
-        """What the receiver reports at ``now``: every packet that arrived (or was dropped) so far."""
-        due = [p for p in self.pending if p[1] is None or p[1] <= now]
-        if not due:
+        """What the receiver reports at ``now``, as a receiver does: the packets in number order
+        from the first unreported one up to the last whose fate is known (a queue is first in,
+        first out, so a packet dropped behind queued ones is reported after they arrive)."""
+        self.pending.sort(key=lambda p: p[0])
+        n = 0
+        for _, at in self.pending:
+            if at is not None and at > now:
+                break
+            n += 1
+        if not n:
             return None
-        self.pending = [p for p in self.pending if not (p[1] is None or p[1] <= now)]
-        due.sort(key=lambda p: p[0])
-        arrivals = [(n & 0xFFFF, None if at is None else round(at * 1e6)) for n, at in due]
-        return TccFeedback(due[0][0] & 0xFFFF, 0, arrivals)
+        due, self.pending = self.pending[:n], self.pending[n:]
+        return TccFeedback.of(due[0][0], [None if at is None else round(at * 1e6) for _, at in due])
 
 
 def run(
@@ -128,10 +133,8 @@ def test_loss_brings_the_estimate_down() -> None:
     number = bwe._highest + 1
     for _ in range(20):  # 50 % of packets lost, arrivals otherwise regular
         bwe.sent(number, 20, 24_000, now)
-        arrivals = [
-            ((number + i) & 0xFFFF, None if i % 2 else round((now + 0.02 + i * 0.001) * 1e6)) for i in range(20)
-        ]
-        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now + 0.05)
+        arrivals = [None if i % 2 else round((now + 0.02 + i * 0.001) * 1e6) for i in range(20)]
+        bwe.on_feedback(TccFeedback.of(number, arrivals), now + 0.05)
         number += 20
         now += 0.05
     assert bwe.loss > 0.3
@@ -162,12 +165,9 @@ def test_the_estimate_never_exceeds_what_was_acknowledged_or_probed_by_more_than
     bwe.start_probe(1, 5_000_000, 0.0)
     for count, size, gap, delay, lost, probe in batches:
         bwe.sent(number, count, count * size, now, 1 if probe else 0)
-        arrivals = [
-            ((number + i) & 0xFFFF, None if lost else round(max(0.0, now + 0.03 + delay + i * 1e-4) * 1e6))
-            for i in range(count)
-        ]
+        arrivals = [None if lost else round(max(0.0, now + 0.03 + delay + i * 1e-4) * 1e6) for i in range(count)]
         now += gap
-        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now)
+        bwe.on_feedback(TccFeedback.of(number, arrivals), now)
         number += count
         estimate = bwe.estimate_bps
         if estimate is not None:

@@ -318,7 +318,7 @@ def test_transport_cc_viewers_get_consecutive_transport_numbers_on_media_repairs
         (first + 6 + i) & 0xFFFF for i in range(len(probes))
     ]
     # The estimator knows every number sent, with its cluster.
-    assert tracks.video.bwe._lookup(first + 6) is not None and tracks.video.bwe._lookup(first + 6)[2] == 9
+    assert tracks.video.bwe.logged(first + 6) is not None and tracks.video.bwe.logged(first + 6)[2] == 9
 
 
 def test_repairs_beyond_the_budget_are_refused_and_counted() -> None:
