@@ -137,6 +137,8 @@ class SendSideEstimator:
         self._lost = 0
         self._counted = 0
         self.loss = 0.0
+        self.packets_lost = 0  # media packets reported lost, and reported at all (probes aside)
+        self.packets_reported = 0
         # rate
         self._estimate = start_bps
         self._last_update: float | None = None
@@ -268,6 +270,8 @@ class SendSideEstimator:
             b += 1
         self._lost += lost
         self._counted += counted
+        self.packets_lost += lost
+        self.packets_reported += counted
         if self._counted >= LOSS_MIN_PACKETS:
             self.loss = self._lost / self._counted
             self._lost = self._counted = 0

@@ -245,6 +245,7 @@ class SendSideControl:
             "estimate_bps": round(bwe.estimate_bps or 0) if bwe is not None else round(abr.estimate_bps(now) or 0),
             "acked_bps": round(bwe.acked_bps or 0) if bwe is not None else None,
             "loss": round(bwe.loss, 4) if bwe is not None else None,
+            "reported_lost": f"{bwe.packets_lost}/{bwe.packets_reported}" if bwe is not None else None,
             "delay_signal": bwe.signal if bwe is not None else None,
             "probes_ok": abr.probes_ok,
             "probes_failed": abr.probes_failed,

@@ -173,3 +173,41 @@ def test_the_estimate_never_exceeds_what_was_acknowledged_or_probed_by_more_than
         if estimate is not None:
             basis = max(bwe.acked_bps or 0.0, bwe.probe_bps(now) or 0.0)
             assert estimate <= max(basis * CAP, 10_000.0) + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 20), st.integers(100, 1200), st.booleans()), min_size=4, max_size=60),
+    st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    st.booleans(),
+)
+def test_how_feedback_is_cut_or_repeated_changes_nothing_it_counts(
+    batches: list[tuple[int, int, bool]], cuts: list[int], repeat: bool
+) -> None:
+    """The same arrivals reported in one packet or cut into many (with some packets reported
+    twice) give the same acknowledged rate and loss: batching and holding lose nothing."""
+    sent: list[int | None] = []
+    whole = SendSideEstimator()
+    pieces = SendSideEstimator()
+    now = 0.0
+    number = 0
+    for count, size, lost in batches:
+        for bwe in (whole, pieces):
+            bwe.sent(number, count, count * size, now)
+        sent += [None if lost and i % 2 else round((now + 0.02 + i * 1e-4) * 1e6) for i in range(count)]
+        number += count
+        now += 0.02
+    whole.on_feedback(TccFeedback.of(0, sent), now + 1)
+    at = 0
+    for cut in [*cuts, len(sent)]:
+        end = min(len(sent), at + cut)
+        if end > at:
+            pieces.on_feedback(TccFeedback.of(at, sent[at:end]), now + 1)
+            if repeat:  # a receiver may report packets again
+                pieces.on_feedback(TccFeedback.of(at, sent[at:end]), now + 1)
+        at = end
+    pieces.on_feedback(TccFeedback.of(at, []), now + 1.5)  # walk whatever is held
+    whole.on_feedback(TccFeedback.of(len(sent), []), now + 1.5)
+    assert pieces.acked_bps == whole.acked_bps
+    assert (pieces.packets_lost, pieces.packets_reported) == (whole.packets_lost, whole.packets_reported)
+    assert whole.packets_reported == len(sent) and whole.packets_lost == sent.count(None)
