@@ -202,7 +202,7 @@ class TrackOut:
 class ViewerTracks:
     """The outgoing streams of one viewer and the rung it watches, as the fan-out sees them."""
 
-    __slots__ = ("active", "audio", "held", "pending", "rung", "video", "wanted")
+    __slots__ = ("active", "audio", "held", "pending", "repair_previous", "rung", "video", "wanted")
 
     def __init__(self, video: TrackOut, audio: TrackOut | None) -> None:
         self.video = video
@@ -213,6 +213,9 @@ class ViewerTracks:
         # Set while ``rung``'s video is held back until ``pending`` starts (a switch down): the
         # old rung's next sequence number and last media time when it stopped.
         self.held: tuple[int, int | None] | None = None
+        # Whether NACKs for the previous rung's packets are answered after a switch: not after a
+        # held one (those frames were given up; the new keyframe supersedes them).
+        self.repair_previous = True
         self.active = False
 
     def outs(self) -> list[TrackOut]:
@@ -507,6 +510,7 @@ class Fanout:
                 old.members.pop(viewer_id, None)
                 # Held: the old rung's numbers continue from where it stopped, not from now.
                 old_next, last_ts = tracks.held or (old.next_seq, old.last.ts if old.last is not None else None)
+                tracks.repair_previous = tracks.held is None
                 tracks.held = None
                 out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old_next, last_ts)
             else:
@@ -566,6 +570,9 @@ class Fanout:
             if origin is None:
                 continue
             state, source_seq, ts_off = origin
+            if state is not out.rewriter.source and not tracks.repair_previous and kind == "video":
+                self.repairs_held += 1
+                continue
             entry = state.find(source_seq)
             if entry is None:
                 continue

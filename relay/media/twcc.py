@@ -17,6 +17,7 @@ Python work where it can.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import NamedTuple
@@ -151,26 +152,33 @@ def parse_feedback(fci: bytes) -> TccFeedback:
     """
     if len(fci) < 8:
         raise BadFeedback("transport-cc feedback shorter than its 8-byte header")
-    base = int.from_bytes(fci[0:2], "big")
-    count = int.from_bytes(fci[2:4], "big")
-    reference = int.from_bytes(fci[4:7], "big", signed=True)
-    feedback_count = fci[7]
-    parts: list[bytes] = []
-    have = 0
-    pos = 8
+    base, count, word = _HEAD.unpack_from(fci)
+    reference = word >> 8
+    if reference & 0x800000:  # a 24-bit signed number
+        reference -= 0x1000000
+    feedback_count = word & 0xFF
     size = len(fci)
-    while have < count:
-        if pos + 2 > size:
-            raise BadFeedback("transport-cc status chunks end early")
-        chunk = (fci[pos] << 8) | fci[pos + 1]
-        pos += 2
-        if not chunk & 0x8000:  # run length: one symbol, many times
-            part = _RUNS[(chunk >> 13) & 0x3] * (chunk & 0x1FFF)
-        else:
-            part = _symbols(chunk)
-        parts.append(part)
-        have += len(part)
-    status = b"".join(parts)[:count]
+    chunk = (fci[8] << 8) | fci[9] if size >= 10 else 0
+    if size >= 10 and not chunk & 0x8000 and (chunk & 0x1FFF) >= count:
+        # One run covers every packet (all received, small deltas: the common case).
+        status = _RUNS[(chunk >> 13) & 0x3] * count
+        pos = 10
+    else:
+        parts: list[bytes] = []
+        have = 0
+        pos = 8
+        while have < count:
+            if pos + 2 > size:
+                raise BadFeedback("transport-cc status chunks end early")
+            chunk = (fci[pos] << 8) | fci[pos + 1]
+            pos += 2
+            if not chunk & 0x8000:  # run length: one symbol, many times
+                part = _RUNS[(chunk >> 13) & 0x3] * (chunk & 0x1FFF)
+            else:
+                part = _symbols(chunk)
+            parts.append(part)
+            have += len(part)
+        status = b"".join(parts)[:count]
     if LARGE_DELTA + 1 in status:
         raise BadFeedback("transport-cc status symbol 3 is reserved")
     received = count - status.count(NOT_RECEIVED)
@@ -199,6 +207,7 @@ def parse_feedback(fci: bytes) -> TccFeedback:
     return TccFeedback(base, feedback_count, status, ticks)
 
 
+_HEAD = struct.Struct("!HHI")  # base sequence number, status count, reference time (24) + feedback count (8)
 _RUNS = (bytes([NOT_RECEIVED]), bytes([SMALL_DELTA]), bytes([LARGE_DELTA]), bytes([LARGE_DELTA + 1]))
 
 

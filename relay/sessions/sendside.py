@@ -94,11 +94,13 @@ class SendSideControl:
 
     # ---- feedback --------------------------------------------------------------------------
     def on_tcc(self, viewer_id: str, fci: bytes) -> None:
-        """One transport-cc feedback packet from a viewer (never trusted, never raises)."""
+        """One transport-cc feedback packet from a viewer (never trusted, never raises).
+
+        Every transport-cc viewer sends 10-20 a second: until the estimator has walked what it
+        holds, this is a parse and an append (see ``SendSideEstimator.on_feedback``)."""
         tracks = self._fanout.tracks(viewer_id)
-        abr = self._rungs.abr_of(viewer_id)
         bwe = None if tracks is None else tracks.video.bwe
-        if tracks is None or abr is None or bwe is None:
+        if tracks is None or bwe is None:
             return
         try:
             feedback = parse_feedback(fci)
@@ -109,6 +111,9 @@ class SendSideControl:
         now = self._clock()
         results = bwe.on_feedback(feedback, now)
         if results is None:  # held, to be walked with the next (see SendSideEstimator.on_feedback)
+            return
+        abr = self._rungs.abr_of(viewer_id)
+        if abr is None:
             return
         for result in results:
             where = self._clusters.pop(result.cluster, None)

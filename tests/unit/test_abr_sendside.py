@@ -75,3 +75,39 @@ def test_under_heavy_loss_it_aims_for_what_got_through_not_the_lagging_estimate(
     abr = AbrPolicy(RUNGS, start="720p")
     abr.set_actual(ACTUAL)
     assert abr.on_estimate(3_400_000, 0.7, 0.0) == "240p"  # 30 % of 3.4 Mbit/s fits only 240p
+
+
+def test_a_capacity_drop_under_the_rung_is_acted_on_within_half_a_second() -> None:
+    """720p on a link that falls from 50 to 0.6 Mbit/s (a tbf-like queue of 200 ms that drops
+    beyond it), feedback every 50 ms: the estimator and the ABR together move to 240p soon
+    enough for the keyframe to arrive within the issue's 1 s of frozen picture."""
+    from relay.media.bwe import SendSideEstimator
+    from tests.unit.test_bwe import Link
+
+    actual = {"720p": 2_600_000.0, "480p": 1_050_000.0, "240p": 400_000.0}
+    bwe = SendSideEstimator()
+    abr = AbrPolicy(RUNGS, start="720p")
+    abr.set_actual(actual)
+    link = Link(50_000_000, queue_s=0.2)
+    rung, number, now, decided = "720p", 0, 0.0, None
+    next_frame, next_feedback = 0.0, 0.05
+    while now < 12.0 and decided is None:
+        if now >= 10.0:
+            link.bps = 600_000
+        if now >= next_frame:
+            count = max(1, round(actual[rung] / 8 / 30 / 1200))
+            bwe.sent(number, count, count * 1200, now)
+            for i in range(count):
+                link.send(number + i, 1200, now)
+            number += count
+            next_frame += 1 / 30
+        if now >= next_feedback:
+            feedback = link.feedback(now)
+            if feedback is not None and bwe.on_feedback(feedback, now) is not None and bwe.estimate_bps:
+                choice = abr.on_estimate(bwe.estimate_bps, bwe.loss, now)
+                if choice is not None:
+                    assert now >= 10.0, f"moved to {choice} on a clear link at {now:.2f} s"
+                    decided = (choice, now - 10.0)
+            next_feedback += 0.05
+        now += 0.001
+    assert decided is not None and decided[0] == "240p" and decided[1] <= 0.5, decided

@@ -199,6 +199,7 @@ def test_a_held_switch_down_sends_nothing_of_the_old_rung_and_continues_its_numb
     assert seqs == list(range(len(got)))  # no gap where the held frames were: nothing to NACK
     assert sorted({p.timestamp - got[0].timestamp for p in got}) == [0, 6000, 9000]
     assert fanout.retransmit("v", "video", [got[-1].sequence_number]) == 1  # repairs again
+    assert fanout.retransmit("v", "video", [last]) == 0  # but not of the frames it gave up
 
 
 def test_a_held_viewer_switched_back_resumes_its_rung_at_that_rungs_next_keyframe() -> None:
