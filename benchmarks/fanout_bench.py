@@ -10,8 +10,9 @@ so the figure includes SRTP and the kernel's send path, as in the server. Run::
 packet stamped with the viewer's transport-wide number, each frame's send times recorded in its
 estimator, and transport-cc feedback for every packet (one SRTCP packet per viewer every
 ``--feedback-every`` frames, default 3, ~100 ms) through the server's path for it: unprotect,
-``split_compound``, ``SendSideControl.on_tcc`` (parse, estimator, ABR, repair budget), and the
-probes that starts, paced as the server paces them. Frames leave on a simulated clock (frame n
+``split_compound``, ``SendSideControl.on_tcc`` (parse, estimator, ABR, repair budget), and a
+probe per viewer every ``--probe-every`` seconds (default 2, the ABR's shortest interval: 60 ms
+of RTX copies at 1.3 times the rung's rate), paced as the server paces them. Frames leave on a simulated clock (frame n
 at n/30 s) as fast as the CPU allows; the viewers' side (building the feedback) is not counted.
 """
 
@@ -109,6 +110,7 @@ def run(
     tcc: bool = False,
     feedback: bool = False,
     feedback_every: int = 3,
+    probe_every_s: float = 2.0,
 ) -> dict[str, float]:
     """Push ``seconds`` of frames to ``viewers`` as fast as possible on a simulated clock (frame
     n leaves at n/30 s); with ``feedback`` each viewer's transport-cc reports go through the
@@ -155,6 +157,11 @@ def run(
         fanout.publish(frame)
         if not feedback:
             continue
+        if probe_every_s > 0:
+            # Each viewer probes every ``probe_every_s`` (its ABR's shortest interval), staggered.
+            period = round(probe_every_s * 30)
+            for n in range(count % period, viewers, period):
+                control.start_probe(str(n), "720p", 1.3 * kbps * 1000, sim[0])
         control.pace(sim[0])
         if count % feedback_every == feedback_every - 1:
             begin = time.process_time()
@@ -202,6 +209,7 @@ def main() -> None:
     parser.add_argument("--tcc", action="store_true", help="transport-wide stamping + feedback for every viewer")
     parser.add_argument("--no-feedback", action="store_true", help="with --tcc: stamping only, no feedback parsed")
     parser.add_argument("--feedback-every", type=int, default=3, help="frames between a viewer's feedback packets")
+    parser.add_argument("--probe-every", type=float, default=2.0, help="seconds between a viewer's probes (0: none)")
     args = parser.parse_args()
     result = run(
         args.viewers,
@@ -213,6 +221,7 @@ def main() -> None:
         args.tcc,
         args.tcc and not args.no_feedback,
         args.feedback_every,
+        args.probe_every,
     )
     print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 

@@ -278,6 +278,13 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes, now: float) -> None:
     out.octets += frame.octets
 
 
+def _log(out: TrackOut, first: int, octets: int, now: float, cluster: int) -> None:
+    """Repairs or probe packets sent in one call, from transport-wide number ``first`` on: one
+    entry in the estimator's send log for all of them (the feedback is then walked per call)."""
+    if out.bwe is not None and out.tseq > first:
+        out.bwe.sent(first, out.tseq - first, octets, now, cluster)
+
+
 class Fanout:
     """Delivers each encoded frame of one stream to the viewers of its rung.
 
@@ -565,6 +572,8 @@ class Fanout:
         resolve = out.rewriter.resolve
         budget = out.repair if kind == "video" and out.bwe is not None else None
         sent = 0
+        octets = 0
+        first_t = out.tseq
         for seq16 in lost[:MAX_NACKED_PER_REPORT]:
             origin = resolve(seq16)
             if origin is None:
@@ -583,10 +592,11 @@ class Fanout:
                 if not budget.allow(seq16, len(payload) + out.overhead, age_s, now):
                     continue
             try:
-                self._resend(out, link, ext, seq16, payload, (ts + ts_off) & 0xFFFFFFFF, marker, now, 0)
+                octets += self._resend(out, link, ext, seq16, payload, (ts + ts_off) & 0xFFFFFFFF, marker)
             except Exception:  # an SRTP refusal (e.g. session closing) drops this one packet
                 continue
             sent += 1
+        _log(out, first_t, octets, now, 0)
         self.retransmitted += sent
         return sent
 
@@ -599,11 +609,10 @@ class Fanout:
         payload: bytes,
         ts: int,
         marker: bool,
-        now: float,
-        cluster: int,
     ) -> int:
         """Send one packet again (on RTX if negotiated), stamped if the viewer has transport-cc;
-        returns the bytes it put on the wire."""
+        returns the bytes it put on the wire. The caller logs the packets it sent this way in
+        the estimator, once per call (``_log``)."""
         m = 0x80 if marker else 0
         if out.rtx_pt is not None:
             pt, seq, ssrc = out.rtx_pt | m, out.rtx_seq, out.rtx_ssrc
@@ -616,8 +625,6 @@ class Fanout:
             packet = HEADER.pack(out.b0, pt, seq, ts, ssrc) + ext + body
         else:
             packet = tcc.pack(out.b0, pt, seq, ts, ssrc, ext, out.tseq & 0xFFFF) + body
-            if out.bwe is not None:
-                out.bwe.sent(out.tseq, 1, len(packet) + SRTP_TAG, now, cluster)
             out.tseq += 1
         link.send_one(link.protect(packet))
         return len(packet) + SRTP_TAG
@@ -638,6 +645,7 @@ class Fanout:
         now = self._clock()
         sent = 0
         back = 1
+        first_t = out.tseq
         while sent < octets and back <= 32:
             entry = state.history.find((state.next_seq - back) & 0xFFFF)
             back += 1
@@ -649,9 +657,10 @@ class Fanout:
             if origin is None or origin[0] is not state or origin[1] != seq & 0xFFFF:
                 break  # from before this viewer's switch to the rung: not a packet it was sent
             try:
-                sent += self._resend(out, link, ext, out_seq, payload, out.rewriter.out_ts(ts), marker, now, cluster)
+                sent += self._resend(out, link, ext, out_seq, payload, out.rewriter.out_ts(ts), marker)
             except Exception:
                 break
+        _log(out, first_t, sent, now, cluster)
         self.probe_bytes += sent
         return sent
 

@@ -192,19 +192,27 @@ def parse_feedback(fci: bytes) -> TccFeedback:
         return TccFeedback(base, feedback_count, status, ticks)
     if pos + received + large > size:
         raise BadFeedback("transport-cc receive deltas end early")
+    # Some 2-byte deltas (a gap over 63.75 ms, reordering): the runs of 1-byte deltas between
+    # them are still C-level running sums, so the Python steps are one per large delta.
+    symbols = status.replace(_RUNS[NOT_RECEIVED], b"") if received < count else status
     ticks = []
     at = start
-    for symbol in status:
-        if symbol == SMALL_DELTA:
-            at += fci[pos]
-            pos += 1
-        elif symbol == LARGE_DELTA:
-            at += int.from_bytes(fci[pos : pos + 2], "big", signed=True)
-            pos += 2
-        else:
-            continue
+    r = 0
+    while True:
+        k = symbols.find(LARGE_DELTA, r)
+        n = (len(symbols) if k < 0 else k) - r
+        if n:
+            run = list(accumulate(fci[pos : pos + n], initial=at))
+            at = run[-1]
+            del run[0]
+            ticks += run
+            pos += n
+        if k < 0:
+            return TccFeedback(base, feedback_count, status, ticks)
+        at += int.from_bytes(fci[pos : pos + 2], "big", signed=True)
+        pos += 2
         ticks.append(at)
-    return TccFeedback(base, feedback_count, status, ticks)
+        r = k + 1
 
 
 _HEAD = struct.Struct("!HHI")  # base sequence number, status count, reference time (24) + feedback count (8)

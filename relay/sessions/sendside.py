@@ -146,9 +146,10 @@ class SendSideControl:
         if viewer_id not in self._probes and bwe.signal != "overuse":
             wanted = abr.probe_target(bwe.loss, now)
             if wanted is not None:
-                self._start_probe(viewer_id, wanted[0], wanted[1], now)
+                self.start_probe(viewer_id, wanted[0], wanted[1], now)
 
-    def _start_probe(self, viewer_id: str, rung: str, bps: float, now: float) -> None:
+    def start_probe(self, viewer_id: str, rung: str, bps: float, now: float) -> None:
+        """Probe ``viewer_id``'s path for ``rung`` at ``bps`` from now (its ABR asks; the bench too)."""
         tracks = self._fanout.tracks(viewer_id)
         if tracks is None or tracks.video.bwe is None:
             return
