@@ -226,7 +226,11 @@ class SendSideEstimator:
         return results
 
     def _walk(self, feedback: TccFeedback) -> None:
-        """Arrivals and losses of one (merged) feedback, batch by batch of the send log."""
+        """Arrivals and losses of one (merged) feedback, batch by batch of the send log.
+
+        Per batch (a frame, a probe slice, a NACK report's repairs) a few C-level calls: count
+        its losses in the status bytes, slice its arrivals, take their first and last; the
+        acknowledged window is trimmed once per walk."""
         status = feedback.status
         ticks = feedback.ticks
         total = len(status)
@@ -235,13 +239,17 @@ class SendSideEstimator:
         received = pos - status.count(NOT_RECEIVED, 0, pos) if pos else 0  # index into ticks
         if start + total - 1 > self._reported:
             self._reported = start + total - 1
-        firsts = self._firsts
         batches = self._batches
-        b = bisect.bisect_right(firsts, start + pos) - 1
+        count_of = len(batches)
+        b = bisect.bisect_right(self._firsts, start + pos) - 1
         if b < 0:
             b = 0
         lost = counted = 0
-        while pos < total and b < len(batches):
+        acked = self._acked
+        acked_bytes = self._acked_bytes
+        newest = self._newest_arrival if self._newest_arrival is not None else float("-inf")
+        group = self._group
+        while pos < total and b < count_of:
             first, count, sent_at, cluster, size = batches[b]
             lo = first - start
             hi = lo + count
@@ -257,17 +265,46 @@ class SendSideEstimator:
             span = stop - pos
             missing = status.count(NOT_RECEIVED, pos, stop)
             got = span - missing
+            pos = stop
+            b += 1
             if not cluster:
                 # A probe overflowing a queue (and the media behind it) is the probe's answer: that
                 # probe fails and backs off; it is no reason to leave the rung.
                 lost += missing
                 counted += span
-            if got:
+            if not got:
+                continue
+            if cluster > 0 or got == 1:
                 part = ticks[received : received + got]
-                received += got
-                self._on_arrivals(sent_at, max(part) * TICK_S, min(part) * TICK_S, got, size, cluster)
-            pos = stop
-            b += 1
+                last = max(part) * TICK_S
+                early = min(part) * TICK_S
+            else:
+                # A media batch: its last packet's arrival (a reordered one inside it changes
+                # the group's arrival by less than the batch took to arrive).
+                last = ticks[received + got - 1] * TICK_S
+                early = ticks[received] * TICK_S
+            received += got
+            octets = got * size
+            acked.append((last, octets))
+            acked_bytes += octets
+            if last > newest:
+                newest = last
+            if self._oldest_arrival is None:
+                self._oldest_arrival = early
+            if cluster > 0:
+                self._probe_arrivals(cluster, got, octets, size, early, last)
+            if group is None or sent_at - group[0] > GROUP_S:
+                if group is not None:
+                    self._close_group(group[1], group[2])
+                group = (sent_at, sent_at, last)
+            else:
+                group = (group[0], max(group[1], sent_at), max(group[2], last))
+        self._group = group
+        if acked:
+            self._newest_arrival = newest
+            while acked and acked[0][0] < newest - ACKED_WINDOW_S:
+                acked_bytes -= acked.popleft()[1]
+        self._acked_bytes = acked_bytes
         self._lost += lost
         self._counted += counted
         self.packets_lost += lost
@@ -276,36 +313,17 @@ class SendSideEstimator:
             self.loss = self._lost / self._counted
             self._lost = self._counted = 0
 
-    def _on_arrivals(self, sent_at: float, last: float, first: float, got: int, size: float, cluster: int) -> None:
-        """``got`` packets of one batch (sent at ``sent_at``) arrived between ``first`` and ``last``."""
-        octets = got * size
-        self._acked.append((last, octets))
-        self._acked_bytes += octets
-        newest = self._newest_arrival
-        if newest is None or last > newest:
-            newest = self._newest_arrival = last
-        if self._oldest_arrival is None:
-            self._oldest_arrival = first
-        acked = self._acked
-        while acked and acked[0][0] < newest - ACKED_WINDOW_S:
-            self._acked_bytes -= acked.popleft()[1]
-        if cluster > 0:
-            probe = self._clusters.get(cluster)
-            if probe is not None:
-                probe.received_packets += got
-                probe.received += octets
-                if probe.first_arrival is None or first < probe.first_arrival:
-                    probe.first_arrival = first
-                    probe.first_size = size
-                if last > probe.last_arrival:
-                    probe.last_arrival = last
-        group = self._group
-        if group is None or sent_at - group[0] > GROUP_S:
-            if group is not None:
-                self._close_group(group[1], group[2])
-            self._group = (sent_at, sent_at, last)
-        else:
-            self._group = (group[0], max(group[1], sent_at), max(group[2], last))
+    def _probe_arrivals(self, cluster: int, got: int, octets: float, size: float, early: float, last: float) -> None:
+        probe = self._clusters.get(cluster)
+        if probe is None:
+            return
+        probe.received_packets += got
+        probe.received += octets
+        if probe.first_arrival is None or early < probe.first_arrival:
+            probe.first_arrival = early
+            probe.first_size = size
+        if last > probe.last_arrival:
+            probe.last_arrival = last
 
     def _close_group(self, send: float, arrival: float) -> None:
         prev = self._prev_group
