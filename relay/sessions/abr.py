@@ -156,17 +156,28 @@ class AbrPolicy:
         """The rates the encoders produce now (bps per rung; a rung with none keeps its nominal)."""
         self.actual = {name: bps for name, bps in rates.items() if bps > 0}
 
-    def on_estimate(self, estimate_bps: float, loss: float, now: float, *, repairs_refused: bool = False) -> str | None:
+    def on_estimate(
+        self,
+        estimate_bps: float,
+        loss: float,
+        now: float,
+        *,
+        repairs_refused: bool = False,
+        congested: bool = True,
+    ) -> str | None:
         """A send-side estimate and the loss it saw: the new rung when the choice changes, else None.
 
         ``repairs_refused``: the viewer's retransmission budget refused repairs lately, i.e. its
         link cannot carry this rung plus the repairs it needs, which is a reason to go down.
+        ``congested``: the estimator saw a queue build or loss lately. Without that, an estimate
+        under the rung's rate only says the encoder sent less for a while (the estimate follows
+        what is acknowledged when nothing is in the way), which is no reason to go down.
         """
         index = self._index()
         need = self.need_bps(index)
         lowest = len(self.rungs) - 1
         since_change = None if self._last_change is None else now - self._last_change
-        low = estimate_bps < need * STAY_MARGIN
+        low = congested and estimate_bps < need * STAY_MARGIN
         if not low:
             self._low_since = None
         elif self._low_since is None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from relay.media.bwe import LOSS_LOW
 from relay.media.fanout import Fanout
 from relay.media.twcc import BadFeedback, parse_feedback
 from relay.sessions.rungs import RungChoice
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PACE_S = 0.005  # probe packets leave every 5 ms: a cluster is ~20 send groups
 PROBE_S = 0.06  # short, so a failed probe queues little (and overflows no queue) on a narrow link
 WIRE_OVERHEAD = 1.06  # RTP, extension and SRTP bytes on top of the encoder's output
+CONGESTED_S = 2.0  # an estimate decreased (delay or loss) this recently says the link is in the way
 REFUSED_DOWN = 0.10  # repairs refused above this share of packets sent, two seconds running: go down
 
 
@@ -136,7 +138,10 @@ class SendSideControl:
         tracks.video.repair.set_rate(estimate, now)
         if not self._rungs.is_auto(viewer_id) or self._fanout.is_switching(viewer_id):
             return
-        decision = abr.on_estimate(estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure)
+        congested = bwe.signal == "overuse" or bwe.recently_decreased(now, CONGESTED_S) or bwe.loss > LOSS_LOW
+        decision = abr.on_estimate(
+            estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure, congested=congested
+        )
         decision = self._rungs.auto_decision(viewer_id, decision)
         if decision is not None:
             self._pressure.discard(viewer_id)

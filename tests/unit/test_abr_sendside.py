@@ -104,10 +104,19 @@ def test_a_capacity_drop_under_the_rung_is_acted_on_within_half_a_second() -> No
         if now >= next_feedback:
             feedback = link.feedback(now)
             if feedback is not None and bwe.on_feedback(feedback, now) is not None and bwe.estimate_bps:
-                choice = abr.on_estimate(bwe.estimate_bps, bwe.loss, now)
+                congested = bwe.signal == "overuse" or bwe.recently_decreased(now, 2.0) or bwe.loss > 0.02
+                choice = abr.on_estimate(bwe.estimate_bps, bwe.loss, now, congested=congested)
                 if choice is not None:
                     assert now >= 10.0, f"moved to {choice} on a clear link at {now:.2f} s"
                     decided = (choice, now - 10.0)
             next_feedback += 0.05
         now += 0.001
     assert decided is not None and decided[0] == "240p" and decided[1] <= 0.5, decided
+
+
+def test_an_estimate_that_only_follows_a_quiet_encoder_is_no_reason_to_go_down() -> None:
+    abr = policy()
+    # No queue, no loss: the estimate is low because little was sent (a static scene).
+    assert all(abr.on_estimate(400_000, 0.0, t / 10, congested=False) is None for t in range(50))
+    assert abr.current == "480p"
+    assert abr.on_estimate(400_000, 0.0, 5.0, congested=True) == "240p"  # the same estimate, congested
