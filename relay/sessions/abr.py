@@ -26,6 +26,7 @@ class RungRate:
 
 
 STAY_MARGIN = 1.05  # send-side: stay while the estimate is at least this times the rung's rate
+NOMINAL_FLOOR = 0.7  # a rung costs at least this share of its nominal rate (see need_bps)
 UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
 DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
 LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
@@ -148,9 +149,14 @@ class AbrPolicy:
 
     # ---- send-side estimate ---------------------------------------------------------------------
     def need_bps(self, index: int) -> float:
-        """What rung ``index`` costs: its measured rate, or its nominal rate before there is one."""
+        """What rung ``index`` costs: its measured rate, or its nominal rate before there is one;
+        never under ``NOMINAL_FLOOR`` of the nominal rate. An encoder produces less for a while
+        on a still scene (or when its CPU is short) and its full rate again on the next motion:
+        a rung chosen on the quiet rate would overflow the link then."""
         rung = self.rungs[index]
-        return self.actual.get(rung.name) or rung.kbps * 1000.0
+        nominal = rung.kbps * 1000.0
+        actual = self.actual.get(rung.name)
+        return nominal if actual is None else max(actual, NOMINAL_FLOOR * nominal)
 
     def set_actual(self, rates: dict[str, float]) -> None:
         """The rates the encoders produce now (bps per rung; a rung with none keeps its nominal)."""
