@@ -37,6 +37,7 @@ PROBE_FRESH_S = 3.0  # a confirmed probe allows a move up for this long
 PROBE_BACKOFF_S = 2.0
 PROBE_BACKOFF_MAX_S = 8.0
 PROBE_AFTER_UP_S = 2.0
+UNDONE_S = 5.0  # a move down this soon after a confirmed move up counts as a failed probe
 
 
 class AbrPolicy:
@@ -83,6 +84,7 @@ class AbrPolicy:
         self.switches = 0
         self.reason = ""  # why the last change happened (for the debug log)
         self._low_since: float | None = None  # since when the estimate is under the rung's rate
+        self._last_up: float | None = None  # when the last probe-confirmed move up happened
 
     def _index(self) -> int:
         return next(i for i, r in enumerate(self.rungs) if r.name == self.current)
@@ -183,6 +185,9 @@ class AbrPolicy:
         need = self.need_bps(index)
         lowest = len(self.rungs) - 1
         since_change = None if self._last_change is None else now - self._last_change
+        if self._last_up is not None and now - self._last_up >= UNDONE_S:
+            self._last_up = None  # the move up held: probing is cheap again
+            self._probe_backoff_s = PROBE_BACKOFF_S
         low = congested and estimate_bps < need * STAY_MARGIN
         if not low:
             self._low_since = None
@@ -204,7 +209,11 @@ class AbrPolicy:
                 f"loss {loss:.1%}{', repairs refused' if repairs_refused else ''}"
             )
             self._probe_ok = None
+            if self._last_up is not None and now - self._last_up < UNDONE_S:
+                # The rung a probe confirmed did not hold: as good as a failed probe.
+                self._probe_backoff_s = min(self._probe_backoff_s * 2, PROBE_BACKOFF_MAX_S)
             self._next_probe_at = now + self._probe_backoff_s
+            self._last_up = None
             return self._change(target, now)
         if index == 0:
             return None
@@ -220,6 +229,7 @@ class AbrPolicy:
             )
             self._probe_ok = None
             self._next_probe_at = now + PROBE_AFTER_UP_S
+            self._last_up = now
             return self._change(index - 1, now)
         return None
 
@@ -246,7 +256,7 @@ class AbrPolicy:
         if ok:
             self.probes_ok += 1
             self._probe_ok = (rung, now)
-            self._probe_backoff_s = PROBE_BACKOFF_S
+            # The back-off resets once the move it allows has held (on_estimate), not here.
             self._next_probe_at = now + PROBE_BACKOFF_S
         else:
             self.probes_failed += 1

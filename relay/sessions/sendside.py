@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 PACE_S = 0.005  # probe packets leave every 5 ms: a cluster is ~20 send groups
 PROBE_S = 0.06  # short, so a failed probe queues little (and overflows no queue) on a narrow link
+# ... but never fewer bytes than this: a shaper's token bucket (a few kB) passes a short, small
+# probe at its full rate, and a 60 ms probe at 900 kbit/s (7 kB) "confirmed" 480p on a
+# 600 kbit/s link. 16 kB is 140 ms at that rate, and still 60 ms for 720p's 3.2 Mbit/s.
+PROBE_MIN_BYTES = 16_000
 WIRE_OVERHEAD = 1.06  # RTP, extension and SRTP bytes on top of the encoder's output
 CONGESTED_S = 2.0  # an estimate decreased (delay or loss) this recently says the link is in the way
 REFUSED_DOWN = 0.10  # repairs refused above this share of packets sent, two seconds running: go down
@@ -39,6 +43,7 @@ class _Probe:
     rung: str
     bps: float
     started: float
+    duration: float
     sent: int = 0
 
 
@@ -161,7 +166,8 @@ class SendSideControl:
         cluster = self._next_cluster
         self._next_cluster += 1
         tracks.video.bwe.start_probe(cluster, bps, now)
-        self._probes[viewer_id] = _Probe(viewer_id, cluster, rung, bps, now)
+        duration = max(PROBE_S, PROBE_MIN_BYTES * 8 / bps)
+        self._probes[viewer_id] = _Probe(viewer_id, cluster, rung, bps, now, duration)
         self._clusters[cluster] = (viewer_id, rung)
         if len(self._clusters) > 256:  # results that never came (viewer gone): forget the oldest
             del self._clusters[next(iter(self._clusters))]
@@ -185,7 +191,7 @@ class SendSideControl:
     def pace(self, now: float) -> None:
         """Send what each probe in flight is due by ``now`` (the task calls it every ``PACE_S``)."""
         for viewer_id, probe in list(self._probes.items()):
-            elapsed = min(now - probe.started, PROBE_S)
+            elapsed = min(now - probe.started, probe.duration)
             due = int(probe.bps / 8 * elapsed) - probe.sent
             if due > 0:
                 sent = self._fanout.probe(viewer_id, due, probe.cluster)
@@ -193,7 +199,7 @@ class SendSideControl:
                     del self._probes[viewer_id]
                     continue
                 probe.sent += sent
-            if now - probe.started >= PROBE_S:
+            if now - probe.started >= probe.duration:
                 del self._probes[viewer_id]
 
     def _measure(self, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -128,3 +130,21 @@ def test_a_rung_whose_encoder_is_quiet_for_a_while_is_not_taken_for_cheap() -> N
     target = abr.probe_target(0.0, 10.0)
     assert target is not None and target[0] == "720p" and target[1] >= 1.3 * 0.7 * 2_500_000
     assert not abr.on_probe("720p", 1_500_000, 10.1)  # a 1.5 Mbit/s link does not fit 720p's full rate
+
+
+def test_a_confirmed_move_up_that_does_not_hold_backs_probing_off_like_a_failed_probe() -> None:
+    abr = AbrPolicy(RUNGS, start="240p")
+    abr.set_actual(ACTUAL)
+    now, gaps = 10.0, []
+    for _ in range(4):  # a shaper's bucket fools each probe; the link cannot carry 480p
+        target = abr.probe_target(0.0, now)
+        while target is None:
+            now += 0.1
+            target = abr.probe_target(0.0, now)
+        gaps.append(now)
+        assert abr.on_probe(target[0], target[1], now)
+        assert abr.on_estimate(2_000_000, 0.0, now + 0.1) == "480p"
+        now += 1.5
+        assert abr.on_estimate(600_000, 0.3, now) == "240p"  # loss: the move up is undone
+    waits = [round(b - a, 3) for a, b in pairwise(gaps)]
+    assert waits == sorted(waits) and waits[-1] >= PROBE_BACKOFF_MAX_S  # longer each time
