@@ -78,7 +78,7 @@ class ProbeResult:
 
 class _Cluster:
     __slots__ = ("first_arrival", "first_send", "first_size", "last_arrival", "last_send", "packets",
-                 "received", "received_packets", "sent", "started", "target_bps")  # fmt: skip
+                 "received", "received_packets", "sent", "slices", "started", "target_bps")  # fmt: skip
 
     def __init__(self, target_bps: float, now: float) -> None:
         self.target_bps = target_bps
@@ -92,6 +92,7 @@ class _Cluster:
         self.last_arrival = 0.0
         self.received = 0.0  # bytes arrived, the first arrival's included
         self.received_packets = 0
+        self.slices: list[tuple[float, float, float]] = []  # (sent at, last arrival, bytes) per slice
 
 
 _NO_RESULTS: tuple[ProbeResult, ...] = ()
@@ -292,7 +293,7 @@ class SendSideEstimator:
             if self._oldest_arrival is None:
                 self._oldest_arrival = early
             if cluster > 0:
-                self._probe_arrivals(cluster, got, octets, size, early, last)
+                self._probe_arrivals(cluster, got, octets, size, early, last, sent_at)
             if group is None or sent_at - group[0] > GROUP_S:
                 if group is not None:
                     self._close_group(group[1], group[2])
@@ -313,10 +314,13 @@ class SendSideEstimator:
             self.loss = self._lost / self._counted
             self._lost = self._counted = 0
 
-    def _probe_arrivals(self, cluster: int, got: int, octets: float, size: float, early: float, last: float) -> None:
+    def _probe_arrivals(
+        self, cluster: int, got: int, octets: float, size: float, early: float, last: float, sent_at: float
+    ) -> None:
         probe = self._clusters.get(cluster)
         if probe is None:
             return
+        probe.slices.append((sent_at, last, octets))
         probe.received_packets += got
         probe.received += octets
         if probe.first_arrival is None or early < probe.first_arrival:
@@ -394,6 +398,9 @@ class SendSideEstimator:
                 and arrived > 0
             ):
                 received_bps = (probe.received - probe.first_size) * 8 / arrived
+                for bound in (_tail_bps(probe.slices), _drained_bps(probe.slices, probe.sent, span)):
+                    if bound is not None:
+                        received_bps = min(received_bps, bound)
             result = ProbeResult(cluster, probe.target_bps, sent_bps, received_bps, now)
             done.append(result)
             self.probes.append(result)
@@ -455,6 +462,36 @@ class SendSideEstimator:
 
     def recently_decreased(self, now: float, within_s: float) -> bool:
         return self._last_decrease is not None and now - self._last_decrease < within_s
+
+
+def _tail_bps(slices: list[tuple[float, float, float]]) -> float | None:
+    """The rate at which the second half of a probe (by send time) arrived after the first half
+    had: a token bucket lets the first few kB of a probe through at its full rate whatever the
+    link's own rate, so only the tail shows what the link sustains. None with too few slices."""
+    if len(slices) < 4:
+        return None
+    ordered = sorted(slices)
+    half = len(ordered) // 2
+    head_end = max(last for _, last, _ in ordered[:half])
+    tail_end = max(last for _, last, _ in ordered[half:])
+    tail_bytes = sum(octets for _, _, octets in ordered[half:])
+    if tail_end <= head_end:
+        return None
+    return tail_bytes * 8 / (tail_end - head_end)
+
+
+def _drained_bps(slices: list[tuple[float, float, float]], sent: float, span: float) -> float | None:
+    """The probe's bytes over the time the link took to carry them: its send span plus how much
+    later (one-way) its last third arrived than its first third. A link that keeps up adds no
+    delay; one that cannot queues the excess, and a receiver that timestamps packets in bursts
+    (a busy browser) cannot hide that delay the way it hides arrival spacing."""
+    if len(slices) < 3 or span <= 0:
+        return None
+    ordered = sorted(slices)
+    third = max(1, len(ordered) // 3)
+    before = min(last - sent_at for sent_at, last, _ in ordered[:third])
+    after = max(last - sent_at for sent_at, last, _ in ordered[-third:])
+    return sent * 8 / (span + max(0.0, after - before))
 
 
 def _slope(xs: deque[float], ys: deque[float]) -> float:

@@ -37,6 +37,7 @@ PROBE_FRESH_S = 3.0  # a confirmed probe allows a move up for this long
 PROBE_BACKOFF_S = 2.0
 PROBE_BACKOFF_MAX_S = 8.0
 PROBE_AFTER_UP_S = 2.0
+PROBE_RESULT_WAIT_S = 1.5  # a probe's result comes within this (the estimator gives up after ~1 s)
 UNDONE_S = 5.0  # a move down this soon after a confirmed move up counts as a failed probe
 
 
@@ -237,7 +238,9 @@ class AbrPolicy:
         """The rung to probe for and the rate to probe at, when a probe is due (else None).
 
         Never while the viewer loses packets, never at the top rung, and after a failed probe
-        only once its back-off (doubling up to ``PROBE_BACKOFF_MAX_S``) has passed.
+        only once its back-off (doubling up to ``PROBE_BACKOFF_MAX_S``) has passed. A target
+        handed out counts as a probe started: the next comes only after its result (``on_probe``)
+        or ``PROBE_RESULT_WAIT_S``; probes back to back would add up to a queue.
         """
         index = self._index()
         if index == 0 or loss >= self._up_loss:
@@ -247,6 +250,8 @@ class AbrPolicy:
         if self._last_change is not None and now - self._last_change < UP_HOLD_S:
             return None
         higher = self.rungs[index - 1].name
+        # Handed out counts as started: no second probe until this one's result (or its time).
+        self._next_probe_at = now + PROBE_RESULT_WAIT_S
         return higher, self.need_bps(index - 1) * PROBE_RATE
 
     def on_probe(self, rung: str, result_bps: float | None, now: float) -> bool:

@@ -50,6 +50,7 @@ def run(
     seconds: float,
     start: float = 0.0,
     probe: tuple[float, float] | None = None,
+    probe_s: float = 0.1,
 ) -> float:
     """Send ``media_bps`` as 30 frames/s of 1,200-byte packets, feedback every 50 ms; optionally a
     probe (at, bps) of 100 ms paced every 5 ms. Returns the time it ended."""
@@ -72,7 +73,7 @@ def run(
                     link.send(number + i, 1200, now)
                 number += count
             next_frame += 1 / 30
-        if probe is not None and probe[0] <= now < probe[0] + 0.1:
+        if probe is not None and probe[0] <= now < probe[0] + probe_s:
             if not cluster:
                 cluster = 7
                 bwe.start_probe(cluster, probe[1], now)
@@ -211,3 +212,21 @@ def test_how_feedback_is_cut_or_repeated_changes_nothing_it_counts(
     assert pieces.acked_bps == whole.acked_bps
     assert (pieces.packets_lost, pieces.packets_reported) == (whole.packets_lost, whole.packets_reported)
     assert whole.packets_reported == len(sent) and whole.packets_lost == sent.count(None)
+
+
+def test_a_probe_that_arrived_later_and_later_is_judged_by_the_time_the_link_took() -> None:
+    """12 probe slices sent 5 ms apart (2.3 Mbit/s); a busy receiver reports them in two bursts,
+    so their arrival spacing says nothing (the second burst even looks faster than sent), but
+    the last arrived 40 ms later, one way, than the first: the link took 100 ms for 60 ms of probe."""
+    bwe = SendSideEstimator()
+    end = run(bwe, Link(50_000_000), 400_000, 2.0)
+    number = bwe._highest + 1
+    bwe.start_probe(5, 2_300_000, end)
+    arrivals: list[int | None] = []
+    for i in range(12):
+        bwe.sent(number + i, 1, 1_440, end + i * 0.005, 5)
+        burst = 0.03 if i < 6 else 0.085  # reported in two reads
+        arrivals.append(round((end + burst + i * 1e-4) * 1e6))
+    bwe.on_feedback(TccFeedback.of(number, arrivals), end + 0.2)
+    result = bwe.probes[-1]
+    assert result.received_bps is not None and result.received_bps < 0.7 * result.sent_bps, result
