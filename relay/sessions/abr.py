@@ -32,10 +32,12 @@ DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
 LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
 SEND_DOWN_LOSS = 0.10  # loss that transport-cc reports (repairs hide it from the picture, not the link)
 UP_HOLD_S = 2.0  # no move up within this long of the last change
-PROBE_RATE = 1.3  # probes run at this times the higher rung's rate (media is on the link as well)
+# Probes run at this times the higher rung's rate: a browser's arrival times are noisy by 10 %
+# and more, and the result must still reach UP_MARGIN.
+PROBE_RATE = 1.5
 PROBE_FRESH_S = 3.0  # a confirmed probe allows a move up for this long
 PROBE_BACKOFF_S = 2.0
-PROBE_BACKOFF_MAX_S = 8.0
+PROBE_BACKOFF_MAX_S = 6.0  # so that a lifted limit is found within ~10 s (two moves up)
 PROBE_AFTER_UP_S = 2.0
 PROBE_RESULT_WAIT_S = 1.5  # a probe's result comes within this (the estimator gives up after ~1 s)
 UNDONE_S = 5.0  # a move down this soon after a confirmed move up counts as a failed probe
