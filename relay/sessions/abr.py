@@ -26,7 +26,7 @@ class RungRate:
 
 
 STAY_MARGIN = 1.05  # send-side: stay while the estimate is at least this times the rung's rate
-NOMINAL_FLOOR = 0.7  # a rung costs at least this share of its nominal rate (see need_bps)
+NOMINAL_FLOOR = 0.9  # a rung costs at least this share of its nominal rate, its encoder's cap (see need_bps)
 UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
 DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
 LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
@@ -155,9 +155,10 @@ class AbrPolicy:
     # ---- send-side estimate ---------------------------------------------------------------------
     def need_bps(self, index: int) -> float:
         """What rung ``index`` costs: its measured rate, or its nominal rate before there is one;
-        never under ``NOMINAL_FLOOR`` of the nominal rate. An encoder produces less for a while
-        on a still scene (or when its CPU is short) and its full rate again on the next motion:
-        a rung chosen on the quiet rate would overflow the link then."""
+        never under ``NOMINAL_FLOOR`` of the nominal rate, which is its encoder's rate cap. An
+        encoder produces less on a still scene (or when its CPU is short) and up to its cap on
+        the next motion: a rung chosen on the quiet rate would overflow the link then (seen: the
+        demo's 480p measured 450 kbit/s, went up on a 600 kbit/s link and froze)."""
         rung = self.rungs[index]
         nominal = rung.kbps * 1000.0
         actual = self.actual.get(rung.name)

@@ -128,7 +128,7 @@ def test_a_rung_whose_encoder_is_quiet_for_a_while_is_not_taken_for_cheap() -> N
     abr = AbrPolicy(RUNGS, start="480p")
     abr.set_actual({"720p": 500_000.0, "480p": 900_000.0, "240p": 300_000.0})  # 720p on a still scene
     target = abr.probe_target(0.0, 10.0)
-    assert target is not None and target[0] == "720p" and target[1] >= 1.3 * 0.7 * 2_500_000
+    assert target is not None and target[0] == "720p" and target[1] >= 1.5 * 0.9 * 2_500_000
     assert not abr.on_probe("720p", 1_500_000, 10.1)  # a 1.5 Mbit/s link does not fit 720p's full rate
 
 
