@@ -202,7 +202,7 @@ class TrackOut:
 class ViewerTracks:
     """The outgoing streams of one viewer and the rung it watches, as the fan-out sees them."""
 
-    __slots__ = ("active", "audio", "pending", "rung", "video", "wanted")
+    __slots__ = ("active", "audio", "held", "pending", "repair_previous", "rung", "video", "wanted")
 
     def __init__(self, video: TrackOut, audio: TrackOut | None) -> None:
         self.video = video
@@ -210,6 +210,12 @@ class ViewerTracks:
         self.rung: str | None = None  # the rung whose frames it gets now
         self.pending: str | None = None  # the rung it moves to at that rung's next keyframe
         self.wanted: str | None = None  # the rung asked for before the viewer's link is up
+        # Set while ``rung``'s video is held back until ``pending`` starts (a switch down): the
+        # old rung's next sequence number and last media time when it stopped.
+        self.held: tuple[int, int | None] | None = None
+        # Whether NACKs for the previous rung's packets are answered after a switch: not after a
+        # held one (those frames were given up; the new keyframe supersedes them).
+        self.repair_previous = True
         self.active = False
 
     def outs(self) -> list[TrackOut]:
@@ -272,6 +278,13 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes, now: float) -> None:
     out.octets += frame.octets
 
 
+def _log(out: TrackOut, first: int, octets: int, now: float, cluster: int) -> None:
+    """Repairs or probe packets sent in one call, from transport-wide number ``first`` on: one
+    entry in the estimator's send log for all of them (the feedback is then walked per call)."""
+    if out.bwe is not None and out.tseq > first:
+        out.bwe.sent(first, out.tseq - first, octets, now, cluster)
+
+
 class Fanout:
     """Delivers each encoded frame of one stream to the viewers of its rung.
 
@@ -303,6 +316,7 @@ class Fanout:
         self.packets_forwarded = 0
         self.bytes_forwarded = 0  # RTP payload bytes sent to viewers (payloads x viewers)
         self.retransmitted = 0
+        self.repairs_held = 0  # NACKed packets not resent because the viewer was held for a switch down
         self.probe_bytes = 0  # probe traffic sent to viewers
         self.nack_reports = 0  # NACK RTCP packets received from viewers
         self.nacked_packets = 0  # packets those reports asked for
@@ -394,8 +408,15 @@ class Fanout:
         state.pending[viewer_id] = tracks
         self._ask_keyframe(rung)
 
-    def switch(self, viewer_id: str, rung: str) -> None:
-        """Move a viewer to ``rung`` at that rung's next keyframe (requested now)."""
+    def switch(self, viewer_id: str, rung: str, *, hold: bool = False) -> None:
+        """Move a viewer to ``rung`` at that rung's next keyframe (requested now).
+
+        ``hold``: stop sending it the current rung's video now rather than at the switch. For a
+        move down on a congested link: those frames would mostly be lost anyway, and the queue
+        they keep full in front of the viewer would delay (or drop) the new rung's keyframe;
+        held, the queue drains while the keyframe is on its way. Its repairs are refused
+        meanwhile (the keyframe supersedes what they would repair).
+        """
         tracks = self._viewers.get(viewer_id)
         if tracks is None:
             return
@@ -405,8 +426,12 @@ class Fanout:
         if tracks.pending is not None:
             self._rung(tracks.pending).pending.pop(viewer_id, None)
             tracks.pending = None
-        if rung == tracks.rung:
+        if rung == tracks.rung and tracks.held is None:
             return
+        if hold and tracks.held is None and tracks.rung is not None:
+            old = self._rungs.get(tracks.rung)
+            if old is not None and old.members.pop(viewer_id, None) is not None:
+                tracks.held = (old.next_seq, old.last.ts if old.last is not None else None)
         tracks.pending = rung
         self._rung(rung).pending[viewer_id] = tracks
         self._ask_keyframe(rung)
@@ -490,8 +515,11 @@ class Fanout:
             old = self._rungs.get(tracks.rung) if tracks.rung is not None else None
             if old is not None:
                 old.members.pop(viewer_id, None)
-                last_ts = old.last.ts if old.last is not None else None
-                out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old.next_seq, last_ts)
+                # Held: the old rung's numbers continue from where it stopped, not from now.
+                old_next, last_ts = tracks.held or (old.next_seq, old.last.ts if old.last is not None else None)
+                tracks.repair_previous = tracks.held is None
+                tracks.held = None
+                out.rewriter.switch(state, keyframe.first_seq, keyframe.ts, old_next, last_ts)
             else:
                 out.rewriter.start(state, keyframe.first_seq, keyframe.ts)
             try:
@@ -536,16 +564,24 @@ class Fanout:
         link = None if out is None else out.link
         if out is None or link is None:
             return 0
+        if kind == "video" and tracks.held is not None:
+            self.repairs_held += min(len(lost), MAX_NACKED_PER_REPORT)
+            return 0
         ext = _extensions(out.ext_key, abs_send_time(self._wall()))
         now = self._clock()
         resolve = out.rewriter.resolve
         budget = out.repair if kind == "video" and out.bwe is not None else None
         sent = 0
+        octets = 0
+        first_t = out.tseq
         for seq16 in lost[:MAX_NACKED_PER_REPORT]:
             origin = resolve(seq16)
             if origin is None:
                 continue
             state, source_seq, ts_off = origin
+            if state is not out.rewriter.source and not tracks.repair_previous and kind == "video":
+                self.repairs_held += 1
+                continue
             entry = state.find(source_seq)
             if entry is None:
                 continue
@@ -556,10 +592,11 @@ class Fanout:
                 if not budget.allow(seq16, len(payload) + out.overhead, age_s, now):
                     continue
             try:
-                self._resend(out, link, ext, seq16, payload, (ts + ts_off) & 0xFFFFFFFF, marker, now, 0)
+                octets += self._resend(out, link, ext, seq16, payload, (ts + ts_off) & 0xFFFFFFFF, marker)
             except Exception:  # an SRTP refusal (e.g. session closing) drops this one packet
                 continue
             sent += 1
+        _log(out, first_t, octets, now, 0)
         self.retransmitted += sent
         return sent
 
@@ -572,11 +609,10 @@ class Fanout:
         payload: bytes,
         ts: int,
         marker: bool,
-        now: float,
-        cluster: int,
     ) -> int:
         """Send one packet again (on RTX if negotiated), stamped if the viewer has transport-cc;
-        returns the bytes it put on the wire."""
+        returns the bytes it put on the wire. The caller logs the packets it sent this way in
+        the estimator, once per call (``_log``)."""
         m = 0x80 if marker else 0
         if out.rtx_pt is not None:
             pt, seq, ssrc = out.rtx_pt | m, out.rtx_seq, out.rtx_ssrc
@@ -589,8 +625,6 @@ class Fanout:
             packet = HEADER.pack(out.b0, pt, seq, ts, ssrc) + ext + body
         else:
             packet = tcc.pack(out.b0, pt, seq, ts, ssrc, ext, out.tseq & 0xFFFF) + body
-            if out.bwe is not None:
-                out.bwe.sent(out.tseq, 1, len(packet) + SRTP_TAG, now, cluster)
             out.tseq += 1
         link.send_one(link.protect(packet))
         return len(packet) + SRTP_TAG
@@ -600,8 +634,8 @@ class Fanout:
         has (on its RTX stream where negotiated, else duplicates its jitter buffer drops),
         stamped as probe ``cluster``. Returns the bytes sent (0 if it has nothing to copy)."""
         tracks = self._viewers.get(viewer_id)
-        if tracks is None or tracks.rung is None:
-            return 0
+        if tracks is None or tracks.rung is None or tracks.pending is not None:
+            return 0  # not while a switch is on its way (held, or about to change rungs)
         out = tracks.video
         link = out.link
         state = self._rungs.get(tracks.rung)
@@ -611,6 +645,7 @@ class Fanout:
         now = self._clock()
         sent = 0
         back = 1
+        first_t = out.tseq
         while sent < octets and back <= 32:
             entry = state.history.find((state.next_seq - back) & 0xFFFF)
             back += 1
@@ -622,9 +657,10 @@ class Fanout:
             if origin is None or origin[0] is not state or origin[1] != seq & 0xFFFF:
                 break  # from before this viewer's switch to the rung: not a packet it was sent
             try:
-                sent += self._resend(out, link, ext, out_seq, payload, out.rewriter.out_ts(ts), marker, now, cluster)
+                sent += self._resend(out, link, ext, out_seq, payload, out.rewriter.out_ts(ts), marker)
             except Exception:
                 break
+        _log(out, first_t, sent, now, cluster)
         self.probe_bytes += sent
         return sent
 

@@ -11,8 +11,8 @@ number extension nor ``transport-cc`` feedback, so its answer drops both from a 
 (and the browser's bandwidth estimate then stays near what it receives). ``keep_transport_cc``
 puts them back into a viewer's negotiated parameters, between the offer and the answer, for
 that one peer connection only (publishers are unaffected: aiortc would not send the feedback).
-aiortc also parses every RTPFB packet as a NACK, so ``take_over`` reads transport-cc packets from
-the decrypted RTCP compound before aiortc does.
+aiortc also parses every RTPFB packet as a NACK (a Python loop per bit of the feedback), so
+``take_over`` takes transport-cc packets out of the decrypted RTCP compound before aiortc sees it.
 
 This relies on aiortc 1.16 internals (``RTCRtpSender.send``, ``RTCDtlsTransport._tx_srtp``,
 ``_register_rtp_sender`` and ``_handle_rtcp_data``, transceivers' ``_codecs`` and
@@ -35,7 +35,7 @@ from aiortc.sdp import SessionDescription
 from relay.media.fanout import TrackOut
 from relay.media.feedback import Feedback, interpret
 from relay.media.rtp import ABS_SEND_TIME_URI, MID_URI
-from relay.media.twcc import TRANSPORT_CC_URI, feedback_blocks
+from relay.media.twcc import TRANSPORT_CC_URI, split_compound
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,11 @@ def _route_transport_cc(dtls: Any, on_tcc: Callable[[bytes], None]) -> None:
     original: Callable[[bytes], Awaitable[None]] = dtls._handle_rtcp_data
 
     async def handle(data: bytes) -> None:
-        for fci in feedback_blocks(data):  # a walk over a few RTCP headers: cheap at RTCP rates
+        blocks, rest = split_compound(data)  # a walk over a few RTCP headers
+        for fci in blocks:
             on_tcc(fci)
-        await original(data)
+        if rest:  # a browser sends transport-cc alone (reduced-size RTCP): then aiortc has nothing
+            await original(rest)
 
     dtls._handle_rtcp_data = handle
     dtls._livecart_tcc = True

@@ -11,8 +11,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+ESTIMATE_BUCKETS_BPS = (250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000)
+FEEDBACK_KINDS = ("transport-cc", "remb")
+
+
+def _buckets(values: list[float]) -> list[tuple[str, float]]:
+    """Cumulative bucket counts (``le`` bounds, then +Inf) of ``values``."""
+    out = [(str(float(bound)), float(sum(1 for v in values if v <= bound))) for bound in ESTIMATE_BUCKETS_BPS]
+    out.append(("+Inf", float(len(values))))
+    return out
 
 
 class LiveCartCollector(Collector):
@@ -40,6 +50,7 @@ class LiveCartCollector(Collector):
                 ("bytes_forwarded", "RTP payload bytes sent to viewers (bytes x viewers)"),
                 ("packets_dropped", "RTP packets dropped because a viewer's socket buffer was full"),
                 ("packets_retransmitted", "RTP packets resent on NACK"),
+                ("repairs_held", "NACKed packets not resent: the viewer was moving down, its keyframe supersedes them"),
                 ("retransmissions_refused", "NACKed packets not resent (over budget, too old, resent within an RTT)"),
                 ("probe_bytes", "Bandwidth-probe bytes sent to viewers"),
                 ("rung_switches", "Adaptive rung switches of viewers"),
@@ -91,17 +102,22 @@ class LiveCartCollector(Collector):
             "livecart_ingest_loss_ratio", "Publisher video packet loss before repair", labels=["stream"]
         )
         cards = CounterMetricFamily("livecart_card_actions", "Product card actions applied", labels=["stream"])
-        per_viewer = {
-            key: GaugeMetricFamily(f"livecart_viewer_{key}", text, labels=["stream", "viewer"])
-            for key, text in (
-                ("estimate_bps", "A viewer's bandwidth estimate (send-side with transport-cc, else REMB)"),
-                ("retransmitted", "Packets resent to a viewer"),
-                ("retransmit_refused", "NACKed packets a viewer's repair budget refused"),
-                ("probes_ok", "Probes that confirmed a higher rung"),
-                ("probes_failed", "Probes that did not"),
-                ("rung_switches", "A viewer's adaptive rung switches"),
-            )
-        }
+        # Viewers are aggregated (a label per viewer would be a new series per join, without
+        # bound); each viewer's own figures are in GET /api/streams ("abr").
+        estimates = GaugeHistogramMetricFamily(
+            "livecart_viewer_estimate_bps",
+            "Viewers by bandwidth estimate (send-side with transport-cc, else REMB)",
+            labels=["stream"],
+        )
+        by_feedback = GaugeMetricFamily(
+            "livecart_viewers_by_feedback",
+            "Viewers by the feedback their estimate comes from",
+            labels=["stream", "feedback"],
+        )
+        probes = CounterMetricFamily("livecart_probes", "Bandwidth probes by result", labels=["stream", "result"])
+        switches_to = CounterMetricFamily(
+            "livecart_rung_switches_to", "Adaptive rung switches, by the rung switched to", labels=["stream", "rung"]
+        )
         for stream in snap["streams"]:
             name = stream["name"]
             live.add_metric([name], 1 if stream["live"] else 0)
@@ -116,10 +132,16 @@ class LiveCartCollector(Collector):
                 for key, family in ingest_counters.items():
                     family.add_metric([name], ingest[key])
                 ingest_loss.add_metric([name], ingest["loss"])
-            for viewer in stream.get("abr", []):
-                if viewer:
-                    for key, gauge in per_viewer.items():
-                        gauge.add_metric([name, viewer["id"]], viewer[key])
+            viewers_abr = [v for v in stream.get("abr", []) if v]
+            estimates.add_metric([name], _buckets([v["estimate_bps"] for v in viewers_abr]), sum(
+                v["estimate_bps"] for v in viewers_abr
+            ))
+            for kind in FEEDBACK_KINDS:
+                by_feedback.add_metric([name, kind], sum(1 for v in viewers_abr if v["feedback"] == kind))
+            probes.add_metric([name, "confirmed"], stream["probes_confirmed"])
+            probes.add_metric([name, "failed"], stream["probes_failed"])
+            for rung, count in stream["rung_switches_to"].items():
+                switches_to.add_metric([name, rung], count)
             for rung in stream["rungs"]:
                 viewers.add_metric([name, rung["name"]], rung["viewers"])
                 for key, family in rung_counters.items():
@@ -136,7 +158,10 @@ class LiveCartCollector(Collector):
             cards,
             *ingest_counters.values(),
             ingest_loss,
-            *per_viewer.values(),
+            estimates,
+            by_feedback,
+            probes,
+            switches_to,
         )
         loop = snap.get("loop")
         if loop:

@@ -26,16 +26,21 @@ class RungRate:
 
 
 STAY_MARGIN = 1.05  # send-side: stay while the estimate is at least this times the rung's rate
+NOMINAL_FLOOR = 0.9  # a rung costs at least this share of its nominal rate, its encoder's cap (see need_bps)
 UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
 DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
 LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
 SEND_DOWN_LOSS = 0.10  # loss that transport-cc reports (repairs hide it from the picture, not the link)
 UP_HOLD_S = 2.0  # no move up within this long of the last change
-PROBE_RATE = 1.3  # probes run at this times the higher rung's rate (media is on the link as well)
+# Probes run at this times the higher rung's rate: a browser's arrival times are noisy by 10 %
+# and more, and the result must still reach UP_MARGIN.
+PROBE_RATE = 1.5
 PROBE_FRESH_S = 3.0  # a confirmed probe allows a move up for this long
 PROBE_BACKOFF_S = 2.0
-PROBE_BACKOFF_MAX_S = 8.0
+PROBE_BACKOFF_MAX_S = 6.0  # so that a lifted limit is found within ~10 s (two moves up)
 PROBE_AFTER_UP_S = 2.0
+PROBE_RESULT_WAIT_S = 1.5  # a probe's result comes within this (the estimator gives up after ~1 s)
+UNDONE_S = 5.0  # a move down this soon after a confirmed move up counts as a failed probe
 
 
 class AbrPolicy:
@@ -82,6 +87,7 @@ class AbrPolicy:
         self.switches = 0
         self.reason = ""  # why the last change happened (for the debug log)
         self._low_since: float | None = None  # since when the estimate is under the rung's rate
+        self._last_up: float | None = None  # when the last probe-confirmed move up happened
 
     def _index(self) -> int:
         return next(i for i, r in enumerate(self.rungs) if r.name == self.current)
@@ -148,25 +154,45 @@ class AbrPolicy:
 
     # ---- send-side estimate ---------------------------------------------------------------------
     def need_bps(self, index: int) -> float:
-        """What rung ``index`` costs: its measured rate, or its nominal rate before there is one."""
+        """What rung ``index`` costs: its measured rate, or its nominal rate before there is one;
+        never under ``NOMINAL_FLOOR`` of the nominal rate, which is its encoder's rate cap. An
+        encoder produces less on a still scene (or when its CPU is short) and up to its cap on
+        the next motion: a rung chosen on the quiet rate would overflow the link then (seen: the
+        demo's 480p measured 450 kbit/s, went up on a 600 kbit/s link and froze)."""
         rung = self.rungs[index]
-        return self.actual.get(rung.name) or rung.kbps * 1000.0
+        nominal = rung.kbps * 1000.0
+        actual = self.actual.get(rung.name)
+        return nominal if actual is None else max(actual, NOMINAL_FLOOR * nominal)
 
     def set_actual(self, rates: dict[str, float]) -> None:
         """The rates the encoders produce now (bps per rung; a rung with none keeps its nominal)."""
         self.actual = {name: bps for name, bps in rates.items() if bps > 0}
 
-    def on_estimate(self, estimate_bps: float, loss: float, now: float, *, repairs_refused: bool = False) -> str | None:
+    def on_estimate(
+        self,
+        estimate_bps: float,
+        loss: float,
+        now: float,
+        *,
+        repairs_refused: bool = False,
+        congested: bool = True,
+    ) -> str | None:
         """A send-side estimate and the loss it saw: the new rung when the choice changes, else None.
 
         ``repairs_refused``: the viewer's retransmission budget refused repairs lately, i.e. its
         link cannot carry this rung plus the repairs it needs, which is a reason to go down.
+        ``congested``: the estimator saw a queue build or loss lately. Without that, an estimate
+        under the rung's rate only says the encoder sent less for a while (the estimate follows
+        what is acknowledged when nothing is in the way), which is no reason to go down.
         """
         index = self._index()
         need = self.need_bps(index)
         lowest = len(self.rungs) - 1
         since_change = None if self._last_change is None else now - self._last_change
-        low = estimate_bps < need * STAY_MARGIN
+        if self._last_up is not None and now - self._last_up >= UNDONE_S:
+            self._last_up = None  # the move up held: probing is cheap again
+            self._probe_backoff_s = PROBE_BACKOFF_S
+        low = congested and estimate_bps < need * STAY_MARGIN
         if not low:
             self._low_since = None
         elif self._low_since is None:
@@ -187,7 +213,11 @@ class AbrPolicy:
                 f"loss {loss:.1%}{', repairs refused' if repairs_refused else ''}"
             )
             self._probe_ok = None
+            if self._last_up is not None and now - self._last_up < UNDONE_S:
+                # The rung a probe confirmed did not hold: as good as a failed probe.
+                self._probe_backoff_s = min(self._probe_backoff_s * 2, PROBE_BACKOFF_MAX_S)
             self._next_probe_at = now + self._probe_backoff_s
+            self._last_up = None
             return self._change(target, now)
         if index == 0:
             return None
@@ -203,6 +233,7 @@ class AbrPolicy:
             )
             self._probe_ok = None
             self._next_probe_at = now + PROBE_AFTER_UP_S
+            self._last_up = now
             return self._change(index - 1, now)
         return None
 
@@ -210,7 +241,9 @@ class AbrPolicy:
         """The rung to probe for and the rate to probe at, when a probe is due (else None).
 
         Never while the viewer loses packets, never at the top rung, and after a failed probe
-        only once its back-off (doubling up to ``PROBE_BACKOFF_MAX_S``) has passed.
+        only once its back-off (doubling up to ``PROBE_BACKOFF_MAX_S``) has passed. A target
+        handed out counts as a probe started: the next comes only after its result (``on_probe``)
+        or ``PROBE_RESULT_WAIT_S``; probes back to back would add up to a queue.
         """
         index = self._index()
         if index == 0 or loss >= self._up_loss:
@@ -220,6 +253,8 @@ class AbrPolicy:
         if self._last_change is not None and now - self._last_change < UP_HOLD_S:
             return None
         higher = self.rungs[index - 1].name
+        # Handed out counts as started: no second probe until this one's result (or its time).
+        self._next_probe_at = now + PROBE_RESULT_WAIT_S
         return higher, self.need_bps(index - 1) * PROBE_RATE
 
     def on_probe(self, rung: str, result_bps: float | None, now: float) -> bool:
@@ -229,7 +264,7 @@ class AbrPolicy:
         if ok:
             self.probes_ok += 1
             self._probe_ok = (rung, now)
-            self._probe_backoff_s = PROBE_BACKOFF_S
+            # The back-off resets once the move it allows has held (on_estimate), not here.
             self._next_probe_at = now + PROBE_BACKOFF_S
         else:
             self.probes_failed += 1

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from relay.media.bwe import LOSS_LOW
 from relay.media.fanout import Fanout
 from relay.media.twcc import BadFeedback, parse_feedback
 from relay.sessions.rungs import RungChoice
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 
 PACE_S = 0.005  # probe packets leave every 5 ms: a cluster is ~20 send groups
 PROBE_S = 0.06  # short, so a failed probe queues little (and overflows no queue) on a narrow link
+# ... but never fewer bytes than this: a shaper's token bucket (a few kB) passes a short, small
+# probe at its full rate, and a 60 ms probe at 900 kbit/s (7 kB) "confirmed" 480p on a
+# 600 kbit/s link. 16 kB is 140 ms at that rate, and still 60 ms for 720p's 3.2 Mbit/s.
+PROBE_MIN_BYTES = 16_000
 WIRE_OVERHEAD = 1.06  # RTP, extension and SRTP bytes on top of the encoder's output
+CONGESTED_S = 2.0  # an estimate decreased (delay or loss) this recently says the link is in the way
 REFUSED_DOWN = 0.10  # repairs refused above this share of packets sent, two seconds running: go down
 
 
@@ -37,6 +43,7 @@ class _Probe:
     rung: str
     bps: float
     started: float
+    duration: float
     sent: int = 0
 
 
@@ -63,7 +70,6 @@ class SendSideControl:
         self._clock = clock
         self._probes: dict[str, _Probe] = {}  # by viewer
         self._clusters: dict[int, tuple[str, str]] = {}  # cluster -> (viewer, rung), until its result
-        self._seen_results: dict[str, int] = {}  # per viewer: probe results already handed to its ABR
         self._next_cluster = 1
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +80,8 @@ class SendSideControl:
         self._strained: set[str] = set()  # ... in the last second
         self.bad_feedback = 0
         self.feedback = 0
+        self.probes_ok = 0  # probe results, over every viewer the stream ever had
+        self.probes_failed = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"send-side {self._stream}")
@@ -87,18 +95,19 @@ class SendSideControl:
 
     def forget(self, viewer_id: str) -> None:
         self._probes.pop(viewer_id, None)
-        self._seen_results.pop(viewer_id, None)
         self._refused_seen.pop(viewer_id, None)
         self._pressure.discard(viewer_id)
         self._strained.discard(viewer_id)
 
     # ---- feedback --------------------------------------------------------------------------
     def on_tcc(self, viewer_id: str, fci: bytes) -> None:
-        """One transport-cc feedback packet from a viewer (never trusted, never raises)."""
+        """One transport-cc feedback packet from a viewer (never trusted, never raises).
+
+        Every transport-cc viewer sends 10-20 a second: until the estimator has walked what it
+        holds, this is a parse and an append (see ``SendSideEstimator.on_feedback``)."""
         tracks = self._fanout.tracks(viewer_id)
-        abr = self._rungs.abr_of(viewer_id)
         bwe = None if tracks is None else tracks.video.bwe
-        if tracks is None or abr is None or bwe is None:
+        if tracks is None or bwe is None:
             return
         try:
             feedback = parse_feedback(fci)
@@ -107,29 +116,37 @@ class SendSideControl:
             return
         self.feedback += 1
         now = self._clock()
-        bwe.on_feedback(feedback, now)
-        seen = self._seen_results.get(viewer_id, 0)
-        for result in bwe.probes[seen:] if seen <= len(bwe.probes) else bwe.probes:
+        results = bwe.on_feedback(feedback, now)
+        if results is None:  # held, to be walked with the next (see SendSideEstimator.on_feedback)
+            return
+        abr = self._rungs.abr_of(viewer_id)
+        if abr is None:
+            return
+        for result in results:
             where = self._clusters.pop(result.cluster, None)
             if where is None:
                 continue
             ok = abr.on_probe(where[1], result.bps, now)
+            if ok:
+                self.probes_ok += 1
+            else:
+                self.probes_failed += 1
             log.debug(
                 "viewer %s/%s: probe for %s at %.0f kbit/s: sent %.0f, arrived %s -> %s",
                 self._stream, viewer_id[:8], where[1], result.target_bps / 1000, result.sent_bps / 1000,
                 "?" if result.received_bps is None else f"{result.received_bps / 1000:.0f}",
                 "confirmed" if ok else "not confirmed",
             )  # fmt: skip
-        self._seen_results[viewer_id] = len(bwe.probes)
         estimate = bwe.estimate_bps
         if estimate is None:
             return
         tracks.video.repair.set_rate(estimate, now)
-        if self.rates:
-            abr.set_actual(self.rates)
         if not self._rungs.is_auto(viewer_id) or self._fanout.is_switching(viewer_id):
             return
-        decision = abr.on_estimate(estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure)
+        congested = bwe.signal == "overuse" or bwe.recently_decreased(now, CONGESTED_S) or bwe.loss > LOSS_LOW
+        decision = abr.on_estimate(
+            estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure, congested=congested
+        )
         decision = self._rungs.auto_decision(viewer_id, decision)
         if decision is not None:
             self._pressure.discard(viewer_id)
@@ -139,16 +156,18 @@ class SendSideControl:
         if viewer_id not in self._probes and bwe.signal != "overuse":
             wanted = abr.probe_target(bwe.loss, now)
             if wanted is not None:
-                self._start_probe(viewer_id, wanted[0], wanted[1], now)
+                self.start_probe(viewer_id, wanted[0], wanted[1], now)
 
-    def _start_probe(self, viewer_id: str, rung: str, bps: float, now: float) -> None:
+    def start_probe(self, viewer_id: str, rung: str, bps: float, now: float) -> None:
+        """Probe ``viewer_id``'s path for ``rung`` at ``bps`` from now (its ABR asks; the bench too)."""
         tracks = self._fanout.tracks(viewer_id)
         if tracks is None or tracks.video.bwe is None:
             return
         cluster = self._next_cluster
         self._next_cluster += 1
         tracks.video.bwe.start_probe(cluster, bps, now)
-        self._probes[viewer_id] = _Probe(viewer_id, cluster, rung, bps, now)
+        duration = max(PROBE_S, PROBE_MIN_BYTES * 8 / bps)
+        self._probes[viewer_id] = _Probe(viewer_id, cluster, rung, bps, now, duration)
         self._clusters[cluster] = (viewer_id, rung)
         if len(self._clusters) > 256:  # results that never came (viewer gone): forget the oldest
             del self._clusters[next(iter(self._clusters))]
@@ -165,13 +184,14 @@ class SendSideControl:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
             now = self._clock()
-            self._pace(now)
+            self.pace(now)
             if self._last_bytes is None or now - self._last_bytes[0] >= 1.0:
                 self._measure(now)
 
-    def _pace(self, now: float) -> None:
+    def pace(self, now: float) -> None:
+        """Send what each probe in flight is due by ``now`` (the task calls it every ``PACE_S``)."""
         for viewer_id, probe in list(self._probes.items()):
-            elapsed = min(now - probe.started, PROBE_S)
+            elapsed = min(now - probe.started, probe.duration)
             due = int(probe.bps / 8 * elapsed) - probe.sent
             if due > 0:
                 sent = self._fanout.probe(viewer_id, due, probe.cluster)
@@ -179,7 +199,7 @@ class SendSideControl:
                     del self._probes[viewer_id]
                     continue
                 probe.sent += sent
-            if now - probe.started >= PROBE_S:
+            if now - probe.started >= probe.duration:
                 del self._probes[viewer_id]
 
     def _measure(self, now: float) -> None:
@@ -198,6 +218,8 @@ class SendSideControl:
                 bps = (total - before) * 8 / elapsed * WIRE_OVERHEAD + self._audio_bps
                 old = self.rates.get(rung)
                 self.rates[rung] = bps if old is None else 0.5 * old + 0.5 * bps
+            for choice in self._rungs.choices.values():  # once a second, not per feedback packet
+                choice.abr.set_actual(self.rates)
         pressure = set()
         strained = set()
         for viewer_id in list(self._rungs.choices):
@@ -240,6 +262,7 @@ class SendSideControl:
             "estimate_bps": round(bwe.estimate_bps or 0) if bwe is not None else round(abr.estimate_bps(now) or 0),
             "acked_bps": round(bwe.acked_bps or 0) if bwe is not None else None,
             "loss": round(bwe.loss, 4) if bwe is not None else None,
+            "reported_lost": f"{bwe.packets_lost}/{bwe.packets_reported}" if bwe is not None else None,
             "delay_signal": bwe.signal if bwe is not None else None,
             "probes_ok": abr.probes_ok,
             "probes_failed": abr.probes_failed,

@@ -118,6 +118,9 @@ class Stream:
         self._vp8_viewers: set[str] = set()  # viewers whose offer had no H.264: they watch VP8 rungs
         self._reported_loss: dict[str, float] = {}  # each viewer's latest receiver-report loss fraction
         self.viewer_keyframe_requests = 0  # PLI/FIR received
+        # Totals over every viewer the stream had (the per-viewer figures go with their viewer).
+        self.auto_switches: dict[str, int] = {}  # ABR moves, by the rung moved to
+        self._refused_gone = 0  # retransmissions refused to viewers that have left
         self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
         self.cards = CardFeed(
             config.name,
@@ -321,7 +324,9 @@ class Stream:
         self.fanout.attach(viewer.id, viewer.tracks, rung)
 
     def remove_viewer(self, viewer_id: str) -> None:
-        self.viewers.pop(viewer_id, None)
+        viewer = self.viewers.pop(viewer_id, None)
+        if viewer is not None:
+            self._refused_gone += viewer.tracks.video.repair.refused
         self._vp8_viewers.discard(viewer_id)
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
@@ -387,6 +392,7 @@ class Stream:
         decision = self.rungs.auto_decision(viewer_id, decision)
         if decision is not None:
             log.info("viewer %s/%s: auto -> %s", self.name, viewer_id[:8], decision)
+            self.auto_switches[decision] = self.auto_switches.get(decision, 0) + 1
             self._switch(viewer_id, decision)
 
     def on_viewer_tcc(self, viewer_id: str, fci: bytes) -> None:
@@ -395,10 +401,17 @@ class Stream:
 
     def _auto_switch(self, viewer_id: str, rung: str, why: str) -> None:
         log.info("viewer %s/%s: auto -> %s (%s)", self.name, viewer_id[:8], rung, why)
+        self.auto_switches[rung] = self.auto_switches.get(rung, 0) + 1
+        current = self.fanout.rung_of(viewer_id)
+        names = self.rungs.names  # highest first
+        down = current is not None and ladder_rung(current) in names and rung in names
+        down = down and names.index(rung) > names.index(ladder_rung(current or ""))
         if viewer_id in self._vp8_viewers:  # in the viewer's codec: a VP8 viewer moves to a VP8 rung
             self.transcoder.want_vp8(rung)
             rung = rung_for_codec(rung, VP8)
-        self.fanout.switch(viewer_id, rung)
+        # Down on the send-side estimate means the link is full: hold the current rung's frames
+        # back so that the queue drains before the new rung's keyframe (see Fanout.switch).
+        self.fanout.switch(viewer_id, rung, hold=down)
 
     # ---- introspection ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
@@ -436,10 +449,16 @@ class Stream:
             "packets_sent": sum(link.sent for link in self.fanout.links()),
             "packets_dropped": sum(link.dropped for link in self.fanout.links()),
             "packets_retransmitted": self.fanout.retransmitted,
-            "retransmissions_refused": sum(v.tracks.video.repair.refused for v in self.viewers.values()),
+            "repairs_held": self.fanout.repairs_held,
+            "retransmissions_refused": self._refused_gone
+            + sum(v.tracks.video.repair.refused for v in self.viewers.values()),
             "probe_bytes": self.fanout.probe_bytes,
+            "probes_confirmed": self.sendside.probes_ok,
+            "probes_failed": self.sendside.probes_failed,
             "transport_cc_feedback": self.sendside.feedback,
-            "rung_switches": sum(c.abr.switches for c in self.rungs.choices.values()),
+            "bad_transport_cc_feedback": self.sendside.bad_feedback,
+            "rung_switches": sum(self.auto_switches.values()),
+            "rung_switches_to": dict(self.auto_switches),
             "abr": [self.sendside.viewer_snapshot(viewer_id) for viewer_id in self.viewers],
             "viewer_send_errors": self.fanout.send_errors,
             "nack_reports": self.fanout.nack_reports,

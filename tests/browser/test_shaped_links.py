@@ -28,13 +28,6 @@ import pytest
 from tests.browser.conftest import CHROMIUM
 from tests.e2e.conftest import Server, start_server, stop_server, write_config
 
-# Issue 18's acceptance, not yet met (on a quiet machine the 600 kbit/s viewer froze 3.08 s of the
-# allowed 3.0; the drop condition is too slow): it would fail CI, so it runs only when asked for.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LIVECART_SHAPED") != "1",
-    reason="issue 18 acceptance, not met yet: run with LIVECART_SHAPED=1",
-)
-
 RECORD = """() => {
   window.__rec = [];
   setInterval(async () => {

@@ -212,6 +212,12 @@ async def test_metrics_parse_and_move_and_healthz_answers(quick_server: Server) 
                 key = (f"livecart_{counter}_total", (("stream", "interop"),))
                 assert during[key] > before.get(key, 0), counter
             assert ("livecart_viewer_loss_ratio", (("stat", "max"), ("stream", "interop"))) in during
+            # Viewers are aggregated, never a series per viewer (unbounded cardinality).
+            assert not [k for k in during if any(label == "viewer" for label, _ in k[1])]
+            assert during[("livecart_viewers_by_feedback", (("feedback", "remb"), ("stream", "interop")))] == 1
+            assert during[("livecart_viewer_estimate_bps_gcount", (("stream", "interop"),))] == 1
+            inf = ("livecart_viewer_estimate_bps_bucket", (("le", "+Inf"), ("stream", "interop")))
+            assert during[inf] == 1
             assert ("livecart_process_cpu_seconds_total", ()) in during or ("process_cpu_seconds_total", ()) in during
         finally:
             await viewer.stop(http)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,3 +77,74 @@ def test_under_heavy_loss_it_aims_for_what_got_through_not_the_lagging_estimate(
     abr = AbrPolicy(RUNGS, start="720p")
     abr.set_actual(ACTUAL)
     assert abr.on_estimate(3_400_000, 0.7, 0.0) == "240p"  # 30 % of 3.4 Mbit/s fits only 240p
+
+
+def test_a_capacity_drop_under_the_rung_is_acted_on_within_half_a_second() -> None:
+    """720p on a link that falls from 50 to 0.6 Mbit/s (a tbf-like queue of 200 ms that drops
+    beyond it), feedback every 50 ms: the estimator and the ABR together move to 240p soon
+    enough for the keyframe to arrive within the issue's 1 s of frozen picture."""
+    from relay.media.bwe import SendSideEstimator
+    from tests.unit.test_bwe import Link
+
+    actual = {"720p": 2_600_000.0, "480p": 1_050_000.0, "240p": 400_000.0}
+    bwe = SendSideEstimator()
+    abr = AbrPolicy(RUNGS, start="720p")
+    abr.set_actual(actual)
+    link = Link(50_000_000, queue_s=0.2)
+    rung, number, now, decided = "720p", 0, 0.0, None
+    next_frame, next_feedback = 0.0, 0.05
+    while now < 12.0 and decided is None:
+        if now >= 10.0:
+            link.bps = 600_000
+        if now >= next_frame:
+            count = max(1, round(actual[rung] / 8 / 30 / 1200))
+            bwe.sent(number, count, count * 1200, now)
+            for i in range(count):
+                link.send(number + i, 1200, now)
+            number += count
+            next_frame += 1 / 30
+        if now >= next_feedback:
+            feedback = link.feedback(now)
+            if feedback is not None and bwe.on_feedback(feedback, now) is not None and bwe.estimate_bps:
+                congested = bwe.signal == "overuse" or bwe.recently_decreased(now, 2.0) or bwe.loss > 0.02
+                choice = abr.on_estimate(bwe.estimate_bps, bwe.loss, now, congested=congested)
+                if choice is not None:
+                    assert now >= 10.0, f"moved to {choice} on a clear link at {now:.2f} s"
+                    decided = (choice, now - 10.0)
+            next_feedback += 0.05
+        now += 0.001
+    assert decided is not None and decided[0] == "240p" and decided[1] <= 0.5, decided
+
+
+def test_an_estimate_that_only_follows_a_quiet_encoder_is_no_reason_to_go_down() -> None:
+    abr = policy()
+    # No queue, no loss: the estimate is low because little was sent (a static scene).
+    assert all(abr.on_estimate(400_000, 0.0, t / 10, congested=False) is None for t in range(50))
+    assert abr.current == "480p"
+    assert abr.on_estimate(400_000, 0.0, 5.0, congested=True) == "240p"  # the same estimate, congested
+
+
+def test_a_rung_whose_encoder_is_quiet_for_a_while_is_not_taken_for_cheap() -> None:
+    abr = AbrPolicy(RUNGS, start="480p")
+    abr.set_actual({"720p": 500_000.0, "480p": 900_000.0, "240p": 300_000.0})  # 720p on a still scene
+    target = abr.probe_target(0.0, 10.0)
+    assert target is not None and target[0] == "720p" and target[1] >= 1.5 * 0.9 * 2_500_000
+    assert not abr.on_probe("720p", 1_500_000, 10.1)  # a 1.5 Mbit/s link does not fit 720p's full rate
+
+
+def test_a_confirmed_move_up_that_does_not_hold_backs_probing_off_like_a_failed_probe() -> None:
+    abr = AbrPolicy(RUNGS, start="240p")
+    abr.set_actual(ACTUAL)
+    now, gaps = 10.0, []
+    for _ in range(4):  # a shaper's bucket fools each probe; the link cannot carry 480p
+        target = abr.probe_target(0.0, now)
+        while target is None:
+            now += 0.1
+            target = abr.probe_target(0.0, now)
+        gaps.append(now)
+        assert abr.on_probe(target[0], target[1], now)
+        assert abr.on_estimate(2_000_000, 0.0, now + 0.1) == "480p"
+        now += 1.5
+        assert abr.on_estimate(600_000, 0.3, now) == "240p"  # loss: the move up is undone
+    waits = [round(b - a, 3) for a, b in pairwise(gaps)]
+    assert waits == sorted(waits) and waits[-1] >= PROBE_BACKOFF_MAX_S  # longer each time

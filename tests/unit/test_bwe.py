@@ -28,14 +28,19 @@ class Link:
         self.pending.append((number, self.free_at + self.base_s))
 
     def feedback(self, now: float) -> TccFeedback | None:
-        """What the receiver reports at ``now``: every packet that arrived (or was dropped) so far."""
-        due = [p for p in self.pending if p[1] is None or p[1] <= now]
-        if not due:
+        """What the receiver reports at ``now``, as a receiver does: the packets in number order
+        from the first unreported one up to the last whose fate is known (a queue is first in,
+        first out, so a packet dropped behind queued ones is reported after they arrive)."""
+        self.pending.sort(key=lambda p: p[0])
+        n = 0
+        for _, at in self.pending:
+            if at is not None and at > now:
+                break
+            n += 1
+        if not n:
             return None
-        self.pending = [p for p in self.pending if not (p[1] is None or p[1] <= now)]
-        due.sort(key=lambda p: p[0])
-        arrivals = [(n & 0xFFFF, None if at is None else round(at * 1e6)) for n, at in due]
-        return TccFeedback(due[0][0] & 0xFFFF, 0, arrivals)
+        due, self.pending = self.pending[:n], self.pending[n:]
+        return TccFeedback.of(due[0][0], [None if at is None else round(at * 1e6) for _, at in due])
 
 
 def run(
@@ -45,6 +50,7 @@ def run(
     seconds: float,
     start: float = 0.0,
     probe: tuple[float, float] | None = None,
+    probe_s: float = 0.1,
 ) -> float:
     """Send ``media_bps`` as 30 frames/s of 1,200-byte packets, feedback every 50 ms; optionally a
     probe (at, bps) of 100 ms paced every 5 ms. Returns the time it ended."""
@@ -67,7 +73,7 @@ def run(
                     link.send(number + i, 1200, now)
                 number += count
             next_frame += 1 / 30
-        if probe is not None and probe[0] <= now < probe[0] + 0.1:
+        if probe is not None and probe[0] <= now < probe[0] + probe_s:
             if not cluster:
                 cluster = 7
                 bwe.start_probe(cluster, probe[1], now)
@@ -128,10 +134,8 @@ def test_loss_brings_the_estimate_down() -> None:
     number = bwe._highest + 1
     for _ in range(20):  # 50 % of packets lost, arrivals otherwise regular
         bwe.sent(number, 20, 24_000, now)
-        arrivals = [
-            ((number + i) & 0xFFFF, None if i % 2 else round((now + 0.02 + i * 0.001) * 1e6)) for i in range(20)
-        ]
-        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now + 0.05)
+        arrivals = [None if i % 2 else round((now + 0.02 + i * 0.001) * 1e6) for i in range(20)]
+        bwe.on_feedback(TccFeedback.of(number, arrivals), now + 0.05)
         number += 20
         now += 0.05
     assert bwe.loss > 0.3
@@ -162,14 +166,67 @@ def test_the_estimate_never_exceeds_what_was_acknowledged_or_probed_by_more_than
     bwe.start_probe(1, 5_000_000, 0.0)
     for count, size, gap, delay, lost, probe in batches:
         bwe.sent(number, count, count * size, now, 1 if probe else 0)
-        arrivals = [
-            ((number + i) & 0xFFFF, None if lost else round(max(0.0, now + 0.03 + delay + i * 1e-4) * 1e6))
-            for i in range(count)
-        ]
+        arrivals = [None if lost else round(max(0.0, now + 0.03 + delay + i * 1e-4) * 1e6) for i in range(count)]
         now += gap
-        bwe.on_feedback(TccFeedback(number & 0xFFFF, 0, arrivals), now)
+        bwe.on_feedback(TccFeedback.of(number, arrivals), now)
         number += count
         estimate = bwe.estimate_bps
         if estimate is not None:
             basis = max(bwe.acked_bps or 0.0, bwe.probe_bps(now) or 0.0)
             assert estimate <= max(basis * CAP, 10_000.0) + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 20), st.integers(100, 1200), st.booleans()), min_size=4, max_size=60),
+    st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    st.booleans(),
+)
+def test_how_feedback_is_cut_or_repeated_changes_nothing_it_counts(
+    batches: list[tuple[int, int, bool]], cuts: list[int], repeat: bool
+) -> None:
+    """The same arrivals reported in one packet or cut into many (with some packets reported
+    twice) give the same acknowledged rate and loss: batching and holding lose nothing."""
+    sent: list[int | None] = []
+    whole = SendSideEstimator()
+    pieces = SendSideEstimator()
+    now = 0.0
+    number = 0
+    for count, size, lost in batches:
+        for bwe in (whole, pieces):
+            bwe.sent(number, count, count * size, now)
+        sent += [None if lost and i % 2 else round((now + 0.02 + i * 1e-4) * 1e6) for i in range(count)]
+        number += count
+        now += 0.02
+    whole.on_feedback(TccFeedback.of(0, sent), now + 1)
+    at = 0
+    for cut in [*cuts, len(sent)]:
+        end = min(len(sent), at + cut)
+        if end > at:
+            pieces.on_feedback(TccFeedback.of(at, sent[at:end]), now + 1)
+            if repeat:  # a receiver may report packets again
+                pieces.on_feedback(TccFeedback.of(at, sent[at:end]), now + 1)
+        at = end
+    pieces.on_feedback(TccFeedback.of(at, []), now + 1.5)  # walk whatever is held
+    whole.on_feedback(TccFeedback.of(len(sent), []), now + 1.5)
+    assert pieces.acked_bps == whole.acked_bps
+    assert (pieces.packets_lost, pieces.packets_reported) == (whole.packets_lost, whole.packets_reported)
+    assert whole.packets_reported == len(sent) and whole.packets_lost == sent.count(None)
+
+
+def test_a_probe_that_arrived_later_and_later_is_judged_by_the_time_the_link_took() -> None:
+    """12 probe slices sent 5 ms apart (2.3 Mbit/s); a busy receiver reports them in two bursts,
+    so their arrival spacing says nothing (the second burst even looks faster than sent), but
+    the last arrived 40 ms later, one way, than the first: the link took 100 ms for 60 ms of probe."""
+    bwe = SendSideEstimator()
+    end = run(bwe, Link(50_000_000), 400_000, 2.0)
+    number = bwe._highest + 1
+    bwe.start_probe(5, 2_300_000, end)
+    arrivals: list[int | None] = []
+    for i in range(12):
+        bwe.sent(number + i, 1, 1_440, end + i * 0.005, 5)
+        burst = 0.03 if i < 6 else 0.085  # reported in two reads
+        arrivals.append(round((end + burst + i * 1e-4) * 1e6))
+    bwe.on_feedback(TccFeedback.of(number, arrivals), end + 0.2)
+    result = bwe.probes[-1]
+    assert result.received_bps is not None and result.received_bps < 0.7 * result.sent_bps, result

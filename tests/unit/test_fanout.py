@@ -179,6 +179,44 @@ def test_switching_back_before_the_keyframe_cancels_the_switch() -> None:
     assert viewer.rung == "720p" and switched == [("v", "720p")]
 
 
+def test_a_held_switch_down_sends_nothing_of_the_old_rung_and_continues_its_numbers_exactly() -> None:
+    fanout, asked, switched, _ = _fanout()
+    viewer, link = _viewer(fanout, "v", "720p")
+    fanout.publish(_video("720p", 0, True, size=2000))
+    sent_before = len(link.packets)
+    fanout.switch("v", "240p", hold=True)
+    assert asked[-1] == "240p"
+    fanout.publish(_video("720p", 3000, False, size=2000))  # held: not for this viewer any more
+    fanout.publish(_video("720p", 6000, False, size=2000))
+    assert len(link.packets) == sent_before and fanout.viewers_on("720p") == 0
+    last = _video_packets(link)[-1].sequence_number
+    assert fanout.retransmit("v", "video", [last]) == 0 and fanout.repairs_held == 1  # the keyframe supersedes it
+    fanout.publish(_video("240p", 6000, True))
+    fanout.publish(_video("240p", 9000, False))
+    assert viewer.rung == "240p" and viewer.held is None and switched[-1] == ("v", "240p")
+    got = _video_packets(link)
+    seqs = [(p.sequence_number - got[0].sequence_number) & 0xFFFF for p in got]
+    assert seqs == list(range(len(got)))  # no gap where the held frames were: nothing to NACK
+    assert sorted({p.timestamp - got[0].timestamp for p in got}) == [0, 6000, 9000]
+    assert fanout.retransmit("v", "video", [got[-1].sequence_number]) == 1  # repairs again
+    assert fanout.retransmit("v", "video", [last]) == 0  # but not of the frames it gave up
+
+
+def test_a_held_viewer_switched_back_resumes_its_rung_at_that_rungs_next_keyframe() -> None:
+    fanout, asked, _, _ = _fanout()
+    viewer, link = _viewer(fanout, "v", "720p")
+    fanout.publish(_video("720p", 0, True))
+    fanout.switch("v", "240p", hold=True)
+    fanout.switch("v", "720p")  # the ABR changed its mind: the picture still needs a keyframe
+    assert asked[-1] == "720p" and fanout.is_switching("v")
+    fanout.publish(_video("720p", 3000, False))
+    fanout.publish(_video("720p", 6000, True))
+    assert viewer.rung == "720p" and viewer.held is None
+    got = _video_packets(link)
+    assert [(p.sequence_number - got[0].sequence_number) & 0xFFFF for p in got] == [0, 1]
+    assert [p.timestamp - got[0].timestamp for p in got] == [0, 6000]
+
+
 def test_remap_moves_viewers_off_rungs_that_disappeared() -> None:
     fanout, asked, _, _ = _fanout()
     viewer, link = _viewer(fanout, "v", "720p")
@@ -318,7 +356,7 @@ def test_transport_cc_viewers_get_consecutive_transport_numbers_on_media_repairs
         (first + 6 + i) & 0xFFFF for i in range(len(probes))
     ]
     # The estimator knows every number sent, with its cluster.
-    assert tracks.video.bwe._lookup(first + 6) is not None and tracks.video.bwe._lookup(first + 6)[2] == 9
+    assert tracks.video.bwe.logged(first + 6) is not None and tracks.video.bwe.logged(first + 6)[2] == 9
 
 
 def test_repairs_beyond_the_budget_are_refused_and_counted() -> None:

@@ -9,10 +9,13 @@ from relay.media.twcc import (
     DELTA_US,
     REFERENCE_US,
     BadFeedback,
+    TccFeedback,
     build_feedback,
     feedback_blocks,
     feedback_packet,
+    merged,
     parse_feedback,
+    split_compound,
 )
 
 deltas = st.lists(st.one_of(st.none(), st.integers(0, 255), st.integers(-32768, 32767)), min_size=1, max_size=300)
@@ -57,3 +60,26 @@ def test_blocks_are_found_in_a_compound_packet_beside_a_receiver_report() -> Non
     assert feedback_blocks(compound) == [fci]
     assert feedback_blocks(b"\x00\x01garbage") == []
     assert feedback_blocks(compound[:-3]) == [fci]  # a truncated tail stops the walk, keeps what parsed
+
+
+def test_transport_cc_is_taken_out_of_the_compound_and_the_rest_kept_for_aiortc() -> None:
+    rr = bytes([0x81, 201, 0, 7]) + bytes(28)
+    nack = bytes([0x81, 205, 0, 3]) + bytes(12)
+    fci = build_feedback(5, 1, 2, [4, None, 8])
+    blocks, rest = split_compound(rr + feedback_packet(1, 2, fci) + nack)
+    assert blocks == [fci] and rest == rr + nack
+    assert split_compound(feedback_packet(1, 2, fci)) == ([fci], b"")  # a browser's: nothing left
+    assert split_compound(rr) == ([], rr)
+
+
+@given(st.integers(0, 0xFFFF), st.lists(deltas, min_size=1, max_size=5))
+def test_consecutive_feedback_merges_into_the_arrivals_of_its_parts(base: int, parts: list[list[int | None]]) -> None:
+    feedbacks = []
+    seq = base
+    for n, ds in enumerate(parts):
+        feedbacks.append(parse_feedback(build_feedback(seq, n, n, ds)))
+        seq = (seq + len(ds)) & 0xFFFF
+    (one,) = merged(feedbacks)
+    assert one.arrivals == [a for f in feedbacks for a in f.arrivals]
+    gap = TccFeedback.of(seq + 3, [1000])  # not consecutive: kept apart
+    assert merged([*feedbacks, gap])[-1] == gap
