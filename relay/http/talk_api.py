@@ -48,7 +48,7 @@ def _poster(request: web.Request, stream: Stream) -> Identity:
 async def post_comment(request: web.Request, stream: Stream) -> web.Response:
     who = _poster(request, stream)
     body = await _json_body(request)
-    comment = stream.talk.post(who, body.get("text"))
+    comment = await stream.talk.submit(who, body.get("text"))
     return web.Response(status=201, text=comment_json(comment, mine=True), content_type="application/json")
 
 
