@@ -62,11 +62,11 @@ async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
                 await ann.click("#like")
             assert await ann.locator("#hearts .heart").count() >= 1  # hearts float up from the button
             for page in (ann, bo):
-                await page.wait_for_function(LIKES, arg=3, timeout=5000)
+                await page.wait_for_function(LIKES, arg=3, timeout=10000)
             for _ in range(2):
                 await bo.click("#like")
             for page in (ann, bo):
-                await page.wait_for_function(LIKES, arg=5, timeout=5000)
+                await page.wait_for_function(LIKES, arg=5, timeout=10000)
             # The live viewer count.
             await bo.wait_for_function("document.getElementById('viewers').textContent === '2'", timeout=10000)
             await ann.screenshot(path=str(artifacts / "talk-viewer.png"))
@@ -78,19 +78,19 @@ async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
             await host.dispatch_event("#key", "change")
             row = host.locator("#comment-feed li", has_text=question)
             await row.wait_for(timeout=10000)
-            await host.wait_for_function("document.getElementById('host-likes').textContent === '5'", timeout=5000)
+            await host.wait_for_function("document.getElementById('host-likes').textContent === '5'", timeout=10000)
             spam = "cheap scarves at my shop"
             await _say(bo, spam)
             await host.locator("#comment-feed li", has_text=spam).wait_for(timeout=10000)
             await host.screenshot(path=str(artifacts / "talk-host-console.png"))
             await row.locator("button.delete").click()
             for page in (ann, bo):
-                await page.wait_for_function(GONE, arg=question, timeout=5000)
-            await row.wait_for(state="detached", timeout=5000)
+                await page.wait_for_function(GONE, arg=question, timeout=10000)
+            await row.wait_for(state="detached", timeout=10000)
 
             # Banning the spammer from its row: its next comment is refused, and it is told why.
             await host.locator("#comment-feed li", has_text=spam).locator("button.ban").click()
-            await host.locator("#comment-feed li.banned", has_text=spam).wait_for(timeout=5000)
+            await host.locator("#comment-feed li.banned", has_text=spam).wait_for(timeout=10000)
             await _say(bo, "let me back in")
             await bo.wait_for_function(
                 "document.getElementById('talk-error').textContent.includes('banned')", timeout=5000
