@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -33,6 +34,7 @@ from benchmarks.benchargs import add_arguments
 from benchmarks.benchstats import percentile
 from benchmarks.peers import WhepViewer, WhipPublisher
 from benchmarks.serverstats import ServerSampler, local_listener_pid, metrics_sampler, proc_sampler
+from benchmarks.talkload import summarise_talk
 from benchmarks.worker import ViewerRow, WorkerPlan, WorkerResult
 from benchmarks.worker import run as worker_run
 
@@ -43,6 +45,7 @@ CARD_EVERY_S = 3.0
 @dataclass
 class Level:
     viewers: int
+    talk: bool = False  # viewers commented and liked at the bench's rates
     result: dict[str, Any] = field(default_factory=dict)
     timeline: list[tuple[float, int, float, float]] = field(default_factory=list)  # t, connected, CPU %, Mbit/s
 
@@ -107,9 +110,11 @@ class Runner:
         self.display = display
         self.workers_wanted = args.workers or min(4, len(os.sched_getaffinity(0)))
 
-    async def run_level(self, base: str, viewers: int, sampler: ServerSampler, label: str) -> Level:
+    async def run_level(
+        self, base: str, viewers: int, sampler: ServerSampler, label: str, *, talk: bool = False
+    ) -> Level:
         args = self.args
-        level = Level(viewers)
+        level = Level(viewers, talk)
         count = max(1, min(self.workers_wanted, viewers))
         ctx = multiprocessing.get_context("spawn")
         reports: Any = ctx.Queue()
@@ -132,6 +137,10 @@ class Runner:
                 ramp_per_s=args.ramp / count,
                 audio=not args.no_audio,
                 fps=args.fps,
+                comment_rate=args.comment_rate if talk else 0.0,
+                like_rate=args.like_rate if talk else 0.0,
+                commenters=args.commenters,
+                data_channel=args.comment_rate > 0 or args.like_rate > 0,  # the video baseline too
             )
             process = ctx.Process(
                 target=worker_run, args=(plan, reports, commands[index]), name=f"bench-worker-{index}", daemon=True
@@ -192,6 +201,9 @@ class Runner:
         wall = max(r.wall_s for r in results.values())
         level.result = summarise(rows, list(results.values()), server_window, wall)
         level.result["viewers"] = viewers
+        if talk:
+            parts = [r.talk for r in results.values() if r.talk is not None]
+            level.result["talk"] = summarise_talk(parts, wall)
         return level
 
 
@@ -266,10 +278,18 @@ async def run_target(
             await publisher.start(http)
             if cards:
                 card_task = asyncio.ensure_future(_post_cards(http, base, args.stream, args.key))
+        talks = cards and (args.comment_rate > 0 or args.like_rate > 0)
         try:
             await _wait_live(http, base, args.stream, 20.0)
             for viewers in levels:
-                done.append(await runner.run_level(base, viewers, sampler, label))
+                if talks and args.video_baseline:  # the same level with video alone, just before
+                    done.append(await runner.run_level(base, viewers, sampler, f"{label} video"))
+                before = await _like_total(http, base, args.stream, args.key) if talks else None
+                level = await runner.run_level(base, viewers, sampler, label, talk=talks)
+                if before is not None:
+                    after = await _like_total(http, base, args.stream, args.key)
+                    level.result["talk"]["like_total_server_delta"] = None if after is None else after - before
+                done.append(level)
         finally:
             if card_task is not None:
                 card_task.cancel()
@@ -278,6 +298,36 @@ async def run_target(
             if publisher is not None:
                 await publisher.stop(http)
     return done
+
+
+async def _like_total(http: aiohttp.ClientSession, base: str, stream: str, key: str | None) -> int | None:
+    """The stream's like total as the host API reports it (None without the key)."""
+    if key is None:
+        return None
+    try:
+        async with http.get(
+            f"{base}/api/streams/{stream}/comments", headers={"Authorization": f"Bearer {key}"}
+        ) as res:
+            return int((await res.json())["likes"]["total"]) if res.status == 200 else None
+    except (aiohttp.ClientError, ValueError, KeyError):
+        return None
+
+
+def _conversation_cost(levels: list[Level]) -> list[dict[str, Any]]:
+    """Each talking level against the video-alone run of the same viewer count just before it."""
+    out = []
+    for before, level in itertools.pairwise(levels):
+        if level.talk and not before.talk and before.viewers == level.viewers:
+            video, talk = before.result.get("server_cpu_pct"), level.result.get("server_cpu_pct")
+            out.append(
+                {
+                    "viewers": level.viewers,
+                    "video_cpu_pct": video,
+                    "talk_cpu_pct": talk,
+                    "cost_pct": 100 * (talk - video) / video if video and talk is not None else None,
+                }
+            )
+    return out
 
 
 def _start_reference(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -323,6 +373,18 @@ def _print_level(console: Any, label: str, level: Level) -> None:
     table.add_row("server CPU % / RSS MB", f"{fmt(r['server_cpu_pct'])} / {fmt(r['server_rss_mb'])}")
     table.add_row("client CPU %", fmt(r["client_cpu_pct"]))
     table.add_row("packets verified / failed", f"{r['packets_verified']} / {r['packets_verify_failed']}")
+    talk = r.get("talk")
+    if talk:
+        table.add_row(
+            "comments sent / echoed / refused",
+            f"{talk['comments_sent']} / {talk['comments_echoed']} / {talk['comments_refused'] or 0}",
+        )
+        echo = f"{fmt(talk['comment_echo_ms_p50'])} / {fmt(talk['comment_echo_ms_p99'])}"
+        table.add_row("comment echo ms p50/p99", echo)
+        table.add_row(
+            "taps sent / server total delta", f"{talk['taps_sent']} / {talk.get('like_total_server_delta', '-')}"
+        )
+        table.add_row("display comments received", str(talk["display_received"]))
     console.print(table)
 
 
@@ -390,9 +452,18 @@ async def _run(
     sampler = _server_sampler(base, args.server_pid)
     ours = await run_target(runner, "target", base, sampler, levels, cards=True)
     for level in ours:
-        _print_level(console, f"target {base}", level)
+        _print_level(console, f"target {base}" + (" (conversation)" if level.talk else ""), level)
     report: dict[str, Any] = dict(ours[-1].result)
-    report["levels"] = [lv.result for lv in ours]
+    report["levels"] = [lv.result | {"talk_level": lv.talk} for lv in ours]
+    cost = _conversation_cost(ours)
+    if cost:
+        report["conversation_cost"] = cost
+        for c in cost:
+            console.print(
+                f"{c['viewers']} viewers: server CPU {c['video_cpu_pct']:.1f} % video alone, "
+                f"{c['talk_cpu_pct']:.1f} % with the conversation ({c['cost_pct']:+.1f} %)",
+                highlight=False,
+            )
     report["capacity"] = _capacity(ours, args.threshold)
     report["machine"] = machine()
     report["command"] = (

@@ -50,3 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fps", type=float, default=30.0, help="the stream's frame rate; frames a viewer never got count as lost (30)"
     )
     parser.add_argument("--kbps", type=int, default=2500, help="rung bitrate the reference relay encodes (2500)")
+    parser.add_argument(
+        "--comment-rate",
+        type=float,
+        default=0.0,
+        help="comments a second per commenting viewer, on its data channel (0: none; the server allows 1 per 3 s)",
+    )
+    parser.add_argument(
+        "--like-rate", type=float, default=0.0, help="like taps a second per viewer, sent in 500 ms batches (0: none)"
+    )
+    parser.add_argument("--commenters", type=float, default=0.5, help="share of the viewers that comment (0.5)")
+    parser.add_argument(
+        "--video-baseline",
+        action="store_true",
+        help="with --comment-rate/--like-rate: run each level with video alone first and report what the "
+        "conversation costs in server CPU",
+    )

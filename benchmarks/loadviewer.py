@@ -129,6 +129,8 @@ class LoadViewer:
         self.location: str | None = None
         self.counter: RtpCounter | None = None
         self.messages: list[tuple[float, str]] = []
+        self.on_message: Any = None  # called with (arrival time.monotonic(), text) when set
+        self.channel: Any = None  # the "cards" data channel, when asked for
         self.posted_at = 0.0
         self._tapped: Any = None
 
@@ -139,12 +141,15 @@ class LoadViewer:
         if self.audio:
             pc.addTransceiver("audio", direction="recvonly")
         if self.data_channel:
-            channel = pc.createDataChannel("cards")
+            channel = self.channel = pc.createDataChannel("cards")
 
             @channel.on("message")
             def _message(message: str | bytes) -> None:
                 text = message if isinstance(message, str) else message.decode()
-                self.messages.append((time.time(), text))
+                if self.on_message is not None:
+                    self.on_message(time.monotonic(), text)
+                else:
+                    self.messages.append((time.time(), text))
 
         for transceiver in pc.getTransceivers():
             transceiver.receiver.receive = _no_receive  # type: ignore[method-assign]

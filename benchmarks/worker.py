@@ -19,6 +19,7 @@ import aiohttp
 from benchmarks.benchstats import Mark, delivered_ratio, modular_latency_ms, window
 from benchmarks.loadviewer import JoinFailed, LoadViewer
 from benchmarks.peers import WhepViewer
+from benchmarks.talkload import TalkCounts, TalkLoad, settle
 
 PROGRESS_EVERY_S = 0.5
 MAX_PLAUSIBLE_LATENCY_MS = 20_000
@@ -38,6 +39,14 @@ class WorkerPlan:
     audio: bool = True
     token: str | None = None
     fps: float = 30.0  # the source's frame rate: frames the server never sent count as lost
+    comment_rate: float = 0.0  # comments a second per commenting viewer (0: no conversation)
+    like_rate: float = 0.0  # like taps a second per viewer
+    commenters: float = 0.5  # the share of viewers that comment
+    data_channel: bool = False  # viewers open the "cards" channel (as players do) even when silent
+
+    @property
+    def talks(self) -> bool:
+        return self.comment_rate > 0 or self.like_rate > 0
 
 
 @dataclass
@@ -61,6 +70,7 @@ class WorkerResult:
     card_latency_ms: list[float] = field(default_factory=list)
     cpu_s: float = 0.0  # this process's CPU time inside the measurement window
     wall_s: float = 0.0
+    talk: TalkCounts | None = None
 
 
 def run(plan: WorkerPlan, queue: Any, commands: Any) -> None:
@@ -109,18 +119,31 @@ async def _main(plan: WorkerPlan, queue: Any, commands: Any) -> None:
             joins.append(asyncio.ensure_future(_start_probe(probe, http, failures)))
         for n in range(plan.viewers):
             await _sleep_until(plan.start_at + n / plan.ramp_per_s)
-            viewer = LoadViewer(plan.base, plan.stream, rendition=plan.rendition, audio=plan.audio, token=plan.token)
+            viewer = LoadViewer(
+                plan.base, plan.stream, rendition=plan.rendition, audio=plan.audio, token=plan.token,
+                data_channel=plan.talks or plan.data_channel,
+            )  # fmt: skip
             viewers.append(viewer)
             joins.append(asyncio.ensure_future(join_one(viewer)))
         await asyncio.gather(*joins)
         queue.put(("joined", plan.index))
         window_start, window_end = await asyncio.get_running_loop().run_in_executor(None, commands.get)
 
+        talk = None
+        if plan.talks:
+            talk = TalkLoad([v.channel for v in viewers], plan.comment_rate, plan.like_rate, plan.commenters)
+            for viewer in viewers:
+                viewer.on_message = talk.on_message
+        talking = asyncio.ensure_future(talk.run(window_start, window_end, plan.index)) if talk else None
         await _sleep_until(window_start)
         marks = {id(v): _marks(v) for v in viewers}
         cpu0 = time.process_time()
         wall0 = time.monotonic()
         await _sleep_until(window_end)
+        if talking is not None and talk is not None:
+            await talking
+            await settle(talk, 3.0)  # the last comments' answers are still on their way
+            result.talk = talk.counts
         result.cpu_s = time.process_time() - cpu0
         wall = time.monotonic() - wall0
         result.wall_s = wall

@@ -166,8 +166,10 @@ class JitterBuffer:
 
     # ---- output to the publisher ----------------------------------------------------------
     def nacks(self, now: float) -> list[int]:
-        """RTP sequence numbers (16-bit) to NACK now."""
-        return [seq & 0xFFFF for seq in self.nack.due(now)]
+        """RTP sequence numbers (16-bit) to NACK now, ascending and once each: aiortc packs a NACK
+        list by each number's distance from the one before, and raises ``ValueError`` (which ends
+        the publisher's whole DTLS transport) on one that goes back, as 65535 -> 0 does at the wrap."""
+        return sorted({seq & 0xFFFF for seq in self.nack.due(now)})
 
     def keyframe_due(self, now: float) -> bool:
         """Whether to send a PLI now."""

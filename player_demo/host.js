@@ -1,14 +1,20 @@
-// Host console: the stream's catalogue, one click to show or hide a card, viewers per rung.
+// Host console: the stream's catalogue, one click to show or hide a card, viewers per rung, and
+// the full comment feed with its moderation controls (host_talk.js).
 import { streamFromPath } from "/static/webrtc.js";
 import { formatPrice } from "/static/format.js";
+import { startHostTalk } from "/static/host_talk.js";
 
 const stream = streamFromPath();
 const api = `/api/streams/${encodeURIComponent(stream)}`;
 document.getElementById("stream-name").textContent = stream;
 const keyInput = document.getElementById("key");
 keyInput.value = sessionStorage.getItem(`livecart-key-${stream}`) || "";
-keyInput.addEventListener("change", () => sessionStorage.setItem(`livecart-key-${stream}`, keyInput.value));
 const errorEl = document.getElementById("error");
+const talk = startHostTalk({ api, key: () => keyInput.value, onError: (text) => { errorEl.textContent = text; } });
+keyInput.addEventListener("change", () => {
+  sessionStorage.setItem(`livecart-key-${stream}`, keyInput.value);
+  talk.follow();
+});
 const form = document.getElementById("card-form");
 
 async function call(method, path, body) {
@@ -66,3 +72,4 @@ form.addEventListener("submit", async (event) => {
 
 refresh();
 setInterval(refresh, 2000);
+talk.follow();

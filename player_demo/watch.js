@@ -1,6 +1,6 @@
 // The LiveCart viewer: WHEP playback, a "cards" data channel (SSE when it does not open),
 // product cards shown on the video frame of their pts_ms, a rendition menu, stats, and
-// automatic reconnection.
+// automatic reconnection. The conversation (comments, likes, viewer count) is talk.js.
 //
 // Card sync: the server tells this session how its RTP timestamps map to the stream's media
 // time (`clock` messages: a reference pair, sent again after every rung switch). Each frame the
@@ -9,6 +9,7 @@
 // cached GOP is decoded whole but only partly presented).
 import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
 import { formatBitrate, formatPrice } from "/static/format.js";
+import { createTalk } from "/static/talk.js";
 
 const stream = streamFromPath();
 const params = new URLSearchParams(location.search);
@@ -33,6 +34,15 @@ let videoMs = null; // media time of the newest presented frame whose mapping is
 const NO_CLOCK_MS = 10000; // a server that never sends a clock: show cards on arrival after this
 const pending = []; // card events waiting for their video time
 const shown = new Map(); // card id -> {card, el, timer}
+const talk = createTalk({
+  stream,
+  token,
+  send(message) {
+    if (!channel || channel.readyState !== "open") return false;
+    channel.send(JSON.stringify(message));
+    return true;
+  },
+});
 
 function setStatus(state, text) {
   statusEl.dataset.state = state;
@@ -129,6 +139,7 @@ function flushPending() {
 }
 
 function onMessage(message) {
+  if (talk.onMessage(message)) return;
   if (message.type === "stream") {
     if (message.live) setStatus(video.readyState >= 2 ? "playing" : "connecting", "Starting…");
     else if (message.state === "connecting") setStatus("connecting", "The host is connecting…");
@@ -260,6 +271,7 @@ async function loadRenditions() {
   try {
     const res = await fetch(`/api/streams/${encodeURIComponent(stream)}`);
     const info = await res.json();
+    talk.setViewers(info.viewers);
     const names = info.rungs.map((r) => r.name);
     const known = [...menu.options].map((o) => o.value);
     for (const name of names) if (!known.includes(name)) menu.append(new Option(name, name));
@@ -331,7 +343,7 @@ window.livecartPlayer = {
 
 window.addEventListener("pagehide", () => endSession(resource, true));
 setInterval(updateStats, 1000);
-setInterval(loadRenditions, 5000);
+setInterval(loadRenditions, 3000); // also the viewer count
 loadRenditions();
 watchFrames();
 connect();

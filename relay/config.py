@@ -41,6 +41,9 @@ class StreamConfig:
     viewer_secret: str | None = None  # set: viewers need a signed token (see relay.identity)
     chat_words: tuple[str, ...] = ()  # comments with any of these words are refused
     chat_anonymous: bool = True  # guests (viewers of a stream without viewer_secret) may comment
+    chat_review: str | None = None  # URL of the shop's comment review endpoint (relay.talk.review)
+    chat_review_timeout_s: float = 0.2  # deadline of one review; past it the fail mode decides
+    chat_review_fail_open: bool = True  # review down or late: show the comment (True) or refuse it with 503
     # "auto": an H.264 publisher without B-frames is forwarded as it is on the "source" rung (no
     # re-encode); "off": every rung is transcoded.
     passthrough: str = "off"
@@ -360,6 +363,11 @@ def _validate(config: Config) -> None:
             problems.append((len(stream.host_key) < 16, f"stream {stream.name}: host_key needs >= 16 characters"))
         if stream.max_viewers is not None:
             problems.append((stream.max_viewers < 1, f"stream {stream.name}: max_viewers must be positive"))
+        if stream.chat_review is not None:
+            bad_url = not stream.chat_review.startswith(("http://", "https://"))
+            problems.append((bad_url, f"stream {stream.name}: chat_review must be an http:// or https:// URL"))
+        if not 0.01 <= stream.chat_review_timeout_s <= 10:
+            problems.append((True, f"stream {stream.name}: chat_review_timeout_s must be 0.01..10 seconds"))
     for bad, message in problems:
         if bad:
             raise ConfigError(message)

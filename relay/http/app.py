@@ -5,10 +5,11 @@ Handlers stay thin: read and check the request, call the registry, shape the res
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from aiohttp import web
@@ -22,7 +23,9 @@ from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
+from relay.http.openapi import document
 from relay.http.talk_api import talk_routes
+from relay.http.tokens_api import post_token
 from relay.observe.looplag import LoopLagMonitor
 from relay.observe.metrics import Metrics
 from relay.observe.process import open_fds
@@ -208,6 +211,13 @@ def _page(name: str) -> Handler:
     return serve
 
 
+def _version() -> str:
+    try:
+        return metadata.version("livecart")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0"
+
+
 def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.Application:
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
     first = [deadlines.mark_started] if deadlines is not None else []
@@ -252,6 +262,17 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     app.router.add_get(f"/api/streams/{stream}", api_stream)
     cards_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     talk_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
+
+    async def tokens(request: web.Request) -> web.StreamResponse:
+        return await post_token(request, request.app[REGISTRY].stream(request.match_info["stream"]))
+
+    app.router.add_post(f"/api/streams/{stream}/tokens", tokens)
+    openapi = json.dumps(document(_version()), indent=1)
+
+    async def openapi_json(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=openapi, content_type="application/json")
+
+    app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", _page("watch.html"))
     app.router.add_get(f"/publish/{stream}", _page("publish.html"))

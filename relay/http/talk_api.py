@@ -25,7 +25,7 @@ MAX_BODY = 2048
 SSE_KEEPALIVE_S = 15.0
 
 
-async def _json_body(request: web.Request) -> dict[str, object]:
+async def json_body(request: web.Request) -> dict[str, object]:
     raw = await read_limited(request, MAX_BODY)
     try:
         body = json.loads(raw.decode("utf-8"))
@@ -47,14 +47,14 @@ def _poster(request: web.Request, stream: Stream) -> Identity:
 
 async def post_comment(request: web.Request, stream: Stream) -> web.Response:
     who = _poster(request, stream)
-    body = await _json_body(request)
-    comment = stream.talk.post(who, body.get("text"))
+    body = await json_body(request)
+    comment = await stream.talk.submit(who, body.get("text"))
     return web.Response(status=201, text=comment_json(comment, mine=True), content_type="application/json")
 
 
 async def post_like(request: web.Request, stream: Stream) -> web.Response:
     _poster(request, stream)
-    body = await _json_body(request)
+    body = await json_body(request)
     stream.talk.like(body.get("count"), body.get("gift"))
     return web.Response(status=204)
 
@@ -84,7 +84,7 @@ async def delete_comment(request: web.Request, stream: Stream) -> web.Response:
 async def moderate(request: web.Request, stream: Stream) -> web.Response:
     """``{"action": "ban" | "unban" | "mute", "sub": "...", "seconds": 300}``."""
     check_host(request, stream)
-    body = await _json_body(request)
+    body = await json_body(request)
     action, sub, seconds = body.get("action"), body.get("sub"), body.get("seconds", 300)
     if not isinstance(sub, str) or not sub:
         raise BadRequest("moderation needs the viewer's sub")

@@ -37,6 +37,7 @@ from relay.sessions.sendside import SendSideControl
 from relay.sessions.viewer import ViewerSession
 from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
+from relay.talk.reviewer import Reviewer
 from relay.talk.store import TalkStore
 from transcode.frames import H264, VP8, EncodedFrame
 from transcode.pipeline import StreamTranscoder
@@ -138,6 +139,14 @@ class Stream:
             pts_ms=self.pts_ms,
             broadcast=self.broadcast,
             on_screen_titles=lambda: [c.title for c in self.cards.board.on_screen()],
+            reviewer=None
+            if config.chat_review is None
+            else Reviewer(
+                config.name,
+                config.chat_review,
+                deadline_s=config.chat_review_timeout_s,
+                fail_open=config.chat_review_fail_open,
+            ),
         )
 
     def start(self) -> None:

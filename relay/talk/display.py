@@ -10,7 +10,6 @@ is always echoed to that viewer at once (by the caller), so nobody wonders wheth
 
 from __future__ import annotations
 
-import heapq
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -33,39 +32,50 @@ def priority(comment: Comment, on_screen_titles: Iterable[str]) -> int:
 
 
 class DisplaySampler:
-    """Owns the comments waiting to be shown to viewers and the record of what was shown when."""
+    """Owns the comments waiting to be shown to viewers and the record of what was shown when.
+
+    Per tick this costs what it shows, not what waits: comments wait in one deque per priority in
+    arrival order (newest on the right), the stale ones leave from the left, and each deque keeps
+    at most ``per_s * (max_age_s + 1)`` comments. That cap loses nothing that could have been
+    shown: newest go first at most ``per_s`` a second, so a comment with that many newer ones of
+    its priority ahead of it would be older than ``max_age_s`` before its turn came.
+    """
 
     def __init__(self, per_s: int = 10, max_age_s: float = 3.0) -> None:
         self.per_s = per_s
         self.max_age_s = max_age_s
-        self._waiting: list[tuple[int, float, int, Comment]] = []  # (priority, -at, id, comment)
+        self._keep = max(1, int(per_s * (max_age_s + 1)))
+        self._waiting: tuple[deque[Comment], ...] = tuple(deque() for _ in (HOST, QUESTION, OTHER))
         self._shown_at: deque[float] = deque()
         self.dropped = 0
 
     def offer(self, comment: Comment, rank: int) -> None:
-        heapq.heappush(self._waiting, (rank, -comment.at, comment.id, comment))
+        waiting = self._waiting[rank]
+        if len(waiting) >= self._keep:
+            waiting.popleft()
+            self.dropped += 1
+        waiting.append(comment)
 
     def remove(self, comment_id: int) -> None:
         """A deleted comment is never shown."""
-        self._waiting = [w for w in self._waiting if w[2] != comment_id]
-        heapq.heapify(self._waiting)
+        for waiting in self._waiting:
+            for comment in waiting:
+                if comment.id == comment_id:
+                    waiting.remove(comment)
+                    return
 
     def due(self, now: float) -> list[Comment]:
         """The comments to show now: as many as the last second's budget allows, best first."""
         shown = self._shown_at
         while shown and now - shown[0] >= 1.0:
             shown.popleft()
+        oldest = now - self.max_age_s
         out: list[Comment] = []
-        while self._waiting and len(shown) < self.per_s:
-            _, _, _, comment = heapq.heappop(self._waiting)
-            if now - comment.at > self.max_age_s:
+        for waiting in self._waiting:
+            while waiting and waiting[0].at < oldest:  # too old to be worth showing: gone now
+                waiting.popleft()
                 self.dropped += 1
-                continue
-            out.append(comment)
-            shown.append(now)
-        if self._waiting:  # anything too old to be worth showing goes now, not when its turn comes
-            kept = [w for w in self._waiting if now - w[3].at <= self.max_age_s]
-            self.dropped += len(self._waiting) - len(kept)
-            self._waiting = kept
-            heapq.heapify(self._waiting)
+            while waiting and len(shown) < self.per_s:
+                out.append(waiting.pop())
+                shown.append(now)
         return out

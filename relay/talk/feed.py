@@ -1,9 +1,11 @@
 """One stream's conversation at run time: comments in, the host's full feed and the viewers'
 sampled display out, likes counted and broadcast, moderation applied, everything stored.
 
-The decisions are pure (``CommentPolicy``, ``DisplaySampler``, ``LikeTally``); this class adds
-the clock, one ticker task (started by ``start``, stopped by ``close``) that paces the display,
-the like totals and the batched writes, and the host console's subscriber queues.
+The decisions are pure (``CommentPolicy``, ``DisplaySampler``, ``LikeTally``, ``review.verdict``);
+this class adds the clock, one ticker task (started by ``start``, stopped by ``close``) that
+paces the display, the like totals and the batched writes, the host console's subscriber
+queues, and, when the stream has a review endpoint, one task per comment under review (at most
+``MAX_REVIEWS`` at once; more are refused with 503 rather than queued).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from relay.errors import SessionNotFound
 from relay.identity import Identity
-from relay.messages import CommentMessage, CommentRemoved, LikeTotals, encode
-from relay.talk.comments import Comment, CommentPolicy, CommentRules
+from relay.messages import CommentMessage, CommentRemoved, ErrorMessage, LikeTotals, encode
+from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
 from relay.talk.display import DisplaySampler, priority
 from relay.talk.likes import LikeTally
+from relay.talk.reviewer import Reviewer
 from relay.talk.store import TalkStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 HOST_QUEUE_EVENTS = 1024  # a host console further behind than this is cut off (it reconnects)
 RECENT = 200  # comments kept in memory for the host console's first page
+MAX_REVIEWS = 256  # comments waiting for the shop's review at once; more are refused (503)
 
 
 def comment_json(comment: Comment, *, mine: bool = False) -> str:
@@ -50,6 +54,7 @@ class TalkFeed:
         broadcast: Callable[[str], None],
         on_screen_titles: Callable[[], list[str]],
         display_per_s: int = 10,
+        reviewer: Reviewer | None = None,
     ) -> None:
         self.stream = stream
         self.policy = CommentPolicy(rules)
@@ -65,6 +70,8 @@ class TalkFeed:
         self._actions: list[tuple[float, str, str | None, int | None]] = []
         self.hosts: set[asyncio.Queue[str | None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self.reviewer = reviewer
+        self._reviews: set[asyncio.Task[None]] = set()
 
     def restore(self, last_id: int, likes: int, gifts: dict[str, int], banned: set[str]) -> None:
         self.policy.restore_ids(last_id)
@@ -77,23 +84,66 @@ class TalkFeed:
             self._task = asyncio.get_running_loop().create_task(self._tick(), name=f"talk {self.stream}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [*self._reviews, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.reviewer is not None:
+            await self.reviewer.close()
         await self._save()
 
     # ---- comments and likes -------------------------------------------------------------------
-    def post(self, who: Identity, text: object, echo: Callable[[str], None] | None = None) -> Comment:
-        """Accept a comment (or raise ``CommentRefused``): the host gets it at once, its author an
-        echo, viewers a sampled display on the next ticks."""
-        comment = self.policy.check(who, text, now=time.time(), pts_ms=self._pts_ms())
+    def post(self, who: Identity, text: object, echo: Callable[[str], None] | None = None) -> None:
+        """Take a comment from a data channel (or raise ``CommentRefused``): the host gets it at
+        once, its author an echo, viewers a sampled display on the next ticks. Under review, the
+        author hears later: the echo, or the refusal as an error message."""
+        comment = self._check(who, text)
+        if self.reviewer is None:
+            self._publish(comment, echo)
+            return
+        task = asyncio.get_running_loop().create_task(self._review_then_publish(comment, echo))
+        self._reviews.add(task)
+        task.add_done_callback(self._reviews.discard)
+
+    async def submit(self, who: Identity, text: object) -> Comment:
+        """Take a comment from HTTP: returns it once it is shown, or raises ``CommentRefused``."""
+        comment = self._check(who, text)
+        if self.reviewer is not None:
+            await self._reviewed(comment)
+        self._publish(comment, None)
+        return comment
+
+    def _check(self, who: Identity, text: object) -> Comment:
+        if self.reviewer is not None and len(self._reviews) >= MAX_REVIEWS and who.role == "viewer":
+            self.policy.refused["review_busy"] = self.policy.refused.get("review_busy", 0) + 1
+            raise CommentRefused("too many comments are waiting for review; try again in a moment", 503, 1.0)
+        return self.policy.check(who, text, now=time.time(), pts_ms=self._pts_ms())
+
+    async def _reviewed(self, comment: Comment) -> None:
+        assert self.reviewer is not None
+        result = await self.reviewer.review(comment)
+        if not result.allowed:
+            kind = "review_down" if result.failed else "review"
+            self.policy.refused[kind] = self.policy.refused.get(kind, 0) + 1
+            self.policy.accepted -= 1
+            raise CommentRefused(result.reason, result.status, 1.0 if result.status == 503 else None)
+
+    async def _review_then_publish(self, comment: Comment, echo: Callable[[str], None] | None) -> None:
+        try:
+            await self._reviewed(comment)
+        except CommentRefused as exc:
+            if echo is not None:
+                echo(encode(ErrorMessage(exc.reason, exc.status)))
+            return
+        self._publish(comment, echo)
+
+    def _publish(self, comment: Comment, echo: Callable[[str], None] | None) -> None:
         self.recent.append(comment)
         self._unsaved.append(comment)
         self._to_hosts(comment_json(comment))
         if echo is not None:
             echo(comment_json(comment, mine=True))
         self.display.offer(comment, priority(comment, self._titles()))
-        return comment
 
     def like(self, count: object, gift: object = None) -> None:
         self.likes.add(count, gift)  # raises LikeRefused; broadcast on a tick

@@ -227,3 +227,29 @@ async def test_bench_measures_a_stream_that_is_already_live(crowd_server: Server
     report = json.loads(out.read_text())
     assert report["viewers_connected"] == 5 and report["delivered_ratio_min"] >= 0.99
     assert report["card_latency_ms_p50"] is None and report["video_latency_ms_p50"] is None  # no probes, no cards
+
+
+async def test_bench_with_conversation_counts_every_tap_and_prices_it_against_video_alone(
+    crowd_server: Server, tmp_path: Path
+) -> None:
+    """`--comment-rate/--like-rate` with `--video-baseline`: the same level twice, the taps exact."""
+    out = tmp_path / "bench.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay.cli", "bench", "--target", crowd_server.base, "--stream", "crowd",
+        "--key", PUBLISH_KEY, "--viewers", "10", "--duration", "5", "--workers", "1", "--probes", "0",
+        "--comment-rate", "0.3", "--like-rate", "2", "--video-baseline", "--json", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), 150)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    report = json.loads(out.read_text())
+    video, talking = report["levels"]
+    assert not video["talk_level"] and "talk" not in video and talking["talk_level"]
+    talk = talking["talk"]
+    assert talk["comments_sent"] >= 3 and talk["comments_echoed"] + sum(talk["comments_refused"].values()) == (
+        talk["comments_sent"]
+    )
+    assert talk["display_received"] > 0  # the others' comments reached the viewers
+    assert talk["taps_sent"] > 0 and talk["like_total_server_delta"] == talk["taps_sent"]  # exact
+    (cost,) = report["conversation_cost"]
+    assert cost["viewers"] == 10 and cost["video_cpu_pct"] > 0 and cost["talk_cpu_pct"] > 0

@@ -7,6 +7,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
+from aiortc.rtp import RtcpRtpfbPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,7 +74,10 @@ class Link:
             self._answer(now + 0.01)
 
     def _answer(self, now: float) -> None:
-        for seq in self.buffer.nacks(now):
+        lost = self.buffer.nacks(now)
+        if lost:  # what the receiver hands aiortc must serialise (across the wrap too)
+            bytes(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=2, lost=lost))
+        for seq in lost:
             self.nacked.setdefault(seq, []).append(now)
             if self.rng.random() >= self.nack_loss:
                 timestamp, marker, payload = self.sent[seq]

@@ -142,3 +142,45 @@ def test_like_totals_are_exactly_the_accepted_taps_and_broadcast_at_most_twice_a
     assert tally.total == expected.get(None, 0)
     assert tally.gifts == {g: c for g, c in expected.items() if g is not None}
     assert all(b - a >= 0.5 for a, b in itertools.pairwise(sent))
+
+
+def _reference_display(steps: list[tuple[float, int, int]], per_s: int, max_age_s: float) -> list[tuple[float, int]]:
+    """The display by its definition, with nothing capped: every waiting comment is considered,
+    best priority first, then newest (then the later offered)."""
+    waiting: list[tuple[int, Comment]] = []
+    shown_at: list[float] = []
+    out: list[tuple[float, int]] = []
+    now, n = 0.0, 0
+    for gap, burst, rank in steps:
+        now += gap
+        for _ in range(burst):
+            n += 1
+            waiting.append((rank, comment(n, now)))
+        waiting = [(r, c) for r, c in waiting if now - c.at <= max_age_s]
+        waiting.sort(key=lambda w: (w[0], -w[1].at, -w[1].id))
+        budget = per_s - sum(1 for t in shown_at if now - t < 1.0)
+        for _, c in waiting[: max(0, budget)]:
+            out.append((now, c.id))
+            shown_at.append(now)
+        waiting = waiting[max(0, budget) :]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 0.5), st.integers(0, 40), st.sampled_from([HOST, QUESTION, OTHER])), max_size=60),
+    st.integers(1, 10),
+)
+def test_the_capped_display_shows_exactly_what_an_uncapped_one_would(
+    steps: list[tuple[float, int, int]], per_s: int
+) -> None:
+    sampler = DisplaySampler(per_s=per_s, max_age_s=3.0)
+    now, n = 0.0, 0
+    shown: list[tuple[float, int]] = []
+    for gap, burst, rank in steps:
+        now += gap
+        for _ in range(burst):
+            n += 1
+            sampler.offer(comment(n, now), rank)
+        shown += [(now, c.id) for c in sampler.due(now)]
+    assert shown == _reference_display(steps, per_s, 3.0)

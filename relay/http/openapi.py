@@ -1,0 +1,339 @@
+"""The OpenAPI 3.0 document of the shop-facing HTTP API, served at ``/api/openapi.json``.
+
+A shop's backend integrates with LiveCart through these routes (cards, comments, likes,
+moderation, stats, viewer tokens); the document is what its developers and their code
+generators read, and what the suite fuzzes the server against (schemathesis: no 5xx, every
+response as documented). It is plain data written by hand beside the handlers, not derived from
+them: a handler that drifts from it fails that test. WHIP/WHEP are not here: they are SDP
+protocols with their own RFC and draft.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STREAM = r"^[A-Za-z0-9_-]{1,64}$"
+CARD_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+TEXT_ERROR = {"text/plain": {"schema": {"type": "string"}}}
+REASONS = {
+    "400": "the request is malformed (the body says what is wrong)",
+    "401": "no credentials, or a guest on a stream that takes no anonymous comments",
+    "403": "wrong key or token, banned or muted",
+    "404": "no such stream, card or comment",
+    "408": "the request body did not arrive in time",
+    "409": "the request does not fit the stream (e.g. a token for an open stream)",
+    "413": "the body is over its limit",
+    "422": "a field is invalid (the reason names it), or the comment was refused",
+    "429": "rate limited; Retry-After says when to try again",
+    "503": "cannot be served now (e.g. the comment review is down); Retry-After says when",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": REASONS[str(c)], "content": TEXT_ERROR} for c in codes}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _text_ok(description: str) -> dict[str, Any]:
+    return {"200": {"description": description, "content": TEXT_ERROR}}
+
+
+HOST: list[dict[str, list[str]]] = [{"hostKey": []}]
+# The host's key, a viewer's token, or nothing at all (a guest, on a stream without viewer_secret).
+ANYONE_ON_OPEN: list[dict[str, list[str]]] = [{"hostKey": []}, {"viewerToken": []}, {}]
+
+SCHEMAS: dict[str, Any] = {
+    "Card": {
+        "type": "object",
+        "description": "A product as viewers see it over the video.",
+        "required": ["id", "title", "price", "currency", "image_url", "buy_url"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "pattern": CARD_ID},
+            "title": {"type": "string", "minLength": 1, "maxLength": 120},
+            "price": {"type": "string", "pattern": r"^\d{1,12}(\.\d{1,4})?$", "example": "19.99"},
+            "currency": {"type": "string", "description": "ISO 4217", "example": "EUR"},
+            "image_url": {"type": "string", "maxLength": 2048},
+            "buy_url": {"type": "string", "maxLength": 2048},
+            "subtitle": {"type": "string", "maxLength": 200},
+            "badge": {"type": "string", "maxLength": 32},
+            "stock": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+            "ttl_s": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 86400},
+        },
+    },
+    "CardEvent": {
+        "type": "object",
+        "required": ["type", "seq", "action", "card", "pts_ms", "sent_at"],
+        "properties": {
+            "type": {"type": "string", "enum": ["card"]},
+            "seq": {"type": "integer", "description": "one more per event of the stream"},
+            "action": {"type": "string", "enum": ["show", "hide", "update", "delete"]},
+            "card": _ref("Card"),
+            "pts_ms": {"type": "integer", "description": "media time of the frame on air"},
+            "sent_at": {"type": "number", "description": "unix seconds"},
+        },
+    },
+    "CardList": {
+        "type": "object",
+        "required": ["stream", "seq", "catalogue", "on_screen"],
+        "properties": {
+            "stream": {"type": "string"},
+            "seq": {"type": "integer"},
+            "catalogue": {"type": "array", "items": _ref("Card")},
+            "on_screen": {"type": "array", "items": _ref("Card")},
+        },
+    },
+    "NewComment": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
+    "Comment": {
+        "type": "object",
+        "required": ["type", "id", "name", "role", "text", "pts_ms", "sent_at", "mine"],
+        "properties": {
+            "type": {"type": "string", "enum": ["comment"]},
+            "id": {"type": "integer", "minimum": 1},
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": ["viewer", "moderator", "host"]},
+            "text": {"type": "string"},
+            "pts_ms": {"type": "integer"},
+            "sent_at": {"type": "number"},
+            "mine": {"type": "boolean"},
+            "sub": {"type": "string", "description": "the author's user id (host listing only)"},
+        },
+    },
+    "LikeTotals": {
+        "type": "object",
+        "required": ["total", "gifts"],
+        "properties": {
+            "total": {"type": "integer", "minimum": 0},
+            "gifts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        },
+    },
+    "CommentList": {
+        "type": "object",
+        "required": ["stream", "comments", "likes", "accepted", "refused", "display_dropped", "banned"],
+        "properties": {
+            "stream": {"type": "string"},
+            "comments": {"type": "array", "items": _ref("Comment")},
+            "likes": _ref("LikeTotals"),
+            "accepted": {"type": "integer", "minimum": 0},
+            "refused": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "display_dropped": {"type": "integer", "minimum": 0},
+            "banned": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Likes": {
+        "type": "object",
+        "required": ["count"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 1, "maximum": 100, "description": "taps in this batch"},
+            "gift": {"type": "string", "pattern": "^[a-z0-9_-]{1,24}$"},
+        },
+    },
+    "Moderation": {
+        "type": "object",
+        "required": ["action", "sub"],
+        "properties": {
+            "action": {"type": "string", "enum": ["ban", "unban", "mute"]},
+            "sub": {"type": "string", "minLength": 1},
+            "seconds": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 86400, "default": 300},
+        },
+    },
+    "TokenRequest": {
+        "type": "object",
+        "required": ["sub"],
+        "properties": {
+            "sub": {"type": "string", "minLength": 1, "maxLength": 128, "description": "the shop's user id"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 40, "description": "what others see"},
+            "role": {"type": "string", "enum": ["viewer", "moderator", "host"], "default": "viewer"},
+            "ttl_s": {"type": "integer", "minimum": 60, "maximum": 604800, "default": 3600},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "expires_at", "stream"],
+        "properties": {
+            "token": {"type": "string", "description": "a JWT (HS256, aud = the stream)"},
+            "expires_at": {"type": "integer", "description": "unix seconds"},
+            "stream": {"type": "string"},
+        },
+    },
+}
+
+
+def _path_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    stream = {"name": "stream", "in": "path", "required": True, "schema": {"type": "string", "pattern": STREAM}}
+    return [stream, *extra]
+
+
+CARD_PARAM = {"name": "card", "in": "path", "required": True, "schema": {"type": "string", "pattern": CARD_ID}}
+COMMENT_PARAM = {
+    "name": "comment",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999},
+}
+SSE = {"200": {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+def _card_action(name: str, summary: str) -> dict[str, Any]:
+    return {
+        "operationId": name,
+        "summary": summary,
+        "tags": ["cards"],
+        "security": HOST,
+        "responses": {"200": _json(_ref("CardEvent"), "the resulting event")} | _errors(401, 403, 404, 429),
+    }
+
+
+def _paths() -> dict[str, Any]:
+    base = "/api/streams/{stream}"
+    return {
+        f"{base}/cards": {
+            "parameters": _path_params(),
+            "get": {
+                "operationId": "listCards",
+                "summary": "The catalogue and what is on screen",
+                "tags": ["cards"],
+                "security": [{}],
+                "responses": {"200": _json(_ref("CardList"), "cards")} | _errors(404),
+            },
+            "post": {
+                "operationId": "upsertCard",
+                "summary": "Create or update a product card",
+                "tags": ["cards"],
+                "security": HOST,
+                "requestBody": _body(_ref("Card")),
+                "responses": {"200": _json(_ref("CardEvent"), "the resulting event")}
+                | _errors(401, 403, 404, 408, 413, 422, 429),
+            },
+        },
+        f"{base}/cards/{{card}}/show": {
+            "parameters": _path_params(CARD_PARAM),
+            "post": _card_action("showCard", "Put a card on screen"),
+        },
+        f"{base}/cards/{{card}}/hide": {
+            "parameters": _path_params(CARD_PARAM),
+            "post": _card_action("hideCard", "Take a card off screen"),
+        },
+        f"{base}/cards/{{card}}": {
+            "parameters": _path_params(CARD_PARAM),
+            "delete": _card_action("deleteCard", "Remove a card from the catalogue"),
+        },
+        f"{base}/events": {
+            "parameters": _path_params(),
+            "get": {
+                "operationId": "cardEvents",
+                "summary": "Card events as SSE, for players without a data channel",
+                "tags": ["cards"],
+                "security": ANYONE_ON_OPEN,
+                "responses": SSE | _errors(401, 403, 404),
+            },
+        },
+        f"{base}/comments": {
+            "parameters": _path_params(),
+            "post": {
+                "operationId": "postComment",
+                "summary": "Post a comment (players without a data channel; the host with its key)",
+                "tags": ["comments"],
+                "security": ANYONE_ON_OPEN,
+                "requestBody": _body(_ref("NewComment")),
+                "responses": {"201": _json(_ref("Comment"), "accepted, as its author sees it")}
+                | _errors(400, 401, 403, 404, 408, 413, 422, 429, 503),
+            },
+            "get": {
+                "operationId": "listComments",
+                "summary": "Recent comments, like totals and moderation counts (host)",
+                "tags": ["comments"],
+                "security": HOST,
+                "responses": {"200": _json(_ref("CommentList"), "recent comments")} | _errors(401, 403, 404),
+            },
+        },
+        f"{base}/comments/{{comment}}": {
+            "parameters": _path_params(COMMENT_PARAM),
+            "delete": {
+                "operationId": "deleteComment",
+                "summary": "Delete a comment: it disappears for every viewer",
+                "tags": ["moderation"],
+                "security": HOST,
+                "responses": _text_ok("deleted") | _errors(401, 403, 404),
+            },
+        },
+        f"{base}/comments/events": {
+            "parameters": _path_params(),
+            "get": {
+                "operationId": "commentEvents",
+                "summary": "Every accepted comment, removal and like total as SSE (host console)",
+                "tags": ["comments"],
+                "security": HOST,
+                "responses": SSE | _errors(401, 403, 404),
+            },
+        },
+        f"{base}/moderation": {
+            "parameters": _path_params(),
+            "post": {
+                "operationId": "moderate",
+                "summary": "Ban, unban or mute a viewer by its sub",
+                "tags": ["moderation"],
+                "security": HOST,
+                "requestBody": _body(_ref("Moderation")),
+                "responses": _text_ok("done") | _errors(400, 401, 403, 404, 408, 413),
+            },
+        },
+        f"{base}/likes": {
+            "parameters": _path_params(),
+            "post": {
+                "operationId": "postLikes",
+                "summary": "Count a batch of like taps (or of one gift)",
+                "tags": ["comments"],
+                "security": ANYONE_ON_OPEN,
+                "requestBody": _body(_ref("Likes")),
+                "responses": {"204": {"description": "counted"}} | _errors(400, 401, 403, 404, 408, 413, 422),
+            },
+        },
+        f"{base}/tokens": {
+            "parameters": _path_params(),
+            "post": {
+                "operationId": "mintToken",
+                "summary": "Mint a viewer token for one buyer of a protected stream",
+                "tags": ["tokens"],
+                "security": HOST,
+                "requestBody": _body(_ref("TokenRequest")),
+                "responses": {"201": _json(_ref("Token"), "the token")} | _errors(400, 401, 403, 404, 408, 409, 413),
+            },
+        },
+    }
+
+
+def document(version: str) -> dict[str, Any]:
+    """The OpenAPI document for this server (``version`` is LiveCart's)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "LiveCart shop API",
+            "version": version,
+            "description": "Product cards, comments, likes, moderation, stats and viewer tokens of a "
+            "LiveCart stream. Errors are text/plain, one line.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "hostKey": {"type": "http", "scheme": "bearer", "description": "the stream's publish or host key"},
+                "viewerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    }

@@ -1,0 +1,103 @@
+"""The conversation in Chromium (issue 14): two viewers' pages and the host console against a real
+server with a live publisher. A comment typed on one page shows over the video on both, taps on
+the like button move the count on both, and the host deletes the comment and bans its author."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.peers import WhipPublisher
+from tests.e2e.conftest import PUBLISH_KEY, Server
+
+PLAYING = "document.getElementById('status').dataset.state === 'playing'"
+# The comment with this text: on screen, over the lower half of the video picture.
+OVER_VIDEO = """(text) => {
+  const li = [...document.querySelectorAll('#comments .comment')].find((c) => c.textContent.includes(text));
+  if (!li) return false;
+  const c = li.getBoundingClientRect();
+  const v = document.getElementById('video').getBoundingClientRect();
+  return getComputedStyle(li).visibility === 'visible' && c.height > 0
+    && c.left >= v.left && c.right <= v.right && c.top >= v.top + v.height / 2 && c.bottom <= v.bottom;
+}"""
+SHOWS = "(text) => [...document.querySelectorAll('#comments .comment')].some((c) => c.textContent.includes(text))"
+GONE = f"(text) => !({SHOWS})(text)"
+LIKES = "(n) => document.getElementById('likes').textContent === String(n)"
+
+
+async def _viewer(browser: Any, server: Server) -> Any:
+    ctx = await browser.new_context(viewport={"width": 960, "height": 640})
+    page = await ctx.new_page()
+    await page.goto(f"{server.base}/watch/live")
+    await page.wait_for_function(PLAYING, timeout=20000)
+    return page
+
+
+async def _say(page: Any, text: str) -> None:
+    await page.fill("#comment-text", text)
+    await page.press("#comment-text", "Enter")
+
+
+async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
+    browser: Any, web_server: Server, artifacts: Path
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(web_server.base, "live", PUBLISH_KEY, width=640, height=360, audio=False)
+        await publisher.start(http)
+        try:
+            ann, bo = await _viewer(browser, web_server), await _viewer(browser, web_server)
+
+            # A viewer types a comment and sees it over the video; the other page sees it too.
+            question = "Is the scarf real silk?"
+            await _say(ann, question)
+            for page in (ann, bo):
+                await page.wait_for_function(OVER_VIDEO, arg=question, timeout=10000)
+            assert await ann.locator("#comments .comment.mine").count() == 1
+            assert await bo.locator("#comments .comment.mine").count() == 0
+
+            # Tapping like moves the counter on both pages, by exactly the taps.
+            for _ in range(3):
+                await ann.click("#like")
+            assert await ann.locator("#hearts .heart").count() >= 1  # hearts float up from the button
+            for page in (ann, bo):
+                await page.wait_for_function(LIKES, arg=3, timeout=10000)
+            for _ in range(2):
+                await bo.click("#like")
+            for page in (ann, bo):
+                await page.wait_for_function(LIKES, arg=5, timeout=10000)
+            # The live viewer count.
+            await bo.wait_for_function("document.getElementById('viewers').textContent === '2'", timeout=10000)
+            await ann.screenshot(path=str(artifacts / "talk-viewer.png"))
+
+            # The host console lists the comment; deleting it removes it from both viewers' pages.
+            host = await browser.new_page(viewport={"width": 1100, "height": 900})
+            await host.goto(f"{web_server.base}/host/live")
+            await host.fill("#key", PUBLISH_KEY)
+            await host.dispatch_event("#key", "change")
+            row = host.locator("#comment-feed li", has_text=question)
+            await row.wait_for(timeout=10000)
+            await host.wait_for_function("document.getElementById('host-likes').textContent === '5'", timeout=10000)
+            spam = "cheap scarves at my shop"
+            await _say(bo, spam)
+            await host.locator("#comment-feed li", has_text=spam).wait_for(timeout=10000)
+            await host.screenshot(path=str(artifacts / "talk-host-console.png"))
+            await row.locator("button.delete").click()
+            for page in (ann, bo):
+                await page.wait_for_function(GONE, arg=question, timeout=10000)
+            await row.wait_for(state="detached", timeout=10000)
+
+            # Banning the spammer from its row: its next comment is refused, and it is told why.
+            await host.locator("#comment-feed li", has_text=spam).locator("button.ban").click()
+            await host.locator("#comment-feed li.banned", has_text=spam).wait_for(timeout=10000)
+            await _say(bo, "let me back in")
+            await bo.wait_for_function(
+                "document.getElementById('talk-error').textContent.includes('banned')", timeout=5000
+            )
+            assert not await bo.evaluate(SHOWS, "let me back in")
+            await host.screenshot(path=str(artifacts / "talk-host-banned.png"))
+            for page in (ann, bo, host):
+                await page.context.close()
+        finally:
+            await publisher.stop(http)
