@@ -237,6 +237,13 @@ class ClusterNode:
             "heartbeats": self.heartbeats,
             "heartbeat_failures": self.heartbeat_failures,
             "nodes": [{**n.as_dict(), "alive": n.node_id in live} for n in sorted(nodes, key=lambda n: n.node_id)],
+            # What this node's next routing decision will see: each live edge's viewers as of its
+            # last heartbeat read here, plus those sent to it since.
+            "routing": {
+                n.node_id: self.chooser.load(n)
+                for n in alive(self.fresh_nodes() or [], now, dead_after)
+                if n.role == "edge"
+            },
             "pulls_out": {name: u.ingest_stats() for name, u in self.upstreams.items()},
             "pulls_in": [
                 {"stream": p.stream, "node": p.node, "session": p.id[:8]} for p in self.registry.pulls.values()
