@@ -31,6 +31,10 @@ TIMEOUT_S = 1.0  # per Redis call: a routing decision must not wait longer on a 
 PREFIX = "livecart"
 
 
+def _unreachable(exc: BaseException) -> str:
+    return f"cluster directory unreachable: {type(exc).__name__}: {str(exc).strip().rstrip('.')}"
+
+
 class RedisDirectory:
     """Owns one connection pool to the cluster's Redis."""
 
@@ -61,7 +65,7 @@ class RedisDirectory:
                     pipe.set(self._key("origin", stream), load.node_id, px=ttl_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise DirectoryUnavailable(f"cluster directory unreachable: {type(exc).__name__}: {exc}") from None
+            raise DirectoryUnavailable(_unreachable(exc)) from None
 
     async def nodes(self) -> list[NodeLoad]:
         try:
@@ -70,7 +74,7 @@ class RedisDirectory:
                 return []
             values = await self._redis.mget([self._key("node", i.decode()) for i in ids])
         except (RedisError, OSError) as exc:
-            raise DirectoryUnavailable(f"cluster directory unreachable: {type(exc).__name__}: {exc}") from None
+            raise DirectoryUnavailable(_unreachable(exc)) from None
         nodes = []
         for value in values:
             if value is None:
@@ -85,7 +89,7 @@ class RedisDirectory:
         try:
             value = await self._redis.get(self._key("origin", stream))
         except (RedisError, OSError) as exc:
-            raise DirectoryUnavailable(f"cluster directory unreachable: {type(exc).__name__}: {exc}") from None
+            raise DirectoryUnavailable(_unreachable(exc)) from None
         return None if value is None else bytes(value).decode()
 
     async def leave(self, node_id: str, origin_of: tuple[str, ...]) -> None:
@@ -97,7 +101,7 @@ class RedisDirectory:
                     pipe.delete(self._key("origin", stream))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise DirectoryUnavailable(f"cluster directory unreachable: {type(exc).__name__}: {exc}") from None
+            raise DirectoryUnavailable(_unreachable(exc)) from None
 
     async def close(self) -> None:
         await self._redis.aclose()

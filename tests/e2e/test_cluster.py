@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from benchmarks.peers import WhepViewer, WhipPublisher
+from tests.browser.conftest import CHROMIUM
 from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
 from tests.e2e.netns import Bridge
 from tests.redis_server import RedisServer
@@ -233,6 +235,32 @@ async def test_a_viewer_posting_to_the_origin_is_sent_to_the_least_loaded_edge(
         finally:
             for viewer in [*load, *joined]:
                 await viewer.stop(http)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: ./dev.sh test installs it")
+@pytest.mark.asyncio(loop_scope="module")
+async def test_chromiums_watch_page_on_the_origin_follows_the_redirect_and_plays_from_an_edge(
+    cluster: Cluster, publisher: WhipPublisher
+) -> None:
+    """Acceptance 2 (Chromium): the watch page's WHEP POST is redirected; the video plays."""
+    from playwright.async_api import async_playwright
+
+    async with aiohttp.ClientSession() as http, async_playwright() as pw:
+        await wait_until(lambda: all_registered(http, cluster, {"edge1": 0, "edge2": 0}), 20)
+        args = ["--no-sandbox", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        page = await browser.new_page()
+        try:
+            await page.goto(f"{cluster.origin.base}/watch/live")
+            await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+            frames = "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames"
+            first = await page.evaluate(frames)
+            await page.wait_for_function(f"{frames} > {first + 30}", timeout=20000)
+            watching = [(await get(http, f"{e.base}/api/streams/live"))["viewers"] for e in cluster.edges]
+            origin = await get(http, f"{cluster.origin.base}/api/streams/live")
+            assert sorted(watching) == [0, 1] and origin["viewers"] == 0, (watching, origin["viewers"])
+        finally:
+            await browser.close()
 
 
 @pytest.mark.asyncio(loop_scope="module")
