@@ -336,3 +336,39 @@ async def test_an_edge_drops_its_pull_after_its_last_viewer_and_the_grace(
         assert asyncio.get_running_loop().time() - left >= GRACE_S - 0.5  # not before the grace ran out
         edge_stream = await get(http, f"{edge.base}/api/streams/live")
         assert edge_stream["state"] == "offline" and edge_stream["ingest"] is None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_edge_viewers_resume_without_rejoining_when_the_publisher_reconnects_to_the_origin(
+    cluster: Cluster, publisher: WhipPublisher
+) -> None:
+    """Acceptance 3, last fault (runs last: it replaces the module's publisher)."""
+    edge = cluster.edges[0]
+    async with aiohttp.ClientSession() as http:
+        viewer = edge_viewer(edge, "240p", audio=False)
+        replacement = WhipPublisher(cluster.origin.base, "live", PUBLISH_KEY, width=1280, height=720, h264=True)
+        try:
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 10, 30)
+            await publisher.stop(http)
+            await viewer.wait_for(lambda r: r.got("stream", state="offline"), 10)  # told by the edge, from the origin
+            before = len(viewer.record.frames)
+            old_max = max(f.counter for f in viewer.record.frames)
+
+            def fresh(r: Any) -> list[Any]:  # the new publisher's frames: its counter starts again near 0
+                return [f for f in r.frames[before:] if 0 <= f.counter < old_max // 2]
+
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await replacement.start(http)
+            await viewer.wait_for(lambda r: len(fresh(r)) >= 10, 20)
+            resumed = fresh(viewer.record)[0].at - started
+            print(f"edge viewer's first frame of the new publisher {resumed:.2f} s after its POST")
+            assert resumed < 3.0
+            assert viewer.pc.connectionState == "connected"  # the same session all along
+            assert viewer.record.got("stream", state="live")
+            counters = [f.counter for f in fresh(viewer.record)]
+            assert counters == sorted(counters)  # the new publisher's numbered frames, in order
+        finally:
+            await viewer.stop(http)
+            await replacement.stop(http)
