@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -155,16 +156,18 @@ class ClusterNode:
             return None
         return self._nodes
 
-    def route(self, redirected: bool) -> Redirect | Literal["serve"]:
-        """Where a WHEP POST that arrived here should go (see ``relay.cluster.nodes.route_viewer``).
-        With no fresh view of the cluster, every node serves the viewer itself."""
+    def route(self, redirected: bool, avoid: str | None = None) -> Redirect | Literal["serve"]:
+        """Where a WHEP POST that arrived here should go (see ``relay.cluster.nodes.route_viewer``);
+        ``avoid``: the HOST:PORT of a node the viewer just lost. With no fresh view of the
+        cluster, every node serves the viewer itself."""
         if self.role == "all":
             return "serve"
         nodes = self.fresh_nodes()
         if nodes is None:
             return "serve"
         now = time.time()
-        decision = route_viewer(self.chooser, self.load_now(now), nodes, now, redirected=redirected)
+        lost = {n.node_id for n in nodes if avoid and urlsplit(n.url).netloc == avoid}
+        decision = route_viewer(self.chooser, self.load_now(now), nodes, now, redirected=redirected, avoid=lost)
         if isinstance(decision, Redirect):
             self.chooser.sent(decision.node, now)
         return decision

@@ -11,6 +11,7 @@ the viewers it sent to each edge since that edge's last heartbeat as already the
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,8 +107,8 @@ class EdgeChooser:
         """Viewers the edge has, or will have once the viewers sent since its heartbeat arrive."""
         return node.viewers + sum(1 for t in self._sent.get(node.node_id, ()) if t >= node.at)
 
-    def choose(self, nodes: list[NodeLoad], now: float, *, exclude: str | None = None) -> NodeLoad | None:
-        edges = [n for n in alive(nodes, now, self.dead_after_s) if n.role == "edge" and n.node_id != exclude]
+    def choose(self, nodes: list[NodeLoad], now: float, *, exclude: Collection[str] = ()) -> NodeLoad | None:
+        edges = [n for n in alive(nodes, now, self.dead_after_s) if n.role == "edge" and n.node_id not in exclude]
         self._forget(edges)
         if not edges:
             return None
@@ -145,6 +146,7 @@ def route_viewer(
     now: float,
     *,
     redirected: bool,
+    avoid: Collection[str] = (),
     margin: int = 2,
 ) -> Redirect | Serve:
     """Where a WHEP POST that reached ``me`` should be served.
@@ -153,14 +155,16 @@ def route_viewer(
     there is none). An edge serves the viewer unless another live edge has at least ``margin``
     fewer viewers (a margin, so that two edges never bounce viewers between them); a request that
     was already redirected once is always served where it lands (no redirect loops on stale
-    loads). ``all`` serves everyone.
+    loads). ``avoid``: nodes the viewer just lost (its player says so when it reconnects), which
+    are never chosen even while their last heartbeat still looks alive. ``all`` serves everyone.
     """
     if me.role == "all" or redirected:
         return "serve"
+    exclude = {me.node_id, *avoid}
     if me.role == "origin":
-        target = chooser.choose(nodes, now, exclude=me.node_id)
+        target = chooser.choose(nodes, now, exclude=exclude)
         return "serve" if target is None else Redirect(target)
-    target = chooser.choose(nodes, now, exclude=me.node_id)
+    target = chooser.choose(nodes, now, exclude=exclude)
     if target is not None and chooser.load(target) + margin <= me.viewers:
         return Redirect(target)
     return "serve"

@@ -153,7 +153,7 @@ async def whep_post(request: web.Request) -> web.Response:
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
     cluster = request.app[CLUSTER]
-    route = cluster.route(redirected="via" in request.query)
+    route = cluster.route(redirected="via" in request.query, avoid=request.query.get("avoid"))
     if isinstance(route, Redirect):
         return redirect_to(request, route.node, cluster.node_id)
     identity = stream.check_viewer_token(viewer_token(request), time.time())

@@ -210,3 +210,12 @@ def test_unwrapped_timestamps_are_the_origins_pts(start: int, steps: list[int]) 
     for step in steps:
         pts += step
         assert unwrap(pts & 0xFFFFFFFF) + base == pts
+
+
+def test_a_node_the_viewer_just_lost_is_never_chosen_even_while_it_looks_alive() -> None:
+    chooser = EdgeChooser(DEAD_AFTER)
+    origin = node("o", "origin")
+    edges = [node("a", viewers=0), node("b", viewers=9)]
+    decision = route_viewer(chooser, origin, [origin, *edges], 101.0, redirected=False, avoid={"a"})
+    assert isinstance(decision, Redirect) and decision.node.node_id == "b"
+    assert route_viewer(chooser, origin, [origin, *edges], 101.0, redirected=False, avoid={"a", "b"}) == "serve"
