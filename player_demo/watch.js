@@ -155,7 +155,7 @@ function onMessage(message) {
     currentEl.dataset.rung = message.name;
     currentEl.dataset.mode = message.auto ? "auto" : "fixed";
   } else if (message.type === "bye") {
-    reconnect();
+    lost(); // the node is going away (or dropping us): in a cluster, go to another one
   }
 }
 

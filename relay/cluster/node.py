@@ -222,6 +222,18 @@ class ClusterNode:
         upstream.start()
 
     # ---- introspection ------------------------------------------------------------------------
+    def counters(self) -> dict[str, object]:
+        """For ``/metrics`` (no directory call): heartbeats, reachability, pulls in and out."""
+        return {
+            "role": self.role,
+            "heartbeats": self.heartbeats,
+            "heartbeat_failures": self.heartbeat_failures,
+            "directory_reachable": self._reachable is not False,
+            "nodes_alive": len(alive(self._nodes, time.time(), self.config.cluster.dead_after_s)),
+            "pulls_out": len(self.upstreams),
+            "pulls_in": len(self.registry.pulls),
+        }
+
     async def snapshot(self) -> dict[str, object]:
         """``GET /api/cluster``: every node with its load and streams, as the directory has them."""
         now = time.time()

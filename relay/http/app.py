@@ -181,6 +181,8 @@ async def whep_delete(request: web.Request) -> web.Response:
 def _snapshot(app: web.Application) -> dict[str, object]:
     snapshot = app[REGISTRY].snapshot()
     snapshot["loop"] = app[LOOP_LAG].snapshot()
+    if CLUSTER in app:
+        snapshot["cluster"] = app[CLUSTER].counters()
     return snapshot
 
 

@@ -196,6 +196,8 @@ async def test_edges_pull_once_and_their_viewers_decode_every_rung_with_the_orig
             for edge in cluster.edges:
                 pulled = (await get(http, f"{edge.base}/api/streams/live"))["ingest"]
                 assert pulled["path"] == "pull" and pulled["pulls"] == 1, pulled
+            async with http.get(f"{cluster.origin.base}/metrics") as res:
+                assert "livecart_cluster_pulls_in 2.0" in await res.text()
             print(f"card seq {shown['seq']} pts_ms {shown['pts_ms']} on {len(viewers) + 1} edge viewers")
         finally:
             for viewer in [*viewers, late]:
