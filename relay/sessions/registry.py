@@ -16,7 +16,7 @@ from typing import Any
 from aioice.ice import get_host_addresses
 from aiortc import RTCRtpSender
 
-from ingest.errors import LiveCartError, exhausted
+from ingest.errors import BadOffer, LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary, alias_h264_profiles, restore_h264_profiles, view_codec
@@ -256,6 +256,9 @@ class Registry:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
         codec = view_codec(offer) or H264  # the caller refused offers with neither
+        if codec == VP8 and self.config.cluster.role == "edge":
+            # An edge only forwards the origin's H.264 rungs; it has no decoder to feed a VP8 encoder.
+            raise BadOffer("this edge serves H.264 only: offer H.264, or watch on the stream's origin")
         session_id = new_session_id()
         self.admission.admit_viewer(
             session_id, stream.name, max_viewers=stream.config.max_viewers, open_fds=self._open_fds()
