@@ -45,11 +45,14 @@ case "${1:-}" in
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
     missing=()
     # Browser tests use Debian's Chromium (never a browser download); the lossy-link test builds a
-    # network namespace (iproute2) and drops packets in it (nftables); interop tests use Node.js.
+    # network namespace (iproute2) and drops packets in it (nftables); interop tests use Node.js;
+    # cluster tests use Debian's redis-server.
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nft >/dev/null || missing+=(nftables)
     command -v npm >/dev/null || missing+=(nodejs npm)  # werift and libwebrtc (npm) interop peers
+    # Cluster tests start their own Redis on 127.0.0.1 (a free port, nothing on disk) and stop it.
+    command -v redis-server >/dev/null || missing+=(redis-server)
     # GStreamer's webrtcbin, driven from the system Python, is another interop publisher.
     gst_ok || missing+=(python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad
                         gstreamer1.0-plugins-good gstreamer1.0-plugins-base gstreamer1.0-nice)

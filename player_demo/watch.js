@@ -25,6 +25,9 @@ let pc = null;
 let channel = null;
 let resource = null;
 let retryMs = 1000;
+let avoid = null; // HOST:PORT of the node this player just lost: a cluster sends it elsewhere
+let stalled = null; // the timer that gives a "disconnected" connection up
+const DISCONNECTED_MS = 1500; // a node that vanished (killed, unplugged) is left this soon
 let lastSeq = 0;
 let sse = null;
 let noChannel = null; // the timer that falls back to SSE when the data channel does not open
@@ -163,7 +166,7 @@ function onMessage(message) {
     currentEl.dataset.rung = message.name;
     currentEl.dataset.mode = message.auto ? "auto" : "fixed";
   } else if (message.type === "bye") {
-    reconnect();
+    lost(); // the node is going away (or dropping us): in a cluster, go to another one
   }
 }
 
@@ -188,7 +191,9 @@ function startSse() {
   if (sse || !session) return;
   const query = new URLSearchParams({ viewer: session });
   if (token) query.set("token", token);
-  sse = new EventSource(`/api/streams/${encodeURIComponent(stream)}/events?${query}`);
+  // From the node that holds the session (in a cluster, the edge the player was sent to).
+  const url = new URL(`/api/streams/${encodeURIComponent(stream)}/events?${query}`, resource || location.href);
+  sse = new EventSource(url.href);
   const handle = (e) => onMessage(JSON.parse(e.data));
   sse.addEventListener("snapshot", handle);
   sse.addEventListener("message", handle);
@@ -219,7 +224,14 @@ async function connect() {
     video.srcObject.addTrack(event.track);
   };
   pc.onconnectionstatechange = () => {
-    if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) reconnect();
+    if (!pc) return;
+    clearTimeout(stalled);
+    if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+      lost();
+    } else if (pc.connectionState === "disconnected") {
+      // A server that vanished never says so; ICE would call it failed only much later.
+      stalled = setTimeout(() => pc && pc.connectionState === "disconnected" && lost(), DISCONNECTED_MS);
+    }
   };
   mappings = [];
   videoMs = null;
@@ -227,7 +239,9 @@ async function connect() {
     const query = new URLSearchParams();
     if (menu.value !== "auto") query.set("rendition", menu.value);
     if (token) query.set("token", token);
+    if (avoid) query.set("avoid", avoid);
     resource = await negotiate(pc, `/whep/${encodeURIComponent(stream)}${query.size ? `?${query}` : ""}`);
+    avoid = null;
     session = new URL(resource).pathname.split("/").pop();
     retryMs = 1000;
     if (!channel) startSse();
@@ -235,6 +249,13 @@ async function connect() {
     setStatus("error", err.status === 404 ? `No stream called “${stream}”.` : `Cannot connect (${err.reason || err}). Retrying…`);
     reconnect();
   }
+}
+
+// The connection to the node serving us broke: reconnect, asking the cluster for another node.
+function lost() {
+  if (resource) avoid = new URL(resource).host;
+  retryMs = Math.min(retryMs, 250); // the first retry at once: a cluster has other nodes
+  reconnect();
 }
 
 let reconnecting = false;
@@ -338,6 +359,7 @@ async function updateStats() {
 window.livecartPlayer = {
   get pc() { return pc; },
   get session() { return session; },
+  get resource() { return resource; },
   get mappings() { return mappings.map((m) => ({ ...m })); },
 };
 

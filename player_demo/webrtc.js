@@ -32,7 +32,9 @@ export async function negotiate(pc, url, token) {
   const body = await res.text();
   if (res.status !== 201) throw new SignallingError(res.status, body.trim());
   await pc.setRemoteDescription({ type: "answer", sdp: body });
-  return new URL(res.headers.get("Location"), location.href).href;
+  // After a 307 to another node (a cluster's edge) the session lives there: resolve against the
+  // URL that answered, not the page's.
+  return new URL(res.headers.get("Location"), res.url || location.href).href;
 }
 
 export async function endSession(resource, keepalive = false) {

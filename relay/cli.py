@@ -19,6 +19,7 @@ from aiohttp import web
 from ingest.logctx import SessionFilter
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
+from relay.http.cluster_api import CLUSTER
 from relay.http.deadlines import DeadlineRunner, HeaderDeadlines
 from relay.identity import mint as mint_viewer_token
 from relay.sessions.nofile import raise_to_hard
@@ -85,6 +86,7 @@ async def serve(config: Config) -> int:
     shown = dataclasses.replace(config, server=dataclasses.replace(config.server, port=port))
     host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
     scheme = "https" if ssl_context else "http"
+    app[CLUSTER].start(f"{scheme}://{host}:{port}")  # in a cluster: heartbeat, routing, pulls
     print(f"LiveCart listening on {scheme}://{host}:{port}", flush=True)
     for stream in shown.streams:
         if stream.name in shown.generated_keys:

@@ -108,6 +108,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """This node's part in a cluster: ``all`` (one process, no Redis), ``origin`` or ``edge``."""
+
+    role: str = "all"
+    url: str | None = None  # redis://HOST:PORT/DB: the directory of nodes and stream origins
+    node_id: str | None = None  # default: HOST:PORT of this node
+    advertise_url: str | None = None  # how viewers and other nodes reach this node (default: its listen URL)
+    token: str | None = None  # shared secret an edge shows an origin to pull a stream (>= 16 characters)
+    heartbeat_s: float = 1.0  # how often a node writes its load
+    dead_after_s: float = 5.0  # a node silent this long is dead (its Redis entry expires too)
+    pull_grace_s: float = 10.0  # an edge keeps pulling a stream this long after its last viewer left
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, passed down explicitly."""
 
@@ -115,6 +129,7 @@ class Config:
     limits: LimitsConfig
     transcode: TranscodeConfig
     streams: tuple[StreamConfig, ...]
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     generated_keys: frozenset[str] = field(default_factory=frozenset)
 
     def stream(self, name: str) -> StreamConfig | None:
@@ -180,8 +195,18 @@ _OPTIONS: tuple[_Option, ...] = (
     ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest rendition width"),
     ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest rendition height"),
     ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
+    ("cluster", "role", "--role", "LIVECART_ROLE", str, "all (one process), origin (ingest) or edge (viewers)"),
+    ("cluster", "url", "--cluster", "LIVECART_CLUSTER", str, "Redis URL of the cluster directory, redis://HOST:PORT/DB"),
+    ("cluster", "node_id", "--node-id", "LIVECART_NODE_ID", str, "this node's name in the cluster"),
+    ("cluster", "advertise_url", "--advertise-url", "LIVECART_ADVERTISE_URL", str, "URL others reach this node at"),
+    ("cluster", "token", "--cluster-token", "LIVECART_CLUSTER_TOKEN", str, "secret edges show origins to pull"),
 )
-_SECTIONS: dict[str, type[Any]] = {"server": ServerConfig, "limits": LimitsConfig, "transcode": TranscodeConfig}
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "limits": LimitsConfig,
+    "transcode": TranscodeConfig,
+    "cluster": ClusterConfig,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {"default": None, "metavar": key.upper(), "help": help_text}
         if key == "loop":
             kwargs["choices"] = ["uvloop", "asyncio"]
+        elif key == "role":
+            kwargs["choices"] = ["all", "origin", "edge"]
         elif key == "log_level":
             kwargs["choices"] = ["debug", "info", "warning", "error"]
         elif key == "log_format":
@@ -303,7 +330,7 @@ def _load_toml(path_text: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path_text} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path_text} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "limits", "transcode", "streams"}
+    unknown = set(data) - {"server", "limits", "transcode", "cluster", "streams"}
     if unknown:
         raise ConfigError(f"config {path_text}: unknown table(s) {', '.join(sorted(unknown))}")
     return data
@@ -351,6 +378,7 @@ def _validate(config: Config) -> None:
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
         (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
+        *_cluster_problems(config.cluster),
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
@@ -371,6 +399,19 @@ def _validate(config: Config) -> None:
     for bad, message in problems:
         if bad:
             raise ConfigError(message)
+
+
+def _cluster_problems(c: ClusterConfig) -> list[tuple[bool, str]]:
+    clustered = c.role != "all"
+    return [
+        (c.role not in ("all", "origin", "edge"), f"cluster role must be all, origin or edge, got {c.role!r}"),
+        (clustered and not c.url, f"role {c.role} needs the cluster directory: --cluster redis://HOST:PORT/DB"),
+        (c.url is not None and not c.url.startswith(("redis://", "rediss://", "unix://")), "cluster url is redis://"),
+        (clustered and (c.token is None or len(c.token) < 16), "a cluster needs a token of >= 16 characters"),
+        (not 0.1 <= c.heartbeat_s <= 10, f"cluster heartbeat_s must be 0.1..10, got {c.heartbeat_s}"),
+        (c.dead_after_s < 2 * c.heartbeat_s, "cluster dead_after_s must be at least twice heartbeat_s"),
+        (c.pull_grace_s < 0, f"cluster pull_grace_s must be >= 0, got {c.pull_grace_s}"),
+    ]
 
 
 def _is_ip(text: str) -> bool:
@@ -424,6 +465,7 @@ def load_config(
         limits=LimitsConfig(**values["limits"]),
         transcode=TranscodeConfig(**values["transcode"]),
         streams=tuple(streams),
+        cluster=ClusterConfig(**values["cluster"]),
         generated_keys=frozenset(generated),
     )
     _validate(config)

@@ -131,6 +131,40 @@ class CardBoard:
             return None
         return [e for e in self._history if e.seq > seq]
 
+    def mirror(self, event: CardEvent) -> bool:
+        """Apply an event another board made (an edge mirrors its origin's board), keeping its
+        sequence number, media time and send time. False for one already applied (an older or
+        equal ``seq``): a resent event changes nothing."""
+        if event.seq <= self._seq:
+            return False
+        card = event.card
+        if event.action == "update":
+            self._catalogue[card.id] = card
+        elif event.action == "show":
+            self._catalogue.setdefault(card.id, card)
+            self._on_screen.pop(card.id, None)
+            self._on_screen[card.id] = event.sent_at
+        elif event.action == "hide":
+            self._on_screen.pop(card.id, None)
+        else:
+            self._on_screen.pop(card.id, None)
+            self._catalogue.pop(card.id, None)
+        self._seq = event.seq
+        self._history.append(event)
+        return True
+
+    def mirror_snapshot(self, seq: int, on_screen: list[Card], now: float) -> bool:
+        """Take another board's snapshot as this one's state (an edge that (re)connects to its
+        origin); True when it differs from what this board had (its viewers must be told)."""
+        changed = seq != self._seq or [c.id for c in on_screen] != list(self._on_screen)
+        for card in on_screen:
+            self._catalogue[card.id] = card
+        self._on_screen = {c.id: self._on_screen.get(c.id, now) for c in on_screen}
+        if seq != self._seq:
+            self._history.clear()  # events this board never saw cannot be replayed from it
+        self._seq = seq
+        return changed
+
     def restore(
         self, catalogue: list[Card], on_screen: list[tuple[str, float]], seq: int, history: list[CardEvent]
     ) -> None:

@@ -103,6 +103,17 @@ class CardFeed:
             store = self._store
             await asyncio.get_running_loop().run_in_executor(self._pool, store.record, self.stream, event, self.board)
 
+    def mirror(self, event: CardEvent) -> None:
+        """An edge: deliver an event of the origin's board as it is (same seq and pts_ms)."""
+        if self.board.mirror(event):
+            self._publish(event)
+
+    def mirror_snapshot(self, seq: int, on_screen: list[Card]) -> None:
+        """An edge (re)connected to its origin: take its board's state; viewers that were here
+        already get the new snapshot if it differs from what they have."""
+        if self.board.mirror_snapshot(seq, on_screen, time.time()):
+            self._deliver(self.board.snapshot_json())
+
     def _publish(self, event: CardEvent) -> None:
         self.actions += 1
         self._deliver(event.to_json())

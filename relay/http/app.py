@@ -18,8 +18,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
 from ingest.session import PeerSession
+from relay.cluster.directory import Directory, LocalDirectory
+from relay.cluster.node import ClusterNode
+from relay.cluster.nodes import Redirect
+from relay.cluster.redis_directory import RedisDirectory
 from relay.config import Config
+from relay.errors import StreamBusy
 from relay.http.cards_api import cards_routes
+from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
@@ -94,6 +100,8 @@ async def whip_post(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
+    if request.app[CLUSTER].role == "edge":
+        raise StreamBusy(f"this node is an edge: publish {stream.name!r} to an origin")
     check_bearer(request, stream.config.publish_key)
     sdp = await read_body(
         request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
@@ -147,6 +155,10 @@ async def whep_post(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
+    cluster = request.app[CLUSTER]
+    route = cluster.route(redirected="via" in request.query, avoid=request.query.get("avoid"))
+    if isinstance(route, Redirect):
+        return redirect_to(request, route.node, cluster.node_id)
     identity = stream.check_viewer_token(viewer_token(request), time.time())
     sdp = await read_body(
         request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
@@ -154,6 +166,7 @@ async def whep_post(request: web.Request) -> web.Response:
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
     await registry.webhooks.allow_viewer(stream.name, request.remote)
+    await cluster.prepare_viewer(stream)  # an edge pulls the stream for its first viewer
     rendition = request.query.get("rendition", "auto")
     session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition, identity)
     if _client_gone(request):
@@ -171,6 +184,8 @@ async def whep_delete(request: web.Request) -> web.Response:
 def _snapshot(app: web.Application) -> dict[str, object]:
     snapshot = app[REGISTRY].snapshot()
     snapshot["loop"] = app[LOOP_LAG].snapshot()
+    if CLUSTER in app:
+        snapshot["cluster"] = app[CLUSTER].counters()
     return snapshot
 
 
@@ -221,7 +236,10 @@ def _version() -> str:
 def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.Application:
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
     first = [deadlines.mark_started] if deadlines is not None else []
-    app = web.Application(middlewares=[*first, status_middleware, cors_middleware, error_middleware])
+    middlewares = [*first, status_middleware, cors_middleware, error_middleware]
+    if config.cluster.role == "edge":
+        middlewares.append(edge_card_writes)
+    app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[CLIENT_LIMIT] = ClientLimiter(config.limits.posts_per_s_per_ip, config.limits.posts_burst)
 
@@ -237,9 +255,12 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         if warning is not None:
             log.warning("%s", warning)
         app[METRICS] = Metrics(lambda: _snapshot(app))
-        if config.server.demo:
+        directory: Directory = RedisDirectory(config.cluster.url) if config.cluster.url else LocalDirectory()
+        app[CLUSTER] = ClusterNode(config, registry, directory)  # beats once listening (relay.cli)
+        if config.server.demo and config.cluster.role != "edge":  # an edge pulls its streams
             registry.start_demo(registry.stream("demo"))
         yield
+        await app[CLUSTER].close()
         await registry.close()
         await lag.close()
 
@@ -256,6 +277,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     app.router.add_delete(f"/whep/{stream}/{session}", whep_delete)
     app.router.add_patch(f"/whep/{stream}/{session}", whep_patch)
     app.router.add_route("OPTIONS", f"/whep/{stream}/{session}", preflight)
+    cluster_routes(app)
     app.router.add_get("/api/streams", api_streams)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

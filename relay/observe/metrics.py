@@ -168,6 +168,24 @@ class LiveCartCollector(Collector):
             yield GaugeMetricFamily(
                 "livecart_loop_lag_p99_seconds", "Event-loop lag p99 (last minute)", value=loop["lag_ms_p99"] / 1000
             )
+        cluster = snap.get("cluster")
+        if cluster and cluster["role"] != "all":
+            yield CounterMetricFamily(
+                "livecart_cluster_heartbeats", "Heartbeats written to the directory", value=cluster["heartbeats"]
+            )
+            yield CounterMetricFamily(
+                "livecart_cluster_heartbeat_failures",
+                "Heartbeats that could not reach the directory",
+                value=cluster["heartbeat_failures"],
+            )
+            yield GaugeMetricFamily(
+                "livecart_cluster_directory_reachable",
+                "1 while the last heartbeat reached the directory",
+                value=1 if cluster["directory_reachable"] else 0,
+            )
+            yield GaugeMetricFamily("livecart_cluster_nodes_alive", "Live nodes seen", value=cluster["nodes_alive"])
+            yield GaugeMetricFamily("livecart_cluster_pulls_out", "Streams this edge pulls", value=cluster["pulls_out"])
+            yield GaugeMetricFamily("livecart_cluster_pulls_in", "Pulls this origin serves", value=cluster["pulls_in"])
         process = snap["process"]
         yield GaugeMetricFamily("livecart_udp_sockets", "Open UDP sockets", value=process["udp_sockets"])
         yield GaugeMetricFamily("livecart_asyncio_tasks", "asyncio tasks", value=process["asyncio_tasks"])

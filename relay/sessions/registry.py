@@ -16,11 +16,12 @@ from typing import Any
 from aioice.ice import get_host_addresses
 from aiortc import RTCRtpSender
 
-from ingest.errors import LiveCartError, exhausted
+from ingest.errors import BadOffer, LiveCartError, exhausted
 from ingest.peer import apply_offer, close_quietly, make_answer, new_peer_connection, watch_state
 from ingest.publisher import PublisherSession
 from ingest.sdp import OfferSummary, alias_h264_profiles, hint_start_bitrate, restore_h264_profiles, view_codec
 from ingest.synthetic import SyntheticSource
+from relay.cards.board import CardBoard
 from relay.cards.store import CardStore
 from relay.config import Config
 from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
@@ -32,6 +33,7 @@ from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
 from relay.sessions.ended import RecentlyEnded
+from relay.sessions.pullserve import PullSession, open_pull
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
 from relay.sessions.webhooks import Webhooks
@@ -93,12 +95,19 @@ class Registry:
         self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
         self.talk_store = TalkStore(Path(config.server.data_dir) / "talk.sqlite3")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="card-store")
+        # An edge mirrors its origin's cards (relay.sessions.upstream): the catalogue is stored once,
+        # on the origin, never per edge.
+        edge = config.cluster.role == "edge"
         self.streams: dict[str, Stream] = {
             s.name: Stream(
                 s,
                 config.transcode,
-                board=self.card_store.load(s.name, max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY),
-                store=self.card_store,
+                board=(
+                    CardBoard(max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY)
+                    if edge
+                    else self.card_store.load(s.name, max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY)
+                ),
+                store=None if edge else self.card_store,
                 talk_store=self.talk_store,
                 store_pool=self._store_pool,
             )
@@ -109,6 +118,7 @@ class Registry:
         self._ticker: asyncio.Task[None] | None = None
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
+        self.pulls: dict[str, PullSession] = {}  # edges pulling streams from this node (an origin)
         self._demo: SyntheticSource | None = None
         self.recently_ended = RecentlyEnded()  # so a DELETE just after the session ended gets 200
 
@@ -247,6 +257,9 @@ class Registry:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
         codec = view_codec(offer) or H264  # the caller refused offers with neither
+        if codec == VP8 and self.config.cluster.role == "edge":
+            # An edge only forwards the origin's H.264 rungs; it has no decoder to feed a VP8 encoder.
+            raise BadOffer("this edge serves H.264 only: offer H.264, or watch on the stream's origin")
         session_id = new_session_id()
         self.admission.admit_viewer(
             session_id, stream.name, max_viewers=stream.config.max_viewers, open_fds=self._open_fds()
@@ -336,6 +349,45 @@ class Registry:
             stream.remove_viewer(session.id)
             await stream.stop_unwatched_encoders()
 
+    # ---- pulls: edges as privileged viewers of every rung (relay.sessions.pullserve) ----------
+    async def open_pull(self, stream: Stream, offer_sdp: str, rungs: list[str], node: str) -> tuple[str, str]:
+        """An edge's pull of ``rungs`` of ``stream`` (its cluster token was checked by the caller).
+
+        Not counted against viewer limits: one pull serves all of an edge's viewers."""
+        session_id = new_session_id()
+        try:
+            session, answer = await open_pull(
+                stream,
+                offer_sdp,
+                rungs,
+                node=node,
+                session_id=session_id,
+                setup_timeout_s=self.config.limits.setup_timeout_s,
+                on_end=self._pull_ended,
+            )
+        except BaseException as exc:
+            _raise_if_exhausted(exc)
+            raise
+        self.pulls[session.id] = session
+        return session.id, answer
+
+    async def _pull_ended(self, session: ViewerSession, reason: str) -> None:
+        self.recently_ended.record(session.id, f"pull/{session.stream}", time.monotonic())
+        self.pulls.pop(session.id, None)
+        stream = self.streams.get(session.stream)
+        if stream is not None:
+            stream.pulls.pop(session.id, None)
+        log.info("%s: pull ended (%s)", session.label, reason)
+
+    async def close_pull(self, stream_name: str, session_id: str) -> bool:
+        session = self.pulls.get(session_id)
+        if session is None or session.stream != stream_name:
+            if self.recently_ended.ended(session_id, f"pull/{stream_name}", time.monotonic()):
+                return False
+            raise SessionNotFound(f"no pull session {session_id[:8]}… on stream {stream_name!r}")
+        await session.close("DELETE by edge")
+        return True
+
     def viewer(self, stream_name: str, session_id: str) -> ViewerSession:
         session = self.viewers.get(session_id)
         if session is None or session.stream != stream_name:
@@ -377,6 +429,7 @@ class Registry:
             "sessions": {
                 "publishers": len(self.publishers),
                 "viewers": len(self.viewers),
+                "pulls": len(self.pulls),
                 "negotiating": negotiating,
                 "peer_connections": len(self.publishers) + len(self.viewers) + negotiating,
                 "session_tasks": session_tasks,
@@ -396,7 +449,8 @@ class Registry:
         """Shutdown: tell every viewer ``bye``, then close every session and stream."""
         bye = encode(Bye("server shutting down"))
         await asyncio.gather(*(v.say_goodbye(bye) for v in self.viewers.values()), return_exceptions=True)
-        sessions: list[Any] = [*self.publishers.values(), *self.viewers.values()]
+        await asyncio.gather(*(p.say_goodbye(bye) for p in self.pulls.values()), return_exceptions=True)
+        sessions: list[Any] = [*self.publishers.values(), *self.viewers.values(), *self.pulls.values()]
         if self._demo is not None:
             sessions.append(self._demo)
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)

@@ -39,7 +39,7 @@ from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
 from relay.talk.reviewer import Reviewer
 from relay.talk.store import TalkStore
-from transcode.frames import H264, VP8, EncodedFrame
+from transcode.frames import H264, VP8, EncodedFrame, EncoderStats
 from transcode.pipeline import StreamTranscoder
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ class Publisher(Protocol):
     def ingest_stats(self) -> dict[str, object] | None: ...
 
     async def close(self, reason: str) -> None: ...
+
+
+class FrameSource(Protocol):
+    """Where an edge's frames come from instead of a transcoder: its pull of the origin
+    (``relay.sessions.upstream``). Keyframe requests go to it; it reports the rungs it carries."""
+
+    sizes: dict[str, tuple[int, int]]
+
+    def request_keyframe(self, rung: str) -> None: ...
+
+    def stats(self) -> list[EncoderStats]: ...
 
 
 class Stream:
@@ -96,8 +107,11 @@ class Stream:
             encoder_threads=transcode.encoder_threads,
             on_media=self._on_media,
         )
+        # An edge's stream is fed by its pull of the origin (``use_upstream``); its transcoder idles.
+        self.upstream: FrameSource | None = None
+        self._upstream_offline = False  # the origin says its stream is offline
         self.fanout = Fanout(
-            self.transcoder.request_keyframe,
+            self._request_keyframe,
             self._on_switched,
             keyframe_min_interval_s=transcode.keyframe_min_interval_ms / 1000,
             clock=time.monotonic,
@@ -108,12 +122,15 @@ class Stream:
             self.fanout,
             self.rungs,
             self._auto_switch,
-            rung_bytes=lambda: {s.rung: s.bytes_out for s in self.transcoder.stats()},
+            rung_bytes=lambda: {s.rung: s.bytes_out for s in self.encoder_stats()},
             audio_bps=transcode.audio_kbps * 1000,
         )
         self.publisher: Publisher | None = None
         self._media = False  # whether the current publisher's video has arrived (see ``state``)
         self.viewers: dict[str, ViewerSession] = {}
+        # Edges pulling this stream (origin side, ``relay.sessions.pullserve``): they get every
+        # broadcast (cards, state, talk) like viewers, but are no viewers of any rung.
+        self.pulls: dict[str, ViewerSession] = {}
         # SSE subscribers that follow one viewer's clock (``/events?viewer=``), by viewer id.
         self._clock_watchers: dict[str, set[asyncio.Queue[FeedItem]]] = {}
         self._vp8_viewers: set[str] = set()  # viewers whose offer had no H.264: they watch VP8 rungs
@@ -122,6 +139,7 @@ class Stream:
         # Totals over every viewer the stream had (the per-viewer figures go with their viewer).
         self.auto_switches: dict[str, int] = {}  # ABR moves, by the rung moved to
         self._refused_gone = 0  # retransmissions refused to viewers that have left
+        self.pull_keyframe_requests = 0  # PLI/FIR from pulling edges
         self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
         self.cards = CardFeed(
             config.name,
@@ -175,7 +193,7 @@ class Stream:
     def state(self) -> StreamPhase:
         """What viewers and the API are told: "offline", "connecting" (a publisher holds the
         stream but no video has arrived, e.g. its DTLS is still being set up) or "live"."""
-        if self.publisher is None:
+        if self.publisher is None or self._upstream_offline:
             return "offline"
         return "live" if self._media else "connecting"
 
@@ -195,7 +213,51 @@ class Stream:
     def _on_frame(self, frame: EncodedFrame) -> None:
         self.fanout.publish(frame)
 
+    def request_rung_keyframe(self, rung: str) -> None:
+        """An IDR on ``rung`` (from its encoder, or on an edge from the origin)."""
+        self._request_keyframe(rung)
+
+    def _request_keyframe(self, rung: str) -> None:
+        if self.upstream is not None:
+            self.upstream.request_keyframe(rung)
+        else:
+            self.transcoder.request_keyframe(rung)
+
+    def encoder_stats(self) -> list[EncoderStats]:
+        """Each rung's counters: the transcoder's, or on an edge what its pull received."""
+        return self.upstream.stats() if self.upstream is not None else self.transcoder.stats()
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        return self.upstream.sizes if self.upstream is not None else self.transcoder.sizes
+
+    # ---- an edge's stream: the origin's frames, as its transcoder would deliver them ------------
+    def use_upstream(self, source: FrameSource | None) -> None:
+        self.upstream = source
+        self._upstream_offline = False
+
+    def on_upstream_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
+        self._on_rungs(dict(sizes))
+
+    def on_upstream_frame(self, frame: EncodedFrame) -> None:
+        if frame.kind == "video" and not self._media:
+            self._on_media()
+        self.fanout.publish(frame)
+
+    def on_upstream_phase(self, phase: StreamPhase) -> None:
+        """The origin's stream went offline, is connecting, or is live: the edge says the same."""
+        was = self.state
+        self._upstream_offline = phase == "offline"
+        if phase != "live":
+            self._media = False
+        if was != self.state:
+            log.info("stream %s is %s (at its origin)", self.name, self.state)
+            self.broadcast(self.state_message())
+
     def _on_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
+        for pull in list(self.pulls.values()):
+            if getattr(pull, "rungs", None) != sizes:  # the edge pulls again, for the new rungs
+                self.pulls.pop(pull.id, None)
+                pull.close_soon("the stream's rungs changed")
         targets = self.rungs.set_encoded(sizes, time.monotonic())
         self.fanout.remap([*sizes, *(rung_for_codec(n, VP8) for n in sizes)], self._nearest)
         for viewer_id, target in targets.items():
@@ -227,7 +289,8 @@ class Stream:
             await self.transcoder.set_vp8(self.vp8_demand())
 
     def _viewer_broken(self, viewer_id: str, reason: str) -> None:
-        viewer = self.viewers.get(viewer_id)
+        session_id = viewer_id.split("/", 1)[0]  # a pull's members are "{session}/{rung}"
+        viewer = self.viewers.get(viewer_id) or self.pulls.get(session_id)
         log.warning("stream %s: sending to viewer %s failed (%s); closing it", self.name, viewer_id[:8], reason)
         if viewer is not None:
             viewer.close_soon(f"send failed: {reason}")
@@ -242,7 +305,7 @@ class Stream:
 
     def _rendition_message(self, viewer_id: str, rung: str) -> str:
         """What a viewer is told about its rung: name, size, and whether it is on auto."""
-        width, height = self.transcoder.sizes.get(ladder_rung(rung), (0, 0))
+        width, height = self.sizes().get(ladder_rung(rung), (0, 0))
         return encode(RenditionChanged(rung, width, height, self.rungs.is_auto(viewer_id)))
 
     # ---- publisher ----------------------------------------------------------------------------
@@ -257,11 +320,14 @@ class Stream:
         """Send one serialised message (``relay.messages.encode``) to every viewer."""
         for viewer in self.viewers.values():
             viewer.send(message)
+        for pull in self.pulls.values():
+            pull.send(message)
 
     def set_publisher(self, publisher: Publisher | None) -> None:
         was = self.state
         self.publisher = publisher
         self._media = False
+        self._upstream_offline = False
         if was != self.state:
             log.info("stream %s is %s", self.name, self.state)
             self.broadcast(self.state_message())
@@ -380,7 +446,7 @@ class Stream:
             self.viewer_keyframe_requests += 1
             rung = self.fanout.rung_of(viewer_id)
             if rung is not None:
-                self.transcoder.request_keyframe(rung)
+                self._request_keyframe(rung)
             return
         now = time.monotonic()
         tracks = self.fanout.tracks(viewer_id)
@@ -450,8 +516,9 @@ class Stream:
                     "encode_ms_total": s.encode_ms_total,
                     "passthrough": s.passthrough,
                 }
-                for s in self.transcoder.stats()
+                for s in self.encoder_stats()
             ],
+            "pulls": [{"id": p.id[:8], "node": getattr(p, "node", None)} for p in self.pulls.values()],
             "frames_forwarded": self.fanout.frames_forwarded,
             "packets_forwarded": self.fanout.packets_forwarded,
             "bytes_forwarded": self.fanout.bytes_forwarded,

@@ -1,0 +1,94 @@
+"""The cluster's HTTP surface: edges pulling from an origin, redirects, and ``GET /api/cluster``.
+
+- ``POST /cluster/pull/{stream}?rungs=720p,480p&node=ID`` (``Authorization: Bearer <cluster
+  token>``, an SDP offer with one recvonly video section per rung, audio and a ``cards`` data
+  channel) -> ``201`` + ``Location`` + answer: the edge's pull (``relay.sessions.pullserve``);
+  ``DELETE`` on the ``Location`` ends it. Only an origin takes pulls.
+- A WHEP POST that this node should not serve gets ``307 Temporary Redirect`` to the chosen
+  edge's ``/whep/{stream}``, with the query kept and ``via=<this node>`` added (a redirected
+  request is served where it lands, never redirected again).
+- On an edge, card writes (the host API) are redirected to the stream's origin, which owns the
+  catalogue; the edges mirror its events.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from relay.cluster.node import ClusterNode
+from relay.cluster.nodes import NodeLoad
+from relay.errors import StreamNotFound
+from relay.http.input import check_bearer, read_body
+from relay.http.middleware import Handler
+from relay.sessions.pullserve import parse_rungs
+
+CLUSTER = web.AppKey("cluster", ClusterNode)
+
+
+def redirect_to(request: web.Request, node: NodeLoad, me: str) -> web.Response:
+    """307 to the same request on ``node`` (RFC 9725 allows it; clients resend the body)."""
+    query = [(k, v) for k, v in request.query.items() if k != "via"] + [("via", me)]
+    location = f"{node.url.rstrip('/')}{request.path}?{urlencode(query)}"
+    return web.Response(status=307, headers={"Location": location}, text=f"served by {node.node_id}\n")
+
+
+async def pull_post(request: web.Request) -> web.Response:
+    node = request.app[CLUSTER]
+    config, registry = node.config, node.registry
+    if node.role != "origin":
+        raise StreamNotFound(f"node {node.node_id} is an {node.role} node: pull from the stream's origin")
+    check_bearer(request, config.cluster.token or "")
+    stream = registry.stream(request.match_info["stream"])
+    limits = config.limits
+    sdp = await read_body(
+        request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
+    )
+    rungs = parse_rungs(request.query.get("rungs", ""), stream)
+    edge = request.query.get("node") or request.remote or "unknown"
+    session_id, answer = await registry.open_pull(stream, sdp, rungs, edge[:128])
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": f"/cluster/pull/{stream.name}/{session_id}"},
+    )
+
+
+async def pull_delete(request: web.Request) -> web.Response:
+    registry = request.app[CLUSTER].registry
+    closed = await registry.close_pull(request.match_info["stream"], request.match_info["session"])
+    return web.Response(status=200, text="pull ended\n" if closed else "pull had already ended\n")
+
+
+async def api_cluster(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CLUSTER].snapshot())
+
+
+@web.middleware
+async def edge_card_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On an edge, the host API's card writes go to the origin (307), which owns the catalogue."""
+    node = request.app.get(CLUSTER)
+    path = request.path
+    if (
+        node is not None
+        and node.role == "edge"
+        and request.method in ("POST", "DELETE")
+        and path.startswith("/api/streams/")
+        and "/cards" in path
+    ):
+        stream = path.split("/")[3]
+        origin = await node.origin_url(stream)
+        query = f"?{request.query_string}" if request.query_string else ""
+        return web.Response(status=307, headers={"Location": f"{origin.rstrip('/')}{path}{query}"})
+    return await handler(request)
+
+
+def cluster_routes(app: web.Application) -> None:
+    """Register the cluster routes; the node itself is put in ``app[CLUSTER]`` at startup."""
+    stream = r"{stream:[A-Za-z0-9_-]{1,64}}"
+    session = r"{session:[A-Za-z0-9_-]{1,64}}"
+    app.router.add_post(f"/cluster/pull/{stream}", pull_post)
+    app.router.add_delete(f"/cluster/pull/{stream}/{session}", pull_delete)
+    app.router.add_get("/api/cluster", api_cluster)
