@@ -79,6 +79,18 @@ class TranscodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HlsConfig:
+    """LL-HLS out of the encoded rungs (``/hls/{stream}/...``): parts, segments, window, audio."""
+
+    enabled: bool = True
+    part_s: float = 0.334  # PART-TARGET: a part closes at the first frame 85 % of this after its start
+    segment_s: float = 2.0  # segments end on a keyframe once at least half of this long
+    window_segments: int = 6  # complete segments a live playlist keeps
+    audio_kbps: int = 96  # AAC, encoded once per stream for HLS (WebRTC keeps Opus)
+    max_blocking: int = 2000  # blocking playlist/part requests held at once (503 past it)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where and how the server runs."""
 
@@ -111,6 +123,7 @@ class Config:
     limits: LimitsConfig
     transcode: TranscodeConfig
     streams: tuple[StreamConfig, ...]
+    hls: HlsConfig = field(default_factory=HlsConfig)
     generated_keys: frozenset[str] = field(default_factory=frozenset)
 
     def stream(self, name: str) -> StreamConfig | None:
@@ -176,8 +189,14 @@ _OPTIONS: tuple[_Option, ...] = (
     ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest rendition width"),
     ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest rendition height"),
     ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
+    ("hls", "enabled", "--hls", "LIVECART_HLS", lambda text: _truthy(text), "serve LL-HLS at /hls/{stream}/ (1 or 0)"),
 )
-_SECTIONS: dict[str, type[Any]] = {"server": ServerConfig, "limits": LimitsConfig, "transcode": TranscodeConfig}
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "limits": LimitsConfig,
+    "transcode": TranscodeConfig,
+    "hls": HlsConfig,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,7 +318,7 @@ def _load_toml(path_text: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path_text} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path_text} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "limits", "transcode", "streams"}
+    unknown = set(data) - {"server", "limits", "transcode", "hls", "streams"}
     if unknown:
         raise ConfigError(f"config {path_text}: unknown table(s) {', '.join(sorted(unknown))}")
     return data
@@ -346,6 +365,11 @@ def _validate(config: Config) -> None:
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
         (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
+        (not 0.1 <= config.hls.part_s <= 2.0, f"hls part_s must be 0.1..2.0, got {config.hls.part_s}"),
+        (config.hls.segment_s < 3 * config.hls.part_s, "hls segment_s must be at least 3 parts"),
+        (not 3 <= config.hls.window_segments <= 100, "hls window_segments must be 3..100"),
+        (not 32 <= config.hls.audio_kbps <= 320, f"hls audio_kbps must be 32..320, got {config.hls.audio_kbps}"),
+        (config.hls.max_blocking < 1, "hls max_blocking must be positive"),
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
@@ -414,6 +438,7 @@ def load_config(
         limits=LimitsConfig(**values["limits"]),
         transcode=TranscodeConfig(**values["transcode"]),
         streams=tuple(streams),
+        hls=HlsConfig(**values["hls"]),
         generated_keys=frozenset(generated),
     )
     _validate(config)

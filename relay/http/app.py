@@ -20,6 +20,7 @@ from ingest.session import PeerSession
 from relay.config import Config
 from relay.http.cards_api import cards_routes
 from relay.http.deadlines import HeaderDeadlines
+from relay.http.hls_api import hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.http.talk_api import talk_routes
@@ -252,6 +253,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     app.router.add_get(f"/api/streams/{stream}", api_stream)
     cards_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     talk_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
+    hls_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", _page("watch.html"))
     app.router.add_get(f"/publish/{stream}", _page("publish.html"))

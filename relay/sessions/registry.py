@@ -97,6 +97,7 @@ class Registry:
             s.name: Stream(
                 s,
                 config.transcode,
+                hls=config.hls,
                 board=self.card_store.load(s.name, max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY),
                 store=self.card_store,
                 talk_store=self.talk_store,

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from ingest.errors import LiveCartError
-from relay.cards.board import CardBoard
+from relay.cards.board import CardBoard, CardEvent
+from relay.cards.card import card_json
 from relay.cards.feed import CardFeed, FeedItem, offer
 from relay.cards.store import CardStore
-from relay.config import StreamConfig, TranscodeConfig
-from relay.errors import Forbidden, SessionNotFound
+from relay.config import HlsConfig, StreamConfig, TranscodeConfig
+from relay.errors import Forbidden, MediaNotFound, SessionNotFound
+from relay.hls.packager import StreamHls
 from relay.identity import Identity, guest
 from relay.identity import verify as verify_viewer_token
 from relay.media.fanout import Fanout
@@ -38,7 +40,7 @@ from relay.sessions.viewer import ViewerSession
 from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
 from relay.talk.store import TalkStore
-from transcode.frames import H264, VP8, EncodedFrame
+from transcode.frames import AAC, H264, VP8, EncodedFrame
 from transcode.pipeline import StreamTranscoder
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Stream:
         config: StreamConfig,
         transcode: TranscodeConfig,
         *,
+        hls: HlsConfig | None = None,
         board: CardBoard | None = None,
         store: CardStore | None = None,
         store_pool: ThreadPoolExecutor | None = None,
@@ -94,7 +97,19 @@ class Stream:
             audio_kbps=transcode.audio_kbps,
             encoder_threads=transcode.encoder_threads,
             on_media=self._on_media,
+            aac_kbps=hls.audio_kbps if hls is not None and hls.enabled else None,
         )
+        # LL-HLS out of the same encoded frames (None: [hls] enabled = false).
+        self.hls: StreamHls | None = None
+        if hls is not None and hls.enabled:
+            self.hls = StreamHls(
+                config.name,
+                hls,
+                fps=transcode.fps,
+                gop_s=transcode.gop_s,
+                wall_at_zero=time.time() - self.media_time(),
+                rung_kbps=lambda name: self.rungs.kbps.get(name, 0),
+            )
         self.fanout = Fanout(
             self.transcoder.request_keyframe,
             self._on_switched,
@@ -126,6 +141,7 @@ class Stream:
             store_pool=store_pool,
             pts_ms=self.pts_ms,
             deliver=self.broadcast,
+            on_event=self._on_card,
         )
         self.talk = TalkFeed(
             config.name,
@@ -138,6 +154,11 @@ class Stream:
         )
 
     def start(self) -> None:
+        if self.hls is not None:
+            self.hls.start()
+            pts_ms = self.pts_ms()
+            for card in self.cards.board.on_screen():  # restored from the store: on screen since now
+                self.hls.on_card(self.cards.board.last_seq, "show", card.id, card_json(card), pts_ms)
         self.transcoder.start()
         self.talk.start()
         self.sendside.start()
@@ -178,9 +199,23 @@ class Stream:
 
     # ---- frames -----------------------------------------------------------------------------
     def _on_frame(self, frame: EncodedFrame) -> None:
-        self.fanout.publish(frame)
+        if frame.codec != AAC:  # AAC is for HLS only; WebRTC viewers get Opus
+            self.fanout.publish(frame)
+        if self.hls is not None:
+            self.hls.publish(frame)
+
+    def _on_card(self, event: CardEvent) -> None:
+        if self.hls is not None:
+            self.hls.on_card(event.seq, event.action, event.card.id, card_json(event.card), event.pts_ms)
+
+    def hls_or_404(self) -> StreamHls:
+        if self.hls is None:
+            raise MediaNotFound("HLS is off on this server ([hls] enabled = false)")
+        return self.hls
 
     def _on_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
+        if self.hls is not None:
+            self.hls.set_rungs(sizes)
         targets = self.rungs.set_encoded(sizes, time.monotonic())
         self.fanout.remap([*sizes, *(rung_for_codec(n, VP8) for n in sizes)], self._nearest)
         for viewer_id, target in targets.items():
@@ -448,9 +483,12 @@ class Stream:
             "viewer_loss_mean": (sum(losses) / len(losses)) if (losses := list(self._reported_loss.values())) else 0.0,
             "viewer_loss_max": max(self._reported_loss.values(), default=0.0),
             "card_actions": self.cards.actions,
+            "hls": self.hls.snapshot() if self.hls is not None else None,
         }
 
     async def close(self) -> None:
         await self.talk.close()
         await self.sendside.close()
         await self.transcoder.close()
+        if self.hls is not None:
+            await self.hls.close()
