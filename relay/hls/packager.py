@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 AUDIO = "audio"  # the AAC track's name in URLs
 QUEUE_ITEMS = 1000  # frames waiting for the packaging thread (~6 s of a 3-rung ladder with audio)
 BLOCK_TARGETS = 3  # a blocking request waits at most this many target durations
+KEYFRAME_LEAD_S = 0.05  # rungs are asked for a keyframe this long before each segment grid point
 
 
 class HlsTrack:
@@ -118,9 +119,9 @@ class StreamHls:
         config: HlsConfig,
         *,
         fps: int,
-        gop_s: float,
         wall_at_zero: float,
         rung_kbps: Callable[[str], int],
+        request_keyframe: Callable[[str], None],
     ) -> None:
         self.stream = stream
         self.config = config
@@ -128,7 +129,10 @@ class StreamHls:
         self.wall_at_zero = wall_at_zero
         self.epoch = _base36(int(time.time() * 1000))
         self._rung_kbps = rung_kbps
-        self._video_td = target_duration(config.segment_s / 2, gop_s, config.part_s)
+        self._request_keyframe = request_keyframe
+        self._grid = round(config.segment_s * VIDEO_CLOCK_HZ)
+        self._lead = round(KEYFRAME_LEAD_S * VIDEO_CLOCK_HZ)
+        self._next_grid = 0  # pts of the next grid point whose keyframes are still to be asked for
         self.tracks: dict[str, HlsTrack] = {}
         self._writers: dict[str, Fmp4Writer] = {}  # touched by the packaging thread only
         self._sizes: dict[str, tuple[int, int]] = {}
@@ -159,6 +163,11 @@ class StreamHls:
             return  # the passthrough rung keeps the publisher's GOP (and maybe B-frames): not here
         else:
             name = frame.rung
+            if frame.pts >= self._next_grid - self._lead:
+                # One keyframe on every rung at (about) the same source frame: aligned segments.
+                self._next_grid = (frame.pts + self._lead) // self._grid * self._grid + self._grid
+                for rung in self._sizes:
+                    self._request_keyframe(rung)
         track = self.tracks.get(name) or self._add_track(name)
         if track.codecs is None and frame.keyframe:
             track.codecs = avc_codec(frame.data)
@@ -193,8 +202,9 @@ class StreamHls:
             timeline = TrackTimeline(
                 timescale=AUDIO_CLOCK_HZ,
                 part_target_s=cfg.part_s,
-                segment_min_s=cfg.segment_s,
-                target_duration_s=target_duration(cfg.segment_s, 0, cfg.part_s),
+                grid_s=cfg.segment_s,
+                early_s=0,
+                target_duration_s=target_duration(cfg.segment_s),
                 window=cfg.window_segments,
             )
             track = HlsTrack(name, AUDIO, timeline, (0, 0))
@@ -203,8 +213,9 @@ class StreamHls:
             timeline = TrackTimeline(
                 timescale=VIDEO_CLOCK_HZ,
                 part_target_s=cfg.part_s,
-                segment_min_s=cfg.segment_s / 2,
-                target_duration_s=self._video_td,
+                grid_s=cfg.segment_s,
+                early_s=cfg.segment_s / 4,
+                target_duration_s=target_duration(cfg.segment_s),
                 window=cfg.window_segments,
             )
             size = self._sizes[name]

@@ -153,10 +153,11 @@ def avc_codec(annexb: bytes) -> str | None:
 AAC_LC = "mp4a.40.2"
 
 
-def target_duration(segment_min_s: float, gop_s: float, part_s: float) -> int:
-    """EXT-X-TARGETDURATION for a video track: a segment may run from ``segment_min_s`` to the
-    next keyframe (at most ``gop_s`` later), plus one part of slack; it never changes."""
-    return max(1, math.ceil(segment_min_s + gop_s + part_s))
+def target_duration(segment_s: float) -> int:
+    """EXT-X-TARGETDURATION: segments follow a ``segment_s`` grid and end up to a quarter of it
+    early or late (a keyframe a little off the grid); past TARGETDURATION minus a part they are
+    cut anyway, so none is longer. It never changes."""
+    return max(1, math.ceil(segment_s * 1.5))
 
 
 def _nal_units(data: bytes) -> list[bytes]:

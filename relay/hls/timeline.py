@@ -8,9 +8,14 @@ simply the bytes written between two cuts and a segment the concatenation of its
 The rules, in the track's ticks:
 - a part closes at the first sample at least 85 % of PART-TARGET after the part's start (so
   parts stay at or under PART-TARGET unless the source leaves a gap of over 15 % of it);
-- a segment closes at a keyframe once it is at least ``segment_min`` long, or at any sample
-  once it would otherwise outgrow the target duration (then the next segment does not begin
-  with a keyframe: its first part is not INDEPENDENT);
+- segments follow a grid of ``grid_s`` on the stream's media clock, the same for every track:
+  a segment that began in cell k (its start plus ``early_s``, divided by ``grid_s``) closes at
+  the first keyframe at or after (k + 1) x grid_s - ``early_s``. The packager asks every rung
+  for a keyframe just before each grid point, so all rungs cut at the same frame and share
+  segment numbers (what lets a player switch rungs); ``early_s`` lets a keyframe that lands a
+  frame early still cut. A segment that would otherwise outgrow the target duration is cut at
+  any sample (the next one then does not begin with a keyframe: its first part is not
+  INDEPENDENT);
 - ``end`` closes the open part and segment (the muxer was closed: a gap, a new picture size);
   the next sample opens a segment marked as a discontinuity;
 - the window keeps ``window`` complete segments; older ones are evicted (their numbers are
@@ -72,14 +77,16 @@ class TrackTimeline:
         *,
         timescale: int,
         part_target_s: float,
-        segment_min_s: float,
+        grid_s: float,
+        early_s: float,
         target_duration_s: int,
         window: int,
     ) -> None:
         self.timescale = timescale
         self.part_target = round(part_target_s * timescale)
         self._part_close = math.ceil(self.part_target * PART_CLOSE)
-        self._segment_min = round(segment_min_s * timescale)
+        self._grid = round(grid_s * timescale)
+        self._early = round(early_s * timescale)
         self.target_duration_s = target_duration_s
         # Past this, a segment is cut at the next sample even without a keyframe, so that no
         # segment outgrows EXT-X-TARGETDURATION (one more part of slack for the last sample).
@@ -109,7 +116,7 @@ class TrackTimeline:
             return None  # not after the previous sample: it joins the open part
         self._last_pts = pts
         seg_len = pts - segment.start
-        new_segment = new_map or (keyframe and seg_len >= self._segment_min) or seg_len >= self._segment_max
+        new_segment = new_map or (keyframe and pts >= self.segment_due(segment.start)) or seg_len >= self._segment_max
         if not new_segment and pts - self._part_start < self._part_close:
             return None
         part = self._close_part(segment, pts)
@@ -132,6 +139,11 @@ class TrackTimeline:
         self._last_pts = None
         self._ended = True
         return Cut(part, closed, evicted)
+
+    def segment_due(self, start: int) -> int:
+        """The pts from which a keyframe ends the segment that began at ``start``."""
+        cell = (start + self._early) // self._grid
+        return max((cell + 1) * self._grid - self._early, start + self._part_close)
 
     def _begin(self, pts: int, keyframe: bool, *, discontinuity: bool) -> None:
         segment = Segment(self._next_msn, pts, self._map_id, discontinuity, keyframe)

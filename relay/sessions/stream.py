@@ -106,9 +106,9 @@ class Stream:
                 config.name,
                 hls,
                 fps=transcode.fps,
-                gop_s=transcode.gop_s,
                 wall_at_zero=time.time() - self.media_time(),
                 rung_kbps=lambda name: self.rungs.kbps.get(name, 0),
+                request_keyframe=self.transcoder.request_keyframe,
             )
         self.fanout = Fanout(
             self.transcoder.request_keyframe,
