@@ -83,7 +83,7 @@ class HlsConfig:
     """LL-HLS out of the encoded rungs (``/hls/{stream}/...``): parts, segments, window, audio."""
 
     enabled: bool = True
-    part_s: float = 0.334  # PART-TARGET: a part closes at the first frame 85 % of this after its start
+    part_s: float = 0.333  # a part closes at the first frame 85 % of this after its start; PART-TARGET is 1.5x
     segment_s: float = 2.0  # segments end on a keyframe once at least half of this long
     window_segments: int = 6  # complete segments a live playlist keeps
     audio_kbps: int = 96  # AAC, encoded once per stream for HLS (WebRTC keeps Opus)

@@ -189,6 +189,7 @@ class AacEncoder:
         ctx.format = "fltp"
         ctx.bit_rate = kbps * 1000
         ctx.time_base = AUDIO_TIME_BASE
+        ctx.options = {"aac_coder": "fast"}  # the default two-loop search costs several times more CPU
         ctx.open()
         self._ctx = ctx
         self._resampler = av.AudioResampler(format="fltp", layout=ctx.layout, rate=AUDIO_CLOCK_HZ)
@@ -198,9 +199,11 @@ class AacEncoder:
 
     def encode(self, frame: av.AudioFrame, pts: int) -> list[EncodedFrame]:
         """Encode ``frame`` captured at ``pts`` (48 kHz units from the stream's start)."""
-        started = time.perf_counter()
-        if self._next_pts is None or abs(pts - self._next_pts) > AUDIO_CLOCK_HZ // 5:
-            self._next_pts = pts - self._fifo.samples  # first frame, or a new publisher: re-anchor
+        started = time.thread_time()  # CPU, not wall: the cost HLS adds
+        if self._next_pts is None or pts - self._next_pts > AUDIO_CLOCK_HZ // 5:
+            # First frame, or a gap (a new publisher): re-anchor. Never backwards: frames that
+            # arrive in a burst keep their counted times, so the fMP4 track's times only grow.
+            self._next_pts = pts - self._fifo.samples
         for resampled in self._resampler.resample(frame):
             resampled.pts = None
             self._fifo.write(resampled)
@@ -214,5 +217,5 @@ class AacEncoder:
             self._next_pts += AAC_FRAME_SAMPLES
             for p in self._ctx.encode(chunk):
                 encoded.append(EncodedFrame("audio", AAC, bytes(p), int(p.pts or 0), True, AAC))
-        self.encode_seconds += time.perf_counter() - started
+        self.encode_seconds += time.thread_time() - started
         return encoded

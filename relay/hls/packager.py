@@ -201,7 +201,7 @@ class StreamHls:
         if name == AUDIO:
             timeline = TrackTimeline(
                 timescale=AUDIO_CLOCK_HZ,
-                part_target_s=cfg.part_s,
+                part_s=cfg.part_s,
                 grid_s=cfg.segment_s,
                 early_s=0,
                 target_duration_s=target_duration(cfg.segment_s),
@@ -212,7 +212,7 @@ class StreamHls:
         else:
             timeline = TrackTimeline(
                 timescale=VIDEO_CLOCK_HZ,
-                part_target_s=cfg.part_s,
+                part_s=cfg.part_s,
                 grid_s=cfg.segment_s,
                 early_s=cfg.segment_s / 4,
                 target_duration_s=target_duration(cfg.segment_s),

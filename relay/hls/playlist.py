@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from relay.hls.timeline import TrackTimeline
 
 PART_SEGMENTS = 3  # segments (the open one included) whose parts are listed
-HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in parts: the spec's minimum
+HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in PART-TARGETs: the spec's SHOULD (its MUST is 2)
 VERSION = 6
 
 
@@ -76,12 +76,13 @@ def media_playlist(
 ) -> str:
     """One track's live playlist: the window, the open segment's parts and the preload hint."""
     ts = timeline.timescale
-    part_target = timeline.part_target / ts
+    part_target = math.ceil(timeline.part_target / ts * 1000) / 1000  # never printed below a real part
+    hold_back = HOLD_BACK_PARTS * part_target
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
         f"#EXT-X-TARGETDURATION:{timeline.target_duration_s}",
-        f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={HOLD_BACK_PARTS * part_target:.3f}",
+        f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}",
         f"#EXT-X-PART-INF:PART-TARGET={part_target:.3f}",
     ]
     segments = timeline.segments

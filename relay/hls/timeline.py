@@ -6,8 +6,9 @@ the new sample closed. The packager writes every sample as its own fMP4 fragment
 simply the bytes written between two cuts and a segment the concatenation of its parts.
 
 The rules, in the track's ticks:
-- a part closes at the first sample at least 85 % of PART-TARGET after the part's start (so
-  parts stay at or under PART-TARGET unless the source leaves a gap of over 15 % of it);
+- a part closes at the first sample at least 85 % of ``part_s`` after the part's start, so
+  parts are about ``part_s`` long; PART-TARGET (their maximum) is 1.5 x ``part_s``, so that a
+  source whose frames come up to ~0.2 s apart (a publisher on a busy link) keeps within it;
 - segments follow a grid of ``grid_s`` on the stream's media clock, the same for every track:
   a segment that began in cell k (its start plus ``early_s``, divided by ``grid_s``) closes at
   the first keyframe at or after (k + 1) x grid_s - ``early_s``. The packager asks every rung
@@ -28,7 +29,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-PART_CLOSE = 0.85  # a part closes at the first sample this fraction of PART-TARGET after its start
+PART_CLOSE = 0.85  # a part closes at the first sample this fraction of part_s after its start
+PART_TARGET = 1.5  # PART-TARGET (the longest a part may be) in part_s
 
 
 class Part(NamedTuple):
@@ -76,15 +78,16 @@ class TrackTimeline:
         self,
         *,
         timescale: int,
-        part_target_s: float,
+        part_s: float,
         grid_s: float,
         early_s: float,
         target_duration_s: int,
         window: int,
     ) -> None:
         self.timescale = timescale
-        self.part_target = round(part_target_s * timescale)
-        self._part_close = math.ceil(self.part_target * PART_CLOSE)
+        self.part_s = part_s
+        self.part_target = round(part_s * PART_TARGET * timescale)
+        self._part_close = math.ceil(part_s * PART_CLOSE * timescale)
         self._grid = round(grid_s * timescale)
         self._early = round(early_s * timescale)
         self.target_duration_s = target_duration_s

@@ -480,6 +480,8 @@ class Stream:
             "join_keyframe_requests": self.fanout.keyframe_requests,
             "bad_viewer_messages": self.bad_viewer_messages,
             "audio_frames_dropped": self.transcoder.audio_frames_dropped,
+            "aac_frames_dropped": self.transcoder.aac_frames_dropped,
+            "aac_encode_ms": self.transcoder.aac_encode_ms,
             "viewer_loss_mean": (sum(losses) / len(losses)) if (losses := list(self._reported_loss.values())) else 0.0,
             "viewer_loss_max": max(self._reported_loss.values(), default=0.0),
             "card_actions": self.cards.actions,

@@ -30,7 +30,7 @@ EPOCH = "mx5abc"
 
 def timeline_with(frames: int, *, key_every: int = 60, gap: int = 3000) -> TrackTimeline:
     timeline = TrackTimeline(
-        timescale=HZ, part_target_s=0.334, grid_s=2.0, early_s=0.5, target_duration_s=target_duration(2.0), window=6
+        timescale=HZ, part_s=0.333, grid_s=2.0, early_s=0.5, target_duration_s=target_duration(2.0), window=6
     )
     for i in range(frames):
         timeline.on_sample(i * gap, i % key_every == 0)

@@ -8,14 +8,14 @@ from hypothesis import strategies as st
 from relay.hls.timeline import Cut, TrackTimeline
 
 HZ = 90_000
-PART_S = 0.334
+PART_S = 0.333
 SEGMENT_S = 2.0
 TD = 3
 
 
 def video_timeline(window: int = 6) -> TrackTimeline:
     return TrackTimeline(
-        timescale=HZ, part_target_s=PART_S, grid_s=SEGMENT_S, early_s=SEGMENT_S / 4, target_duration_s=TD, window=window
+        timescale=HZ, part_s=PART_S, grid_s=SEGMENT_S, early_s=SEGMENT_S / 4, target_duration_s=TD, window=window
     )
 
 
@@ -192,7 +192,7 @@ def test_samples_that_do_not_move_forward_close_nothing() -> None:
 
 def test_audio_segments_cut_on_the_grid_without_keyframe_hunting() -> None:
     timeline = TrackTimeline(
-        timescale=48_000, part_target_s=PART_S, grid_s=SEGMENT_S, early_s=0, target_duration_s=TD, window=6
+        timescale=48_000, part_s=PART_S, grid_s=SEGMENT_S, early_s=0, target_duration_s=TD, window=6
     )
     for i in range(600):
         timeline.on_sample(1024 * i + 500, True)
