@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +61,7 @@ def test_parts_tile_their_segments_and_segments_tile_the_timeline(samples: list[
     feed(timeline, samples)
     segments = timeline.segments
     assert segments[0].start == samples[0][0]
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert before.complete
         assert before.start + (before.duration or 0) == after.start
         assert after.msn == before.msn + 1
@@ -126,7 +128,9 @@ def test_the_window_keeps_the_newest_segments_and_says_which_left(samples: list[
 
 @settings(max_examples=200, deadline=None)
 @given(sources(), st.integers(-1, 400), st.one_of(st.none(), st.integers(-1, 12)))
-def test_blocking_requests_resolve_as_the_spec_says(samples: list[tuple[int, bool]], msn: int, part: int | None) -> None:
+def test_blocking_requests_resolve_as_the_spec_says(
+    samples: list[tuple[int, bool]], msn: int, part: int | None
+) -> None:
     timeline = video_timeline(window=4)
     feed(timeline, samples)
     segments = {s.msn: s for s in timeline.segments}
