@@ -45,7 +45,8 @@ export class HlsPlayback {
       return;
     }
     const hls = new Hls({
-      lowLatencyMode: true,
+      lowLatencyMode: true, // aims at PART-HOLD-BACK behind the live edge
+      maxLiveSyncPlaybackRate: 1.25, // fall behind (a stall, a slow start) and play slightly faster to catch up
       backBufferLength: 30,
       manifestLoadingMaxRetry: 1000, // an offline stream has no playlist yet: keep asking
       manifestLoadingRetryDelay: 1000,
