@@ -39,8 +39,10 @@ def cpu_seconds(pid: int) -> float:
 def start(hls: bool, tmp: Path) -> tuple[subprocess.Popen[str], str]:
     log = (tmp / f"server-hls{int(hls)}.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--demo", "--host", "127.0.0.1", "--port", "0"]
-        + ["--hls", "1" if hls else "0", "--data-dir", str(tmp / f"data{int(hls)}"), "--log-level", "warning"],
+        [
+            *(sys.executable, "-m", "relay.cli", "serve", "--demo", "--host", "127.0.0.1", "--port", "0"),
+            *("--hls", "1" if hls else "0", "--data-dir", str(tmp / f"data{int(hls)}"), "--log-level", "warning"),
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

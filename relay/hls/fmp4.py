@@ -146,6 +146,14 @@ class Fmp4Writer:
         self._last_pts = pts
         self.samples += 1
 
+    def finish(self) -> MuxOut:
+        """The track went silent: end the muxer now, so its last part and segment complete."""
+        last = self._last_pts
+        if self._container is None or last is None:
+            return MuxOut(b"", None, None, False)
+        closed_at = last + self._last_duration
+        return MuxOut(self.close(), closed_at, None, False)
+
     def close(self) -> bytes:
         """End the muxer: the last sample's fragment comes out (returned)."""
         container, self._container, self._stream = self._container, None, None

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 AUDIO = "audio"  # the AAC track's name in URLs
 QUEUE_ITEMS = 1000  # frames waiting for the packaging thread (~6 s of a 3-rung ladder with audio)
 BLOCK_TARGETS = 3  # a blocking request waits at most this many target durations
+SILENCE_S = 1.0  # a track without samples this long is finished: its last part and segment complete
 KEYFRAME_LEAD_S = 0.05  # rungs are asked for a keyframe this long before each segment grid point
 
 
@@ -55,6 +56,8 @@ class HlsTrack:
         self.segments: dict[int, bytes] = {}
         self._pending = bytearray()  # the part being written
         self._changed = asyncio.Event()
+        self.last_sample_at = 0.0  # monotonic time of the newest sample queued
+        self.finished = True  # no sample since the last ``finish`` (or ever)
         self.bytes_out = 0
         self.skip_to_keyframe = False  # frames were dropped before the thread: resume at a keyframe
 
@@ -137,7 +140,7 @@ class StreamHls:
         self._writers: dict[str, Fmp4Writer] = {}  # touched by the packaging thread only
         self._sizes: dict[str, tuple[int, int]] = {}
         self.cards = CardRanges()
-        self._queue: deque[tuple[str, EncodedFrame | tuple[int, int]]] = deque()
+        self._queue: deque[tuple[str, EncodedFrame | tuple[int, int] | None]] = deque()
         self._ready = asyncio.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"hls-{stream}")
         self._task: asyncio.Task[None] | None = None
@@ -180,6 +183,8 @@ class StreamHls:
             track.skip_to_keyframe = track.kind != AUDIO
             return
         self._queue.append((name, frame))
+        track.last_sample_at = time.monotonic()
+        track.finished = False
         self._ready.set()
 
     def set_rungs(self, sizes: dict[str, tuple[int, int]]) -> None:
@@ -228,7 +233,10 @@ class StreamHls:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._ready.wait()
+            try:
+                await asyncio.wait_for(self._ready.wait(), SILENCE_S / 2)
+            except TimeoutError:
+                self._finish_silent(time.monotonic())
             self._ready.clear()
             batch = list(self._queue)
             self._queue.clear()
@@ -237,17 +245,28 @@ class StreamHls:
             results = await loop.run_in_executor(self._pool, self._mux, batch)
             for name, frame, out in results:
                 try:
-                    self.tracks[name].apply(out, frame.pts, frame.keyframe)
+                    self.tracks[name].apply(out, frame.pts if frame else 0, frame.keyframe if frame else False)
                 except Exception as exc:  # a bug here must not stop HLS for the other tracks
                     log.error("hls %s/%s: packaging failed: %s: %s", self.stream, name, type(exc).__name__, exc)
 
+    def _finish_silent(self, now: float) -> None:
+        """Tracks that have had no sample for SILENCE_S (the publisher left): finish them, so
+        that their playlists end on a complete segment instead of a part that never comes."""
+        for name, track in self.tracks.items():
+            if not track.finished and now - track.last_sample_at > SILENCE_S:
+                track.finished = True
+                self._queue.append((name, None))
+
     def _mux(
-        self, batch: list[tuple[str, EncodedFrame | tuple[int, int]]]
-    ) -> list[tuple[str, EncodedFrame, MuxOut]]:
+        self, batch: list[tuple[str, EncodedFrame | tuple[int, int] | None]]
+    ) -> list[tuple[str, EncodedFrame | None, MuxOut]]:
         started = time.thread_time()
-        results: list[tuple[str, EncodedFrame, MuxOut]] = []
+        results: list[tuple[str, EncodedFrame | None, MuxOut]] = []
         for name, item in batch:
             writer = self._writers[name]
+            if item is None:
+                results.append((name, None, writer.finish()))
+                continue
             if not isinstance(item, EncodedFrame):
                 writer.restart(*item)
                 continue

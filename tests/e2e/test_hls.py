@@ -281,7 +281,16 @@ async def test_blocking_reload_waits_for_the_part_and_bad_requests_get_one_line(
                     assert text.count("\n") == 1 and len(text) < 200, text
         finally:
             await publisher.stop(http)
-        async with http.get(f"{base}/index.m3u8") as res:  # the playlist outlives the publisher
+
+        # The publisher left: within a second or so the playlists end on a complete segment,
+        # with no part left to wait for (and still there for players that come late).
+        async def ended() -> bool:
+            _, _, body = await fetch(http, f"{base}/240p/index.m3u8")
+            playlist = m3u8.loads(body.decode())
+            return playlist.preload_hint is None and playlist.segments[-1].uri is not None
+
+        await wait_until(ended, timeout=10)
+        async with http.get(f"{base}/index.m3u8") as res:
             assert res.status == 200
 
 
