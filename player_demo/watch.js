@@ -1,6 +1,8 @@
 // The LiveCart viewer: WHEP playback, a "cards" data channel (SSE when it does not open),
 // product cards shown on the video frame of their pts_ms, a rendition menu, stats, and
 // automatic reconnection. The conversation (comments, likes, viewer count) is talk.js.
+// `?mode=hls` plays LL-HLS instead (hlsplayer.js), and so does the page by itself when WebRTC
+// has not connected within FALLBACK_MS (UDP blocked, say).
 //
 // Card sync: the server tells this session how its RTP timestamps map to the stream's media
 // time (`clock` messages: a reference pair, sent again after every rung switch). Each frame the
@@ -10,6 +12,7 @@
 import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
 import { formatBitrate, formatPrice } from "/static/format.js";
 import { createTalk } from "/static/talk.js";
+import { HlsPlayback } from "/static/hlsplayer.js";
 
 const stream = streamFromPath();
 const params = new URLSearchParams(location.search);
@@ -20,6 +23,10 @@ const cardsEl = document.getElementById("cards");
 const menu = document.getElementById("rendition");
 const currentEl = document.getElementById("current");
 const statsEl = document.getElementById("stats");
+const FALLBACK_MS = 4000; // WebRTC not connected by then: play LL-HLS instead
+let transport = params.get("mode") === "hls" ? "hls" : "webrtc";
+let hlsPlayback = null;
+let fallbackTimer = null;
 
 let pc = null;
 let channel = null;
@@ -204,9 +211,51 @@ function stopSse() {
   sse = null;
 }
 
+// ---- LL-HLS -------------------------------------------------------------------------------------
+function startHls(why) {
+  transport = "hls";
+  document.body.dataset.transport = "hls";
+  if (why) console.info(`livecart: playing LL-HLS (${why})`);
+  setStatus("connecting", "Connecting (HLS)…");
+  hlsPlayback = new HlsPlayback(video, stream, {
+    onCards: (cards) => {
+      const ids = new Set(cards.map((c) => c.id));
+      for (const id of [...shown.keys()]) if (!ids.has(id)) hideCard(id);
+      for (const card of cards) {
+        const entry = shown.get(card.id);
+        if (!entry || JSON.stringify(entry.card) !== JSON.stringify(card)) showCard(card);
+      }
+    },
+    onStatus: setStatus,
+    onLevels: (names) => {
+      const known = [...menu.options].map((o) => o.value);
+      for (const name of names) if (!known.includes(name)) menu.append(new Option(name, name));
+    },
+  });
+  hlsPlayback.start();
+}
+
+// WebRTC that has not connected within FALLBACK_MS gives way to LL-HLS, for good on this page.
+function fallBackToHls() {
+  if (transport !== "webrtc" || (pc && pc.connectionState === "connected")) return;
+  const old = pc;
+  pc = null;
+  clearTimeout(noChannel);
+  if (old) old.close();
+  endSession(resource);
+  resource = null;
+  session = null;
+  stopSse();
+  video.srcObject = null;
+  startHls(`WebRTC did not connect within ${FALLBACK_MS / 1000} s`);
+}
+
 // ---- connection -------------------------------------------------------------------------------
 async function connect() {
+  if (transport !== "webrtc") return;
   setStatus("connecting", "Connecting…");
+  clearTimeout(fallbackTimer);
+  fallbackTimer = setTimeout(fallBackToHls, FALLBACK_MS);
   pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
@@ -226,6 +275,7 @@ async function connect() {
   pc.onconnectionstatechange = () => {
     if (!pc) return;
     clearTimeout(stalled);
+    if (pc.connectionState === "connected") clearTimeout(fallbackTimer);
     if (pc.connectionState === "failed" || pc.connectionState === "closed") {
       lost();
     } else if (pc.connectionState === "disconnected") {
@@ -260,7 +310,7 @@ function lost() {
 
 let reconnecting = false;
 function reconnect() {
-  if (reconnecting) return;
+  if (reconnecting || transport !== "webrtc") return;
   reconnecting = true;
   const old = pc;
   pc = null;
@@ -302,6 +352,7 @@ async function loadRenditions() {
 }
 
 menu.addEventListener("change", () => {
+  if (hlsPlayback) hlsPlayback.setLevel(menu.value);
   if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "rendition", name: menu.value }));
 });
 
@@ -323,8 +374,32 @@ document.getElementById("stats-toggle").addEventListener("click", () => {
   statsEl.hidden = !statsEl.hidden;
 });
 
+function showStats(rows) {
+  statsEl.replaceChildren(...Object.entries(rows).flatMap(([k, v]) => [
+    Object.assign(document.createElement("dt"), { textContent: k }),
+    Object.assign(document.createElement("dd"), { textContent: String(v) }),
+  ]));
+}
+
+function updateHlsStats() {
+  const s = hlsPlayback.stats();
+  if (!s) return;
+  showStats({
+    Transport: "LL-HLS (hls.js)",
+    Resolution: `${video.videoWidth}×${video.videoHeight}`,
+    Bitrate: formatBitrate(s.bitrate),
+    Rendition: `${s.auto ? "Auto: " : ""}${s.level}`,
+    "Latency (PDT)": s.glassToGlass === null ? "–" : `${Math.round(s.glassToGlass * 1000)} ms`,
+    "Behind live edge": Number.isFinite(s.latency) ? `${s.latency.toFixed(2)} s` : "–",
+    "Frames decoded": video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : "–",
+  });
+  currentEl.textContent = `${s.auto ? "Auto: " : ""}${s.level}`;
+  currentEl.dataset.rung = s.level;
+}
+
 let lastBytes = null;
 async function updateStats() {
+  if (hlsPlayback) return updateHlsStats();
   if (!pc) return;
   const report = await pc.getStats();
   let inbound = null;
@@ -341,6 +416,7 @@ async function updateStats() {
   const rtt = pair?.currentRoundTripTime;
   const buffer = inbound.jitterBufferEmittedCount ? inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount : 0;
   const rows = {
+    Transport: "WebRTC (WHEP)",
     Resolution: `${video.videoWidth}×${video.videoHeight}`,
     Bitrate: formatBitrate(bitrate),
     Rendition: currentEl.dataset.rung || "–",
@@ -349,14 +425,13 @@ async function updateStats() {
     "Latency (est.)": `${Math.round((buffer + (rtt || 0) / 2) * 1000)} ms`,
     "Frames decoded": inbound.framesDecoded,
   };
-  statsEl.replaceChildren(...Object.entries(rows).flatMap(([k, v]) => [
-    Object.assign(document.createElement("dt"), { textContent: k }),
-    Object.assign(document.createElement("dd"), { textContent: String(v) }),
-  ]));
+  showStats(rows);
 }
 
 // For automation and debugging: the current peer connection (read-only).
 window.livecartPlayer = {
+  get transport() { return transport; },
+  get hls() { return hlsPlayback ? hlsPlayback.stats() : null; },
   get pc() { return pc; },
   get session() { return session; },
   get resource() { return resource; },
@@ -368,4 +443,6 @@ setInterval(updateStats, 1000);
 setInterval(loadRenditions, 3000); // also the viewer count
 loadRenditions();
 watchFrames();
-connect();
+document.body.dataset.transport = transport;
+if (transport === "hls") startHls("?mode=hls");
+else connect();

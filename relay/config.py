@@ -82,6 +82,18 @@ class TranscodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HlsConfig:
+    """LL-HLS out of the encoded rungs (``/hls/{stream}/...``): parts, segments, window, audio."""
+
+    enabled: bool = True
+    part_s: float = 0.333  # a part closes at the first frame 85 % of this after its start; PART-TARGET is 1.5x
+    segment_s: float = 2.0  # segments end on a keyframe once at least half of this long
+    window_segments: int = 6  # complete segments a live playlist keeps
+    audio_kbps: int = 96  # AAC, encoded once per stream for HLS (WebRTC keeps Opus)
+    max_blocking: int = 2000  # blocking playlist/part requests held at once (503 past it)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where and how the server runs."""
 
@@ -130,6 +142,7 @@ class Config:
     transcode: TranscodeConfig
     streams: tuple[StreamConfig, ...]
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    hls: HlsConfig = field(default_factory=HlsConfig)
     generated_keys: frozenset[str] = field(default_factory=frozenset)
 
     def stream(self, name: str) -> StreamConfig | None:
@@ -200,12 +213,14 @@ _OPTIONS: tuple[_Option, ...] = (
     ("cluster", "node_id", "--node-id", "LIVECART_NODE_ID", str, "this node's name in the cluster"),
     ("cluster", "advertise_url", "--advertise-url", "LIVECART_ADVERTISE_URL", str, "URL others reach this node at"),
     ("cluster", "token", "--cluster-token", "LIVECART_CLUSTER_TOKEN", str, "secret edges show origins to pull"),
+    ("hls", "enabled", "--hls", "LIVECART_HLS", lambda text: _truthy(text), "serve LL-HLS at /hls/{stream}/ (1 or 0)"),
 )
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "limits": LimitsConfig,
     "transcode": TranscodeConfig,
     "cluster": ClusterConfig,
+    "hls": HlsConfig,
 }
 
 
@@ -330,7 +345,7 @@ def _load_toml(path_text: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path_text} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path_text} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "limits", "transcode", "cluster", "streams"}
+    unknown = set(data) - {"server", "limits", "transcode", "cluster", "hls", "streams"}
     if unknown:
         raise ConfigError(f"config {path_text}: unknown table(s) {', '.join(sorted(unknown))}")
     return data
@@ -379,6 +394,11 @@ def _validate(config: Config) -> None:
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
         (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
         *_cluster_problems(config.cluster),
+        (not 0.1 <= config.hls.part_s <= 2.0, f"hls part_s must be 0.1..2.0, got {config.hls.part_s}"),
+        (config.hls.segment_s < 3 * config.hls.part_s, "hls segment_s must be at least 3 parts"),
+        (not 3 <= config.hls.window_segments <= 100, "hls window_segments must be 3..100"),
+        (not 32 <= config.hls.audio_kbps <= 320, f"hls audio_kbps must be 32..320, got {config.hls.audio_kbps}"),
+        (config.hls.max_blocking < 1, "hls max_blocking must be positive"),
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
@@ -466,6 +486,7 @@ def load_config(
         transcode=TranscodeConfig(**values["transcode"]),
         streams=tuple(streams),
         cluster=ClusterConfig(**values["cluster"]),
+        hls=HlsConfig(**values["hls"]),
         generated_keys=frozenset(generated),
     )
     _validate(config)

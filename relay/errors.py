@@ -72,3 +72,9 @@ class LimitReached(LiveCartError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class MediaNotFound(LiveCartError):
+    """An HLS playlist, part or segment that does not exist (any more, or yet, on this server)."""
+
+    status = 404

@@ -1,4 +1,4 @@
-"""PyAV encoders for one rung of video (libx264) and for the stream's audio (libopus).
+"""PyAV encoders for one rung of video (libx264) and for the stream's audio (libopus; AAC for HLS).
 
 These run in worker threads: PyAV releases the GIL while scaling and encoding. They hold no
 locks; each instance is only ever used by one thread at a time (its rung's executor).
@@ -12,7 +12,17 @@ from fractions import Fraction
 import av
 from av.video.reformatter import VideoReformatter
 
-from transcode.frames import AUDIO_CLOCK_HZ, H264, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, EncodedFrame
+from transcode.frames import (
+    AAC,
+    AAC_CHANNELS,
+    AAC_FRAME_SAMPLES,
+    AUDIO_CLOCK_HZ,
+    H264,
+    VIDEO_CLOCK_HZ,
+    VP8,
+    VP8_SUFFIX,
+    EncodedFrame,
+)
 from transcode.rendition import Rendition, rung_kbps, rung_size
 
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
@@ -160,4 +170,52 @@ class AudioEncoder:
             self._next_pts += OPUS_FRAME_SAMPLES
             for p in self._ctx.encode(chunk):
                 encoded.append(EncodedFrame("audio", "audio", bytes(p), int(p.pts or 0), True))
+        return encoded
+
+
+class AacEncoder:
+    """Encodes the stream's audio once as AAC-LC (FFmpeg's own encoder), for HLS players.
+
+    Browsers' HLS players (hls.js through Media Source Extensions, Safari) take AAC in fMP4, not
+    Opus; WebRTC viewers keep Opus. Output frames are named ``AAC`` and stamped on the same 48 kHz
+    clock as the Opus ones.
+    """
+
+    def __init__(self, *, kbps: int = 96) -> None:
+        ctx = av.CodecContext.create("aac", "w")
+        assert isinstance(ctx, av.AudioCodecContext)
+        ctx.sample_rate = AUDIO_CLOCK_HZ
+        ctx.layout = "stereo" if AAC_CHANNELS == 2 else "mono"
+        ctx.format = "fltp"
+        ctx.bit_rate = kbps * 1000
+        ctx.time_base = AUDIO_TIME_BASE
+        ctx.options = {"aac_coder": "fast"}  # the default two-loop search costs several times more CPU
+        ctx.open()
+        self._ctx = ctx
+        self._resampler = av.AudioResampler(format="fltp", layout=ctx.layout, rate=AUDIO_CLOCK_HZ)
+        self._fifo = av.AudioFifo()
+        self._next_pts: int | None = None
+        self.encode_seconds = 0.0
+
+    def encode(self, frame: av.AudioFrame, pts: int) -> list[EncodedFrame]:
+        """Encode ``frame`` captured at ``pts`` (48 kHz units from the stream's start)."""
+        started = time.thread_time()  # CPU, not wall: the cost HLS adds
+        if self._next_pts is None or pts - self._next_pts > AUDIO_CLOCK_HZ // 5:
+            # First frame, or a gap (a new publisher): re-anchor. Never backwards: frames that
+            # arrive in a burst keep their counted times, so the fMP4 track's times only grow.
+            self._next_pts = pts - self._fifo.samples
+        for resampled in self._resampler.resample(frame):
+            resampled.pts = None
+            self._fifo.write(resampled)
+        encoded: list[EncodedFrame] = []
+        while self._fifo.samples >= AAC_FRAME_SAMPLES:
+            chunk = self._fifo.read(AAC_FRAME_SAMPLES)
+            if chunk is None:
+                break
+            chunk.pts = self._next_pts
+            chunk.time_base = AUDIO_TIME_BASE
+            self._next_pts += AAC_FRAME_SAMPLES
+            for p in self._ctx.encode(chunk):
+                encoded.append(EncodedFrame("audio", AAC, bytes(p), int(p.pts or 0), True, AAC))
+        self.encode_seconds += time.thread_time() - started
         return encoded

@@ -9,6 +9,9 @@ VIDEO_CLOCK_HZ = 90_000
 AUDIO_CLOCK_HZ = 48_000
 H264 = "h264"
 VP8 = "vp8"
+AAC = "aac"  # the stream's HLS audio: EncodedFrame("audio", AAC, ..., codec=AAC); WebRTC keeps Opus
+AAC_CHANNELS = 2  # AAC-LC, 48 kHz stereo, 1024 samples a frame: what the HLS packager declares
+AAC_FRAME_SAMPLES = 1024
 VP8_SUFFIX = "-vp8"  # a rung's VP8 rendition is named "480p-vp8": just another rung to the relay
 
 
@@ -16,7 +19,7 @@ class EncodedFrame(NamedTuple):
     """One encoded access unit of one rendition ("rung"), ready to packetise.
 
     ``data`` is Annex-B H.264 (or one VP8 frame, ``codec == VP8``) for video and one Opus packet
-    for audio. ``pts`` counts in the
+    for audio (or one raw AAC-LC frame, ``codec == AAC``, for HLS only). ``pts`` counts in the
     media clock of its kind (90 kHz video, 48 kHz audio) from the stream's start, so it stays
     continuous when a publisher is replaced.
     """
@@ -26,7 +29,7 @@ class EncodedFrame(NamedTuple):
     data: bytes
     pts: int
     keyframe: bool
-    codec: str = "h264"  # video: H264 or VP8 (a VP8 rung's frames); "opus" is implied for audio
+    codec: str = "h264"  # video: H264 or VP8 (a VP8 rung's frames); audio: "opus" implied, or AAC
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 The publisher's video is decoded once (by its receiver); each rung scales that decoded frame
 with its own reused scaler and encodes it once, in its own worker thread. Audio is encoded once
-for all rungs, in one more thread. The set of rungs follows the source size: rungs above the
+for all rungs, in one more thread (and, for HLS, once more as AAC in a thread of its own, so the
+Opus path keeps its timing). The set of rungs follows the source size: rungs above the
 source are never encoded.
 """
 
@@ -18,7 +19,7 @@ import av
 
 from ingest.h264 import has_b_slices
 from ingest.jitter import AssembledFrame
-from transcode.encoder import AudioEncoder
+from transcode.encoder import AacEncoder, AudioEncoder
 from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, EncodedFrame, EncoderStats
 from transcode.passthrough import PassthroughRung
 from transcode.rendition import SOURCE, Rendition, active_rungs, rung_size
@@ -51,6 +52,7 @@ class StreamTranscoder:
         audio_kbps: int = 64,
         encoder_threads: int = 1,
         on_media: Callable[[], None] | None = None,
+        aac_kbps: int | None = None,
     ) -> None:
         self.name = name
         self.ladder = tuple(r for r in ladder if r.name != SOURCE)  # the rungs to encode
@@ -80,6 +82,14 @@ class StreamTranscoder:
         self._audio_ready = asyncio.Event()
         self._audio_task: asyncio.Task[None] | None = None
         self.audio_frames_dropped = 0
+        # AAC for HLS (aac_kbps set): its own queue, thread and task, beside the Opus ones.
+        self._aac_kbps = aac_kbps
+        self._aac: AacEncoder | None = None
+        self._aac_pool = ThreadPoolExecutor(1, thread_name_prefix=f"enc-{name}-aac") if aac_kbps else None
+        self._aac_queue: deque[tuple[av.AudioFrame, int]] = deque(maxlen=AUDIO_QUEUE_FRAMES)
+        self._aac_ready = asyncio.Event()
+        self._aac_task: asyncio.Task[None] | None = None
+        self.aac_frames_dropped = 0
         self._closed = False
 
     def start(self) -> None:
@@ -88,6 +98,8 @@ class StreamTranscoder:
             self._audio_task = asyncio.get_running_loop().create_task(
                 self._audio_loop(), name=f"transcode {self.name} audio"
             )
+        if self._aac_pool is not None and self._aac_task is None:
+            self._aac_task = asyncio.get_running_loop().create_task(self._aac_loop(), name=f"transcode {self.name} aac")
 
     # ---- FrameSink: called on the loop by a publisher session or the demo source ----------
     def on_video(self, frame: av.VideoFrame) -> None:
@@ -106,8 +118,14 @@ class StreamTranscoder:
             return
         if len(self._audio_queue) == self._audio_queue.maxlen:
             self.audio_frames_dropped += 1
-        self._audio_queue.append((frame, round(self._clock() * AUDIO_CLOCK_HZ)))
+        pts = round(self._clock() * AUDIO_CLOCK_HZ)
+        self._audio_queue.append((frame, pts))
         self._audio_ready.set()
+        if self._aac_pool is not None:
+            if len(self._aac_queue) == self._aac_queue.maxlen:
+                self.aac_frames_dropped += 1
+            self._aac_queue.append((frame, pts))
+            self._aac_ready.set()
 
     def on_encoded_video(self, frame: AssembledFrame, request_keyframe: Callable[[], None]) -> None:
         """A whole encoded frame of the publisher's (before decoding): the source rung's input."""
@@ -262,6 +280,40 @@ class StreamTranscoder:
             out.extend(self._audio.encode(frame, pts))
         return out
 
+    async def _aac_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._aac_pool is not None
+        while True:
+            await self._aac_ready.wait()
+            self._aac_ready.clear()
+            batch = list(self._aac_queue)
+            self._aac_queue.clear()
+            if not batch:
+                continue
+            try:
+                out = await loop.run_in_executor(self._aac_pool, self._encode_aac, batch)
+            except (av.FFmpegError, ValueError) as exc:
+                log.warning("transcode %s: AAC encode failed: %s", self.name, exc)
+                self._aac = None
+                continue
+            for encoded in out:
+                try:
+                    self._on_frame(encoded)
+                except Exception as exc:  # a consumer's bug must not stop the audio for everyone
+                    log.error("transcode %s: delivering AAC failed: %s: %s", self.name, type(exc).__name__, exc)
+
+    def _encode_aac(self, batch: list[tuple[av.AudioFrame, int]]) -> list[EncodedFrame]:
+        if self._aac is None:
+            self._aac = AacEncoder(kbps=self._aac_kbps or 96)
+        out: list[EncodedFrame] = []
+        for frame, pts in batch:
+            out.extend(self._aac.encode(frame, pts))
+        return out
+
+    @property
+    def aac_encode_ms(self) -> float:
+        return round(self._aac.encode_seconds * 1000, 1) if self._aac is not None else 0.0
+
     # ---- introspection and shutdown -------------------------------------------------------
     def stats(self) -> list[EncoderStats]:
         source = [self.source.stats()] if self.source is not None else []
@@ -270,8 +322,11 @@ class StreamTranscoder:
     async def close(self) -> None:
         """Stop every task and join every worker thread."""
         self._closed = True
-        if self._audio_task is not None:
-            self._audio_task.cancel()
-            await asyncio.gather(self._audio_task, return_exceptions=True)
+        for task in (self._audio_task, self._aac_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*(r.close() for r in [*self.rungs.values(), *self.vp8.values(), *self._retired]))
         await asyncio.get_running_loop().run_in_executor(None, self._audio_pool.shutdown)
+        if self._aac_pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._aac_pool.shutdown)

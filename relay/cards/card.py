@@ -146,3 +146,8 @@ def card_to_dict(card: Card) -> dict[str, object]:
         if value is not None:
             out[f] = value
     return out
+
+
+def card_json(card: Card) -> str:
+    """The card as compact JSON (what its ``card`` field carries in events), e.g. for HLS metadata."""
+    return json.dumps(card_to_dict(card), separators=(",", ":"), ensure_ascii=False)

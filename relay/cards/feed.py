@@ -45,7 +45,8 @@ class CardFeed:
     """Owns one stream's ``CardBoard``, its rate limiter and its SSE subscriber queues.
 
     ``pts_ms()`` gives the media time a card action is stamped with (just after the frame being
-    sent now); ``deliver(json)`` sends one serialised event to every viewer's data channel.
+    sent now); ``deliver(json)`` sends one serialised event to every viewer's data channel;
+    ``on_event`` (optional) gets every event.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class CardFeed:
         pts_ms: Callable[[], int],
         deliver: Callable[[str], None],
         actions_per_s: float = 20.0,
+        on_event: Callable[[CardEvent], None] | None = None,
     ) -> None:
         self.stream = stream
         self.board = board
@@ -65,6 +67,7 @@ class CardFeed:
         self._pool = store_pool
         self._pts_ms = pts_ms
         self._deliver = deliver
+        self._on_event = on_event  # another consumer of every event (the HLS timeline)
         self._limiter = RateLimiter(actions_per_s, int(actions_per_s))
         self._lock = asyncio.Lock()
         self.subscribers: set[asyncio.Queue[FeedItem]] = set()
@@ -117,6 +120,8 @@ class CardFeed:
     def _publish(self, event: CardEvent) -> None:
         self.actions += 1
         self._deliver(event.to_json())
+        if self._on_event is not None:
+            self._on_event(event)
         for queue in list(self.subscribers):
             offer(queue, event)
 

@@ -27,6 +27,7 @@ from relay.errors import StreamBusy
 from relay.http.cards_api import cards_routes
 from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to
 from relay.http.deadlines import HeaderDeadlines
+from relay.http.hls_api import hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.http.openapi import document
@@ -295,6 +296,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         return web.Response(text=openapi, content_type="application/json")
 
     app.router.add_get("/api/openapi.json", openapi_json)
+    hls_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", _page("watch.html"))
     app.router.add_get(f"/publish/{stream}", _page("publish.html"))

@@ -102,6 +102,7 @@ class Registry:
             s.name: Stream(
                 s,
                 config.transcode,
+                hls=config.hls,
                 board=(
                     CardBoard(max_catalogue=MAX_CATALOGUE, history=CARD_HISTORY)
                     if edge

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from ingest.errors import LiveCartError
-from relay.cards.board import CardBoard
+from relay.cards.board import CardBoard, CardEvent
+from relay.cards.card import card_json
 from relay.cards.feed import CardFeed, FeedItem, offer
 from relay.cards.store import CardStore
-from relay.config import StreamConfig, TranscodeConfig
-from relay.errors import Forbidden, SessionNotFound
+from relay.config import HlsConfig, StreamConfig, TranscodeConfig
+from relay.errors import Forbidden, MediaNotFound, SessionNotFound
+from relay.hls.packager import StreamHls
 from relay.identity import Identity, guest
 from relay.identity import verify as verify_viewer_token
 from relay.media.fanout import Fanout
@@ -39,7 +41,7 @@ from relay.talk.comments import CommentRules
 from relay.talk.feed import TalkFeed
 from relay.talk.reviewer import Reviewer
 from relay.talk.store import TalkStore
-from transcode.frames import H264, VP8, EncodedFrame, EncoderStats
+from transcode.frames import AAC, H264, VP8, EncodedFrame, EncoderStats
 from transcode.pipeline import StreamTranscoder
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class Stream:
         config: StreamConfig,
         transcode: TranscodeConfig,
         *,
+        hls: HlsConfig | None = None,
         board: CardBoard | None = None,
         store: CardStore | None = None,
         store_pool: ThreadPoolExecutor | None = None,
@@ -106,10 +109,22 @@ class Stream:
             audio_kbps=transcode.audio_kbps,
             encoder_threads=transcode.encoder_threads,
             on_media=self._on_media,
+            aac_kbps=hls.audio_kbps if hls is not None and hls.enabled else None,
         )
         # An edge's stream is fed by its pull of the origin (``use_upstream``); its transcoder idles.
         self.upstream: FrameSource | None = None
         self._upstream_offline = False  # the origin says its stream is offline
+        # LL-HLS out of the same encoded frames (None: [hls] enabled = false).
+        self.hls: StreamHls | None = None
+        if hls is not None and hls.enabled:
+            self.hls = StreamHls(
+                config.name,
+                hls,
+                fps=transcode.fps,
+                wall_at_zero=time.time() - self.media_time(),
+                rung_kbps=lambda name: self.rungs.kbps.get(name, 0),
+                request_keyframe=self.transcoder.request_keyframe,
+            )
         self.fanout = Fanout(
             self._request_keyframe,
             self._on_switched,
@@ -148,6 +163,7 @@ class Stream:
             store_pool=store_pool,
             pts_ms=self.pts_ms,
             deliver=self.broadcast,
+            on_event=self._on_card,
         )
         self.talk = TalkFeed(
             config.name,
@@ -168,6 +184,11 @@ class Stream:
         )
 
     def start(self) -> None:
+        if self.hls is not None:
+            self.hls.start()
+            pts_ms = self.pts_ms()
+            for card in self.cards.board.on_screen():  # restored from the store: on screen since now
+                self.hls.on_card(self.cards.board.last_seq, "show", card.id, card_json(card), pts_ms)
         self.transcoder.start()
         self.talk.start()
         self.sendside.start()
@@ -211,7 +232,19 @@ class Stream:
 
     # ---- frames -----------------------------------------------------------------------------
     def _on_frame(self, frame: EncodedFrame) -> None:
-        self.fanout.publish(frame)
+        if frame.codec != AAC:  # AAC is for HLS only; WebRTC viewers get Opus
+            self.fanout.publish(frame)
+        if self.hls is not None:
+            self.hls.publish(frame)
+
+    def _on_card(self, event: CardEvent) -> None:
+        if self.hls is not None:
+            self.hls.on_card(event.seq, event.action, event.card.id, card_json(event.card), event.pts_ms)
+
+    def hls_or_404(self) -> StreamHls:
+        if self.hls is None:
+            raise MediaNotFound("HLS is off on this server ([hls] enabled = false)")
+        return self.hls
 
     def request_rung_keyframe(self, rung: str) -> None:
         """An IDR on ``rung`` (from its encoder, or on an edge from the origin)."""
@@ -258,6 +291,8 @@ class Stream:
             if getattr(pull, "rungs", None) != sizes:  # the edge pulls again, for the new rungs
                 self.pulls.pop(pull.id, None)
                 pull.close_soon("the stream's rungs changed")
+        if self.hls is not None:
+            self.hls.set_rungs(sizes)
         targets = self.rungs.set_encoded(sizes, time.monotonic())
         self.fanout.remap([*sizes, *(rung_for_codec(n, VP8) for n in sizes)], self._nearest)
         for viewer_id, target in targets.items():
@@ -543,12 +578,17 @@ class Stream:
             "join_keyframe_requests": self.fanout.keyframe_requests,
             "bad_viewer_messages": self.bad_viewer_messages,
             "audio_frames_dropped": self.transcoder.audio_frames_dropped,
+            "aac_frames_dropped": self.transcoder.aac_frames_dropped,
+            "aac_encode_ms": self.transcoder.aac_encode_ms,
             "viewer_loss_mean": (sum(losses) / len(losses)) if (losses := list(self._reported_loss.values())) else 0.0,
             "viewer_loss_max": max(self._reported_loss.values(), default=0.0),
             "card_actions": self.cards.actions,
+            "hls": self.hls.snapshot() if self.hls is not None else None,
         }
 
     async def close(self) -> None:
         await self.talk.close()
         await self.sendside.close()
         await self.transcoder.close()
+        if self.hls is not None:
+            await self.hls.close()

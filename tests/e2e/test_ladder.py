@@ -20,14 +20,15 @@ TARGET_KBPS = {"720p": 2500, "480p": 1000, "240p": 350}
 
 @pytest.fixture(scope="module", params=["uvloop", "asyncio"])
 def ladder_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """GOP of 10 s: every keyframe inside a test is one the test caused."""
+    """GOP of 10 s and no HLS (whose segments ask every rung for a keyframe every 2 s): every
+    keyframe inside a test is one the test caused."""
     tmp = tmp_path_factory.mktemp("ladder")
     config = write_config(
         tmp / "livecart.toml",
         f'[streams.shop]\npublish_key = "{KEY}"\n[streams.small]\npublish_key = "{KEY}"\n'
         f'[streams.gate]\npublish_key = "{KEY}"\n[streams.phone]\npublish_key = "{KEY}"\n',
     )
-    text = config.read_text().replace("[limits]", "[transcode]\ngop_s = 10\n\n[limits]")
+    text = config.read_text().replace("[limits]", "[transcode]\ngop_s = 10\n\n[hls]\nenabled = false\n\n[limits]")
     config.write_text(text)
     server = start_server(["--config", str(config), "--loop", request.param], tmp / "server.log")
     yield server
