@@ -72,7 +72,7 @@ class RedisDirectory:
             ids = await self._redis.zrange(self._key("nodes"), 0, -1)
             if not ids:
                 return []
-            values = await self._redis.mget([self._key("node", i.decode()) for i in ids])
+            values = await self._redis.mget([self._key("node", _text(i)) for i in ids])
         except (RedisError, OSError) as exc:
             raise DirectoryUnavailable(_unreachable(exc)) from None
         nodes = []
@@ -90,7 +90,7 @@ class RedisDirectory:
             value = await self._redis.get(self._key("origin", stream))
         except (RedisError, OSError) as exc:
             raise DirectoryUnavailable(_unreachable(exc)) from None
-        return None if value is None else bytes(value).decode()
+        return None if value is None else _text(value)
 
     async def leave(self, node_id: str, origin_of: tuple[str, ...]) -> None:
         try:
@@ -105,3 +105,8 @@ class RedisDirectory:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _text(value: object) -> str:
+    """A reply item as text (redis-py types replies loosely: bytes unless decoding is on)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
