@@ -264,6 +264,7 @@ async def test_chromiums_watch_page_on_the_origin_follows_the_redirect_and_plays
             origin = await get(http, f"{cluster.origin.base}/api/streams/live")
             assert sorted(watching) == [0, 1] and origin["viewers"] == 0, (watching, origin["viewers"])
         finally:
+            await page.close(run_before_unload=True)  # its pagehide DELETEs the session
             await browser.close()
 
 
@@ -330,6 +331,11 @@ async def test_an_edge_drops_its_pull_after_its_last_viewer_and_the_grace(
         await viewer.start(http)
         await viewer.wait_for(lambda r: len(r.frames) >= 10, 30)
         await viewer.stop(http)
+
+        async def nobody_watches() -> bool:  # also a Chromium viewer of an earlier test that never said DELETE
+            return (await get(http, f"{edge.base}/api/streams/live"))["viewers"] == 0
+
+        await wait_until(nobody_watches, 45)
         left = asyncio.get_running_loop().time()
 
         async def pull_gone() -> bool:
@@ -402,6 +408,16 @@ async def test_a_chromium_viewer_of_a_killed_edge_plays_again_through_the_other_
             page = await browser.new_page()
             await page.goto(f"{cluster.origin.base}/watch/live")
             await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=20000)
+            decoding = """async () => {
+              const p = window.livecartPlayer;
+              if (!p.pc || !p.resource) return false;
+              let n = 0;
+              (await p.pc.getStats()).forEach((s) => {
+                if (s.type === "inbound-rtp" && s.kind === "video") n = s.framesDecoded;
+              });
+              return n > 30;
+            }"""
+            await page.wait_for_function(decoding, timeout=20000, polling=100)  # settled on its edge
             resource = await page.evaluate("window.livecartPlayer.resource")
             victim = next(e for e in cluster.edges if resource.startswith(e.base))
             other = next(e for e in cluster.edges if e is not victim)
