@@ -121,7 +121,19 @@ async def test_watch_mode_hls_plays_shows_a_card_and_reports_latency(
 
 async def test_the_watch_page_falls_back_to_hls_when_webrtc_cannot_connect(demo_server: Server, browser: Any) -> None:
     page = await browser.new_page()
+    http = aiohttp.ClientSession()
     try:
+        # A card already on screen before this viewer comes: a late HLS joiner sees it too.
+        card = {
+            "id": "late-hat",
+            "title": "Wool hat",
+            "price": "19.00",
+            "currency": "EUR",
+            "image_url": "/static/product.svg",
+            "buy_url": "https://shop.example/hat",
+        }
+        await host(http, demo_server, "", card)
+        await host(http, demo_server, "/late-hat/show")
         await page.add_init_script(BLOCK_WEBRTC)
         started = time.monotonic()
         await page.goto(f"{demo_server.base}/watch/demo")
@@ -136,7 +148,10 @@ async def test_the_watch_page_falls_back_to_hls_when_webrtc_cannot_connect(demo_
         )
         pc_state = await page.evaluate("() => window.livecartPlayer.pc")
         assert pc_state is None, "the WebRTC attempt was given up"
+        await page.wait_for_selector('.card[data-id="late-hat"]', timeout=10_000)
+        await host(http, demo_server, "/late-hat/hide")
     finally:
         await page.close()
+        await http.close()
     print(f"WebRTC blocked: fell back to LL-HLS after {switched:.1f} s, playing {playing:.1f} s after load")
     assert switched >= 3.5, "WebRTC had its few seconds first"

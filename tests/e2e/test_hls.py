@@ -246,7 +246,8 @@ async def test_blocking_reload_waits_for_the_part_and_bad_requests_get_one_line(
                 if not await live(http, hls_server):
                     return False
                 status, _, body = await fetch(http, f"{base}/240p/index.m3u8")
-                return status == 200 and m3u8.loads(body.decode()).segments[-1].parts != []
+                segments = m3u8.loads(body.decode()).segments if status == 200 else []
+                return bool(segments and segments[-1].parts)  # no part yet: m3u8 lists no segment
 
             await wait_until(has_parts, timeout=15)
             _, _, body = await fetch(http, f"{base}/240p/index.m3u8")
@@ -287,7 +288,7 @@ async def test_blocking_reload_waits_for_the_part_and_bad_requests_get_one_line(
         async def ended() -> bool:
             _, _, body = await fetch(http, f"{base}/240p/index.m3u8")
             playlist = m3u8.loads(body.decode())
-            return playlist.preload_hint is None and playlist.segments[-1].uri is not None
+            return playlist.preload_hint is None and bool(playlist.segments) and playlist.segments[-1].uri is not None
 
         await wait_until(ended, timeout=10)
         async with http.get(f"{base}/index.m3u8") as res:
