@@ -154,7 +154,9 @@ def sync_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # a join more than a second after a keyframe gets a fresh one.
     config = write_config(
         tmp / "livecart.toml",
-        f'[streams.{STREAM}]\npublish_key = "{KEY}"\n[transcode]\ngop_s = 4.0\nkeyframe_min_interval_ms = 1000\n',
+        f'[streams.{STREAM}]\npublish_key = "{KEY}"\n[transcode]\ngop_s = 4.0\nkeyframe_min_interval_ms = 1000\n'
+        # LL-HLS puts a keyframe on every rung each 2 s whatever gop_s says: off, so GOPs are 4 s.
+        "[hls]\nenabled = false\n",
     )
     server = start_server(["--config", str(config), "--data-dir", str(tmp / "data")], tmp / "server.log")
     yield server
