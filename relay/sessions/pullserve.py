@@ -30,7 +30,6 @@ from relay.identity import Identity
 from relay.media.fanout import TrackOut, ViewerTracks
 from relay.media.rewriter import RtpRewriter
 from relay.media.takeover import take_over
-from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import encode
 from relay.sessions.stream import Stream
 from relay.sessions.viewer import ViewerSession
@@ -147,15 +146,9 @@ def _hand_over(stream: Stream, session: PullSession, rung: str, sender: RTCRtpSe
     kind = out.kind
 
     def ready(dtls: Any) -> None:
-        link = session.links.get(id(dtls))
-        if link is None:
-            try:
-                link = session.links[id(dtls)] = UdpLink.from_dtls(dtls)
-            except LinkUnavailable as exc:
-                log.warning("%s: cannot send %s: %s", session.label, kind, exc)
-                session.end_with_bye(f"no {kind} link: {exc}")
-                return
-        fanout.activate(member, kind, link)
+        link = session.link_for(dtls, kind)
+        if link is not None:
+            fanout.activate(member, kind, link)
 
     def nack(lost: list[int]) -> None:
         fanout.retransmit(member, kind, lost)

@@ -28,7 +28,6 @@ from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
 from relay.identity import Identity, guest
 from relay.media.fanout import TrackOut
 from relay.media.takeover import keep_transport_cc, take_over
-from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
@@ -319,15 +318,9 @@ class Registry:
         kind = out.kind
 
         def ready(dtls: Any) -> None:
-            link = session.links.get(id(dtls))
-            if link is None:
-                try:
-                    link = session.links[id(dtls)] = UdpLink.from_dtls(dtls)
-                except LinkUnavailable as exc:
-                    log.warning("%s: cannot send %s: %s", session.label, kind, exc)
-                    session.end_with_bye(f"no {kind} link: {exc}")
-                    return
-            fanout.activate(session.id, kind, link)
+            link = session.link_for(dtls, kind)
+            if link is not None:
+                fanout.activate(session.id, kind, link)
 
         def nack(lost: list[int]) -> None:
             fanout.retransmit(session.id, kind, lost)

@@ -12,7 +12,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from ingest.session import PeerSession, send_last
 from relay.identity import Identity, guest
 from relay.media.fanout import ViewerTracks
-from relay.media.udplink import UdpLink
+from relay.media.udplink import LinkUnavailable, UdpLink
 from relay.messages import Bye, encode
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,18 @@ class ViewerSession(PeerSession):
             return
         await self._failed.wait()
         self.close_soon(self.failure())
+
+    def link_for(self, dtls: object, kind: str) -> UdpLink | None:
+        """The fast path's link over ``dtls`` (one per transport, made on first use); None, with
+        the session ended and told why, when the transport gives no usable socket."""
+        link = self.links.get(id(dtls))
+        if link is None:
+            try:
+                link = self.links[id(dtls)] = UdpLink.from_dtls(dtls)
+            except LinkUnavailable as exc:
+                log.warning("%s: cannot send %s: %s", self.label, kind, exc)
+                self.end_with_bye(f"no {kind} link: {exc}")
+        return link
 
     def end_with_bye(self, reason: str) -> None:
         """The viewer's media path broke after its answer: stop at once, tell it, then close.
