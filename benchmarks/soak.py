@@ -112,11 +112,15 @@ async def soak(cycles: int, batch: int) -> dict[str, Any]:
                 before = await drained(http, base, 3, 30)
                 started = time.monotonic()
                 ok = 0
+                trace: list[tuple[int, int]] = [(0, before["rss_bytes"])]
                 for first in range(0, cycles, batch):
                     results = await asyncio.gather(
                         *(one_cycle(http, base, i % 2 == 0) for i in range(first, min(cycles, first + batch)))
                     )
                     ok += sum(results)
+                    done = min(cycles, first + batch)
+                    if done % max(batch, cycles // 4 // batch * batch) == 0:
+                        trace.append((done, (await counts(http, base))["rss_bytes"]))
                 took = time.monotonic() - started
                 after = await drained(http, base, 3, 60)
                 gaps = [max(b.at - a.at for a, b in pairwise(v.record.frames)) for v in steady]
@@ -134,6 +138,7 @@ async def soak(cycles: int, batch: int) -> dict[str, Any]:
         "before": before,
         "after": after,
         "max_gap_s": max(gaps),
+        "rss_trace": trace,
         "exit_code": proc.returncode,
     }
 
@@ -154,7 +159,9 @@ def report(result: dict[str, Any]) -> str:
             rows.append(f"| RSS (MB) | {b / 2**20:.1f} | {a / 2**20:.1f} | {(a - b) / 2**20:+.1f} |")
         else:
             rows.append(f"| {key} | {b} | {a} | {a - b:+d} |")
+    trace = ", ".join(f"{n}: {rss / 2**20:.1f}" for n, rss in result["rss_trace"])
     rows.append("")
+    rows.append(f"RSS (MB) after so many cycles: {trace}")
     rows.append(f"longest gap between decoded frames of the 3 steady viewers: {result['max_gap_s'] * 1000:.0f} ms")
     return "\n".join(rows)
 

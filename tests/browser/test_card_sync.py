@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,11 +202,26 @@ class Sync:
         self.shows: list[Show] = []
         self.joins: dict[str, str] = {}
 
-    async def open(self, name: str, query: str, *, sse: bool = False) -> Any:
+    async def open(
+        self, name: str, query: str, *, sse: bool = False, before_join: Callable[[], Awaitable[None]] | None = None
+    ) -> Any:
+        """Load the player; ``before_join`` runs while its WHEP offer is held, just before the join."""
         context = await self.browser.new_context()
         await context.add_init_script(OBSERVER + (NO_DATA_CHANNEL if sse else ""))
         page = await context.new_page()
         before = await _join_requests(self.http, self.server)
+        if before_join is not None:
+            prepare = before_join
+
+            async def hold_offer(route: Any) -> None:
+                nonlocal before, prepare
+                if route.request.method == "POST" and prepare is not None:
+                    await prepare()
+                    prepare = None
+                    before = await _join_requests(self.http, self.server)
+                await route.continue_()
+
+            await page.route("**/whep/**", hold_offer)
         await page.goto(f"{self.server.base}/watch/{STREAM}{query}")
         await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=15000)
         asked = await _join_requests(self.http, self.server) - before
@@ -255,11 +270,17 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         await sync.show_cards(page, "fresh", 3)
         await page.context.close()
 
-        # 2. A join from the cached frames: another viewer made 480p's keyframe moments ago.
+        # 2. A join from the cached frames: another viewer made 480p's keyframe moments ago. It
+        # joins while the page's offer is held, so loading the page (over a second on a busy
+        # machine) does not age that keyframe out of the one-second join window.
         helper = WhepViewer(sync_server.base, STREAM, rendition="480p", audio=False, read_pattern=False)
-        await helper.start(http)
-        await helper.wait_for(lambda r: len(r.frames) >= 1, 10)
-        page = await sync.open("cached", "?rendition=480p")
+
+        async def helper_joins() -> None:
+            assert helper is not None
+            await helper.start(http)
+            await helper.wait_for(lambda r: len(r.frames) >= 1, 10)
+
+        page = await sync.open("cached", "?rendition=480p", before_join=helper_joins)
         await sync.show_cards(page, "cached", 3)
         await page.context.close()
 
