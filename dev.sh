@@ -32,16 +32,29 @@ ensure_venv() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 }
 
+ensure_compiler() {
+  # The fan-out's send loop in C (relay/media/_sendloop.c) is built by pip where a C compiler and
+  # the Python headers are found; without them LiveCart runs its Python loop (slower, same bytes).
+  local include
+  include="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  if ! command -v cc >/dev/null || [ ! -f "$include/Python.h" ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3-dev >/dev/null
+  fi
+}
+
 case "${1:-}" in
   demo)
     shift
     ensure_venv
+    ensure_compiler
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check .
     exec "$VENV/bin/livecart" serve --demo "$@"
     ;;
   test)
     shift
     ensure_venv
+    ensure_compiler
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
     missing=()
     # Browser tests use Debian's Chromium (never a browser download); the lossy-link test builds a

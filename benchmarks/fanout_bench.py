@@ -4,7 +4,9 @@ Each simulated viewer gets its own SRTP session (the cipher aiortc negotiates wi
 AES-GCM, unless ``--cipher cm``) and its own UDP socket sending to a loopback port nobody reads,
 so the figure includes SRTP and the kernel's send path, as in the server. Run::
 
-    python -m benchmarks.fanout_bench --viewers 200 --seconds 5 [--profile] [--tcc]
+    python -m benchmarks.fanout_bench --viewers 200 --seconds 5 [--profile] [--tcc] [--python]
+
+``--python`` keeps the pure-Python send loop where the compiled one (relay/media/_sendloop.c) is built.
 
 ``--tcc`` gives every viewer transport-wide congestion control as a browser negotiates it: each
 packet stamped with the viewer's transport-wide number, each frame's send times recorded in its
@@ -111,6 +113,7 @@ def run(
     feedback: bool = False,
     feedback_every: int = 3,
     probe_every_s: float = 2.0,
+    native: bool = True,
 ) -> dict[str, float]:
     """Push ``seconds`` of frames to ``viewers`` as fast as possible on a simulated clock (frame
     n leaves at n/30 s); with ``feedback`` each viewer's transport-cc reports go through the
@@ -140,7 +143,7 @@ def run(
         tracks.video.configure(1000 + n, 102, "0", 3, 1, "bench", tcc_id=5 if tcc else None, rtx=(103, 5000 + n))
         fanout.attach(str(n), tracks, "720p")
         rungs.add(str(n), "720p")
-        fanout.activate(str(n), "video", UdpLink(sock, addr, _srtp(cipher), gso=gso))
+        fanout.activate(str(n), "video", UdpLink(sock, addr, _srtp(cipher), gso=gso, native=native))
         inbound.append(_srtp(cipher, key, inbound=True))
     receivers = _Receivers(_srtp(cipher, key))
     frames = _frames(kbps, 30, seconds)
@@ -186,6 +189,7 @@ def run(
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
     return {
+        "native": int(all(link.native is not None for link in fanout.links())) if viewers else 0,
         "viewers": viewers,
         "packets": packets,
         "probe_packets": sum(out.tseq for out in outs) - packets if tcc else 0,
@@ -210,6 +214,9 @@ def main() -> None:
     parser.add_argument("--no-feedback", action="store_true", help="with --tcc: stamping only, no feedback parsed")
     parser.add_argument("--feedback-every", type=int, default=3, help="frames between a viewer's feedback packets")
     parser.add_argument("--probe-every", type=float, default=2.0, help="seconds between a viewer's probes (0: none)")
+    parser.add_argument(
+        "--python", action="store_true", help="the pure-Python send loop even where the compiled one is built"
+    )
     args = parser.parse_args()
     result = run(
         args.viewers,
@@ -222,6 +229,7 @@ def main() -> None:
         args.tcc and not args.no_feedback,
         args.feedback_every,
         args.probe_every,
+        native=not args.python,
     )
     print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 

@@ -22,6 +22,7 @@ from relay.http.app import build_app
 from relay.http.cluster_api import CLUSTER
 from relay.http.deadlines import DeadlineRunner, HeaderDeadlines
 from relay.identity import mint as mint_viewer_token
+from relay.media.udplink import NATIVE
 from relay.sessions.nofile import raise_to_hard
 
 log = logging.getLogger("livecart")
@@ -88,6 +89,8 @@ async def serve(config: Config) -> int:
     scheme = "https" if ssl_context else "http"
     app[CLUSTER].start(f"{scheme}://{host}:{port}")  # in a cluster: heartbeat, routing, pulls
     print(f"LiveCart listening on {scheme}://{host}:{port}", flush=True)
+    send_loop = "compiled (relay/media/_sendloop.c)" if NATIVE else "Python (not built or LIVECART_NATIVE=0)"
+    log.info("send loop: %s", send_loop)
     for stream in shown.streams:
         if stream.name in shown.generated_keys:
             print(obs_settings_text(shown, stream), flush=True)

@@ -50,6 +50,8 @@ class Link(Protocol):
 
     sent: int
     dropped: int
+    # The whole frame in compiled code (UdpLink.send_native), or None for the Python loop below.
+    native: Callable[..., None] | None
 
     def protect(self, packet: bytes) -> bytes: ...
 
@@ -124,6 +126,7 @@ class TrackOut:
         "rtx_ssrc",
         "ssrc",
         "tcc_pack",
+        "tcc_pad",
         "tseq",
     )
 
@@ -138,6 +141,7 @@ class TrackOut:
         # Transport-wide congestion control (None unless negotiated): header + extension block +
         # this viewer's transport-wide number in one pack; the number itself; the estimator.
         self.tcc_pack: struct.Struct | None = None
+        self.tcc_pad = -1  # zero bytes after the number in the block (-1: no number)
         self.tseq = 0
         self.bwe: SendSideEstimator | None = None
         self.repair = RepairBudget(DEFAULT_REPAIR_BPS * 0.15, 0.0)
@@ -182,6 +186,7 @@ class TrackOut:
             # The block ends with the 2-byte number and the padding after it (see _extensions).
             body = (4 if abs_send_time_id is not None else 0) + (1 + len(mid_bytes) if mid_id is not None else 0) + 3
             self.tcc_pack = struct.Struct(f"!BBHII{ext_len}sH{-body % 4}x")
+            self.tcc_pad = -body % 4
             self.bwe = SendSideEstimator()
             ext_len += 2 + (-body % 4)
         self.overhead = HEADER.size + ext_len + SRTP_TAG
@@ -243,11 +248,14 @@ def _extensions(key: ExtKey, ast: bytes) -> bytes:
 
 
 def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes, now: float) -> None:
-    """The per-viewer, per-frame hot path: header, SRTP and one batched send per frame."""
+    """The per-viewer, per-frame hot path: header, SRTP and one batched send per frame.
+
+    Where the link has the compiled loop (``link.native``) the frame goes there whole; the
+    Python loop below is the fallback and the reference it is tested against (same bytes).
+    """
     link = out.link
     if link is None:
         return
-    protect = link.protect
     b0 = out.b0
     pt = out.pt
     ssrc = out.ssrc
@@ -257,23 +265,29 @@ def send_frame(out: TrackOut, frame: RtpFrame, ext: bytes, now: float) -> None:
     payloads = frame.payloads
     last = len(payloads) - 1
     tcc = out.tcc_pack
-    if tcc is None:
-        pack = HEADER.pack
-        packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
-        packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
+    t = out.tseq
+    native = link.native
+    if native is not None:
+        native(b0, pt, seq, ts, ssrc, ext, out.tcc_pad, t, payloads, frame.runs)
     else:
-        stamp = tcc.pack
-        t = out.tseq
-        packets = [
-            protect(stamp(b0, pt, (seq + i) & 0xFFFF, ts, ssrc, ext, (t + i) & 0xFFFF) + p)
-            for i, p in enumerate(frame.head)
-        ]
-        tail = stamp(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc, ext, (t + last) & 0xFFFF)
-        packets.append(protect(tail + payloads[last]))
+        protect = link.protect
+        if tcc is None:
+            pack = HEADER.pack
+            packets = [protect(pack(b0, pt, (seq + i) & 0xFFFF, ts, ssrc) + ext + p) for i, p in enumerate(frame.head)]
+            packets.append(protect(pack(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc) + ext + payloads[last]))
+        else:
+            stamp = tcc.pack
+            packets = [
+                protect(stamp(b0, pt, (seq + i) & 0xFFFF, ts, ssrc, ext, (t + i) & 0xFFFF) + p)
+                for i, p in enumerate(frame.head)
+            ]
+            tail = stamp(b0, pt | 0x80, (seq + last) & 0xFFFF, ts, ssrc, ext, (t + last) & 0xFFFF)
+            packets.append(protect(tail + payloads[last]))
+        link.send_runs(packets, frame.runs)
+    if tcc is not None:
         out.tseq = t + last + 1
         if out.bwe is not None:
             out.bwe.sent(t, last + 1, frame.octets + (last + 1) * out.overhead, now)
-    link.send_runs(packets, frame.runs)
     out.packets += last + 1
     out.octets += frame.octets
 

@@ -19,7 +19,16 @@ from typing import Any
 
 from ingest.errors import exhausted
 
+try:  # the compiled send loop (setup.py builds it where a C compiler is found)
+    from relay.media import _sendloop  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the machine that installed us
+    _sendloop = None
+
 log = logging.getLogger(__name__)
+
+# LIVECART_NATIVE=0 keeps the pure-Python loop even where the compiled one is built (the suite
+# runs its fast-path tests both ways; the two must put the same bytes on the wire).
+NATIVE = _sendloop is not None and os.environ.get("LIVECART_NATIVE", "1") != "0"
 
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
@@ -68,6 +77,17 @@ def fast_protect(srtp: Any) -> Callable[[bytes], bytes]:
     return protect_fast
 
 
+def native_handles(srtp: Any) -> tuple[int, int] | None:
+    """(address of libsrtp's ``srtp_protect``, the session's ``srtp_t``) for the compiled loop,
+    or None where that pylibsrtp's layout is not the one this was written for."""
+    try:
+        from pylibsrtp._binding import ffi, lib
+
+        return int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))), int(ffi.cast("uintptr_t", srtp._srtp[0]))
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
 class LinkUnavailable(Exception):
     """The viewer's transports are not (or no longer) connected; nothing can be sent."""
 
@@ -78,23 +98,41 @@ class UdpLink:
     __slots__ = (
         "_addr",
         "_gso",
+        "_handles",
         "_protect_rtcp",
         "_sock",
+        "_sockaddr",
+        "_srtp",
         "closed",
         "dropped",
+        "native",
         "protect",
         "sent",
     )
 
-    def __init__(self, sock: socket.socket, addr: tuple[str, int], srtp: Any, *, gso: bool = True) -> None:
+    def __init__(
+        self, sock: socket.socket, addr: tuple[str, int], srtp: Any, *, gso: bool = True, native: bool = NATIVE
+    ) -> None:
         self._sock = sock
         self._addr = addr
+        self._srtp = srtp  # the compiled loop holds only its address: keep the session alive
         self.protect = fast_protect(srtp)
         self._protect_rtcp = srtp.protect_rtcp
         self._gso = gso
         self.sent = 0
         self.dropped = 0
         self.closed = False
+        # ``native(b0, pt, seq, ts, ssrc, ext, tcc_pad, tseq, payloads, runs)``: the whole frame in
+        # C (see send_native); None: the fan-out's Python loop over protect and send_runs.
+        self.native: Callable[..., None] | None = None
+        handles = native_handles(srtp) if native and _sendloop is not None else None
+        if handles is not None:
+            try:
+                self._sockaddr = _sendloop.sockaddr(str(addr[0]), int(addr[1]))
+            except ValueError:  # not a numeric address: the Python loop resolves it per send
+                return
+            self._handles = handles
+            self.native = self.send_native
 
     @classmethod
     def from_dtls(cls, dtls: Any) -> UdpLink:
@@ -144,6 +182,35 @@ class UdpLink:
                     self.send_runs(packets, [(start, end)])
                     continue
                 self.dropped += end - start
+
+    def send_native(
+        self,
+        b0: int,
+        pt: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        ext: bytes,
+        tcc_pad: int,
+        tseq: int,
+        payloads: list[bytes],
+        runs: list[tuple[int, int]],
+    ) -> None:
+        """One frame in the compiled loop: the packets fanout.send_frame would build, protected
+        and sent as ``runs``. ``tcc_pad`` -1: no transport-wide number; else the number ``tseq``
+        (+1 per packet) and that many zero bytes end ``ext``. Raises as ``protect`` does."""
+        fn, ctx = self._handles
+        status, sent, refused = _sendloop.send_frame(
+            self._sock.fileno(), self._sockaddr, fn, ctx, self._gso, b0, pt, seq, ts, ssrc, ext, tcc_pad, tseq,
+            payloads, runs,
+        )  # fmt: skip
+        if status:
+            raise ValueError("packet is too long") if status < 0 else SrtpRefused(status)
+        self.sent += sent
+        self.dropped += len(payloads) - sent
+        if refused:
+            log.info("UDP GSO refused (%s): sending packet by packet", os.strerror(refused))
+            self._gso = False
 
     def send_one(self, packet: bytes) -> None:
         try:

@@ -28,6 +28,7 @@ from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
 from relay.identity import Identity, guest
 from relay.media.fanout import TrackOut
 from relay.media.takeover import keep_transport_cc, take_over
+from relay.media.udplink import NATIVE
 from relay.messages import Bye, encode
 from relay.observe.process import open_fds, process_counts
 from relay.sessions.admission import Admission, AdmissionLimits, Kind, Phase
@@ -429,6 +430,8 @@ class Registry:
                 "session_tasks": session_tasks,
             },
             "process": process,
+            # The per-viewer send loop: relay/media/_sendloop.c, or Python (not built, LIVECART_NATIVE=0).
+            "send_loop": "compiled" if NATIVE else "python",
             "descriptors": {
                 "open": process["open_fds"],
                 "limit": fd.fd_limit,

@@ -31,6 +31,7 @@ class RecordingLink:
         self.sent = 0
         self.dropped = 0
         self.closed = False
+        self.native = None
 
     def protect(self, packet: bytes) -> bytes:
         return packet
