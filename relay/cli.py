@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from ingest.logctx import SessionFilter
+from relay.cluster.workers import plan_workers, supervise
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
 from relay.http.cluster_api import CLUSTER
@@ -139,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("cannot raise the open-files limit from %d to %d: %s", nofile.before, nofile.hard, nofile.error)
     elif nofile.soft != nofile.before:
         log.info("raised the open-files limit from %d to the hard limit %d", nofile.before, nofile.soft)
+    if config.cluster.workers > 1:  # a supervisor of one origin and N-1 edge processes
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        cluster = config.cluster
+        specs = plan_workers(cluster.workers, config.server.port, cluster.node_id, cluster.advertise_url, cpus)
+        return supervise(argv, specs)
     if config.server.loop == "uvloop":
         import uvloop
 

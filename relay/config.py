@@ -131,6 +131,7 @@ class ClusterConfig:
     heartbeat_s: float = 1.0  # how often a node writes its load
     dead_after_s: float = 5.0  # a node silent this long is dead (its Redis entry expires too)
     pull_grace_s: float = 10.0  # an edge keeps pulling a stream this long after its last viewer left
+    workers: int = 1  # > 1: this machine runs one origin and workers-1 edges, one per core (relay/cluster/workers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,14 @@ _OPTIONS: tuple[_Option, ...] = (
     ("cluster", "node_id", "--node-id", "LIVECART_NODE_ID", str, "this node's name in the cluster"),
     ("cluster", "advertise_url", "--advertise-url", "LIVECART_ADVERTISE_URL", str, "URL others reach this node at"),
     ("cluster", "token", "--cluster-token", "LIVECART_CLUSTER_TOKEN", str, "secret edges show origins to pull"),
+    (
+        "cluster",
+        "workers",
+        "--workers",
+        "LIVECART_WORKERS",
+        int,
+        "processes on this machine: one origin and N-1 edges, one per core (needs --cluster)",
+    ),
     ("hls", "enabled", "--hls", "LIVECART_HLS", lambda text: _truthy(text), "serve LL-HLS at /hls/{stream}/ (1 or 0)"),
 )
 _SECTIONS: dict[str, type[Any]] = {
@@ -431,6 +440,13 @@ def _cluster_problems(c: ClusterConfig) -> list[tuple[bool, str]]:
         (not 0.1 <= c.heartbeat_s <= 10, f"cluster heartbeat_s must be 0.1..10, got {c.heartbeat_s}"),
         (c.dead_after_s < 2 * c.heartbeat_s, "cluster dead_after_s must be at least twice heartbeat_s"),
         (c.pull_grace_s < 0, f"cluster pull_grace_s must be >= 0, got {c.pull_grace_s}"),
+        (c.workers < 1, f"workers must be at least 1, got {c.workers}"),
+        (c.workers > 1 and not c.url, "--workers needs the cluster directory the workers meet in: --cluster redis://..."),
+        (c.workers > 1 and clustered, "--workers runs its own origin and edges: leave out --role"),
+        (
+            c.workers > 1 and (c.token is None or len(c.token) < 16),
+            "--workers needs a cluster token of >= 16 characters (--cluster-token)",
+        ),
     ]
 
 
