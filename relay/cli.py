@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from ingest.logctx import SessionFilter
-from relay.cluster.workers import plan_workers, supervise
+from relay.cluster.workers import follow_supervisor, plan_workers, supervise
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
 from relay.http.cluster_api import CLUSTER
@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("cannot raise the open-files limit from %d to %d: %s", nofile.before, nofile.hard, nofile.error)
     elif nofile.soft != nofile.before:
         log.info("raised the open-files limit from %d to the hard limit %d", nofile.before, nofile.soft)
+    if not follow_supervisor(dict(os.environ)):
+        log.error("the --workers supervisor that started this worker is gone: not starting")
+        return 1
     if config.cluster.workers > 1:  # a supervisor of one origin and N-1 edge processes
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         cluster = config.cluster

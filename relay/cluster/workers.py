@@ -29,6 +29,26 @@ STOP_TIMEOUT_S = 15.0  # each worker's own shutdown deadline is 10 s
 RESTART_BACKOFF_S = 2.0  # a worker that dies is started again after this, not in a tight loop
 
 
+SUPERVISOR_ENV = "LIVECART_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def follow_supervisor(env: dict[str, str]) -> bool:
+    """In a worker: die with the supervisor, even one that was SIGKILLed (Linux's parent-death
+    signal). False when the supervisor is already gone (the worker should not start)."""
+    supervisor = env.get(SUPERVISOR_ENV)
+    if not supervisor:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor's own stop has to do
+        pass
+    return os.getppid() == int(supervisor)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """One worker process: its role, port (0: a free one), cluster node id, core and URL."""
@@ -99,7 +119,7 @@ class _Worker:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "LIVECART_WORKERS": "1"}
+        env = {**os.environ, "LIVECART_WORKERS": "1", SUPERVISOR_ENV: str(os.getpid())}
         self._listening.clear()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay.cli", *self.argv, *self.spec.flags()],

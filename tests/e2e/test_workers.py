@@ -56,8 +56,8 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     try:
         yield server, redis
     finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+        if server.proc.poll() is None:  # the test failed before its own SIGTERM
+            server.proc.kill()  # and its workers follow it (parent-death signal)
             server.proc.wait(10)
         redis.stop()
 
@@ -137,3 +137,20 @@ def test_the_plan_gives_each_worker_its_port_core_and_name() -> None:
     free = plan_workers(2, 0, None, "https://live.example/", [])
     assert [(s.port, s.cpu, s.node_id, s.advertise_url) for s in free] == [(0, None, None, None)] * 2
     assert "--role" in free[1].flags() and free[1].flags()[free[1].flags().index("--role") + 1] == "edge"
+
+
+def test_workers_die_with_a_sigkilled_supervisor(workers: tuple[Server, RedisServer], tmp_path: Path) -> None:
+    _server, redis = workers
+    config = write_config(tmp_path / "livecart.toml", "[hls]\nenabled = false\n")
+    server = start_server(
+        ["--config", str(config), "--workers", "2", "--cluster", redis.url, "--cluster-token", TOKEN],
+        tmp_path / "server.log",
+    )
+    children = _children(server.proc.pid)
+    assert len(children) == 2, children
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)  # bounded wait for the kernel's parent-death signal to end them
+    assert all(_gone(pid) for pid in children), children
