@@ -22,7 +22,7 @@ import aiohttp
 
 from relay.cluster.directory import Directory, DirectoryUnavailable, LocalDirectory
 from relay.cluster.linger import PullLinger
-from relay.cluster.nodes import EdgeChooser, NodeLoad, Redirect, Role, alive, route_viewer
+from relay.cluster.nodes import EdgeChooser, NodeLoad, Redirect, Role, alive, route_viewer, viewers_elsewhere
 from relay.config import Config
 from relay.errors import LimitReached
 from relay.sessions.admission import Kind
@@ -104,6 +104,10 @@ class ClusterNode:
         sent_then, bytes_at = self._bytes
         self._bytes = (sent, mono)
         held = self._origin_streams() if self.role == "origin" else tuple(sorted(self.upstreams))
+        admission = self.registry.admission
+        per_stream = tuple(
+            (name, count) for name in sorted(self.registry.streams) if (count := admission.count(Kind.VIEWER, name))
+        )
         return NodeLoad(
             node_id=self.node_id,
             role=self.role,
@@ -113,6 +117,7 @@ class ClusterNode:
             cpu=(cpu - cpu_then) / max(1e-6, mono - mono_then),
             bytes_per_s=(sent - sent_then) / max(1e-6, mono - bytes_at),
             streams=held,
+            stream_viewers=per_stream,
         )
 
     async def _beat(self) -> None:
@@ -198,6 +203,22 @@ class ClusterNode:
             raise NoOrigin(f"stream {stream!r}: its origin {node_id} is gone", retry_after_s=2)
         self._origins[stream] = node.url
         return node.url
+
+    def check_room(self, stream: Stream) -> None:
+        """The stream's viewer limit holds across the cluster: this node's viewers of it plus the
+        other live nodes' (from their last heartbeats) must leave room for one more. Skipped while
+        the node list is stale (the directory is down): each node then enforces only its own."""
+        nodes = self.fresh_nodes()
+        if self.role == "all" or nodes is None:
+            return
+        limit = stream.config.max_viewers or self.config.limits.max_viewers_per_stream
+        here = self.registry.admission.count(Kind.VIEWER, stream.name)
+        elsewhere = viewers_elsewhere(nodes, self.node_id, stream.name, time.time(), self.config.cluster.dead_after_s)
+        if here + elsewhere >= limit:
+            raise LimitReached(
+                f"stream {stream.name!r} is full: {here + elsewhere} of {limit} viewers across the cluster",
+                retry_after_s=5,
+            )
 
     async def prepare_viewer(self, stream: Stream) -> None:
         """On an edge, before a viewer of ``stream`` is admitted: pull the stream unless this

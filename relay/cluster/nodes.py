@@ -35,6 +35,7 @@ class NodeLoad:
     cpu: float = 0.0  # fraction of one core its process used since the previous heartbeat
     bytes_per_s: float = 0.0  # media it sent to viewers
     streams: tuple[str, ...] = ()  # origin: streams it ingests; edge: streams it pulls
+    stream_viewers: tuple[tuple[str, int], ...] = ()  # (stream, viewers) for each stream it serves
 
     def to_json(self) -> str:
         return json.dumps(
@@ -47,6 +48,7 @@ class NodeLoad:
                 "cpu": round(self.cpu, 4),
                 "bytes_per_s": round(self.bytes_per_s, 1),
                 "streams": list(self.streams),
+                "stream_viewers": dict(self.stream_viewers),
             },
             separators=(",", ":"),
         )
@@ -61,6 +63,9 @@ class NodeLoad:
             streams = data.get("streams", [])
             if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
                 raise BadNodeRecord("streams must be a list of names")
+            per_stream = data.get("stream_viewers", {})
+            if not isinstance(per_stream, dict) or not all(isinstance(k, str) for k in per_stream):
+                raise BadNodeRecord("stream_viewers must map stream names to counts")
             return NodeLoad(
                 node_id=data["node_id"],
                 role=role,
@@ -70,6 +75,7 @@ class NodeLoad:
                 cpu=float(data.get("cpu", 0.0)),
                 bytes_per_s=float(data.get("bytes_per_s", 0.0)),
                 streams=tuple(streams),
+                stream_viewers=tuple(sorted((k, int(v)) for k, v in per_stream.items())),
             )
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, BadNodeRecord):
@@ -89,6 +95,18 @@ def is_alive(node: NodeLoad, now: float, dead_after_s: float) -> bool:
 
 def alive(nodes: list[NodeLoad], now: float, dead_after_s: float) -> list[NodeLoad]:
     return [n for n in nodes if is_alive(n, now, dead_after_s)]
+
+
+def viewers_elsewhere(nodes: list[NodeLoad], me: str, stream: str, now: float, dead_after_s: float) -> int:
+    """Viewers of ``stream`` on the other live nodes, as their last heartbeats counted them (a
+    cluster-wide limit is then exact up to the joins of one heartbeat interval)."""
+    return sum(
+        count
+        for n in alive(nodes, now, dead_after_s)
+        if n.node_id != me
+        for name, count in n.stream_viewers
+        if name == stream
+    )
 
 
 class EdgeChooser:

@@ -167,6 +167,7 @@ async def whep_post(request: web.Request) -> web.Response:
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
     await registry.webhooks.allow_viewer(stream.name, request.remote)
+    cluster.check_room(stream)  # the stream's viewer limit across every node of the cluster
     await cluster.prepare_viewer(stream)  # an edge pulls the stream for its first viewer
     rendition = request.query.get("rendition", "auto")
     session_id, answer = await registry.open_viewer(stream, sdp, offer, rendition, identity)

@@ -68,7 +68,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         redis.start()
         config = write_config(
             tmp / "livecart.toml",
-            f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\npull_grace_s = {GRACE_S}\n',
+            f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\npull_grace_s = {GRACE_S}\n'
+            # A stream whose limit of 2 viewers must hold across the nodes, not on each one.
+            f'[streams.small]\npublish_key = "{PUBLISH_KEY}"\nmax_viewers = 2\n',
         )
         for index, (address, prefix) in enumerate(hosts):
             role, name, loop = ("origin", "origin", "asyncio") if index == 0 else ("edge", f"edge{index}", "uvloop")
@@ -315,6 +317,50 @@ async def test_viewers_keep_watching_through_a_redis_outage_and_joins_resume_aft
                 await viewer.stop(http)
     assert "cluster directory unreachable" in edge.log()
     assert "directory reachable again" in edge.log()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_streams_viewer_limit_holds_across_the_edges(cluster: Cluster) -> None:
+    edge1, edge2 = cluster.edges
+    async with aiohttp.ClientSession() as http:
+        pub = WhipPublisher(cluster.origin.base, "small", PUBLISH_KEY, width=320, height=240, h264=True, audio=False)
+        await pub.start(http)
+        viewers: list[WhepViewer] = []
+
+        def small_viewer(edge: Server) -> WhepViewer:
+            viewer = WhepViewer(edge.base, "small", audio=False, read_pattern=False)
+            viewer.url += "?via=test"  # served on that edge whatever the load
+            return viewer
+
+        async def counted(want: dict[str, int]) -> bool:  # what edge1's routing read from the heartbeats
+            view = await cluster_view(http, edge1)
+            have = {n["node_id"]: n["stream_viewers"].get("small", 0) for n in view["nodes"] if n["alive"]}
+            return all(have.get(node, 0) == count for node, count in want.items())
+
+        try:
+            async def registered() -> bool:
+                view = await cluster_view(http, cluster.origin)
+                return any(n["node_id"] == "origin" and "small" in n["streams"] for n in view["nodes"])
+
+            await wait_until(registered, 15)
+            for edge in (edge1, edge2):  # one viewer on each edge: the limit (2) is reached
+                viewers.append(small_viewer(edge))
+                await viewers[-1].start(http)
+                await viewers[-1].wait_for(lambda r: len(r.frames) >= 1, 30)
+            await wait_until(lambda: counted({"edge1": 1, "edge2": 1}), 10)
+            refused = small_viewer(edge1)  # edge1 has room for 2 on its own, the cluster has none
+            with pytest.raises(RuntimeError, match=r"503: stream 'small' is full: 2 of 2 viewers across the cluster"):
+                await refused.start(http)
+            await refused.stop(None, delete=False)
+            await viewers.pop().stop(http)  # edge2's viewer leaves: room again after edge2's heartbeat
+            await wait_until(lambda: counted({"edge1": 1, "edge2": 0}), 10)
+            viewers.append(small_viewer(edge1))
+            await viewers[-1].start(http)
+            await viewers[-1].wait_for(lambda r: len(r.frames) >= 1, 30)
+        finally:
+            for viewer in viewers:
+                await viewer.stop(http)
+            await pub.stop(http)
 
 
 async def _elapsed(since: float, seconds: float) -> bool:

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 from relay.cards.board import CardBoard
 from relay.cards.card import parse_card
 from relay.cluster.linger import PullLinger
-from relay.cluster.nodes import BadNodeRecord, EdgeChooser, NodeLoad, Redirect, alive, is_alive, route_viewer
+from relay.cluster.nodes import (
+    BadNodeRecord,
+    EdgeChooser,
+    NodeLoad,
+    Redirect,
+    alive,
+    is_alive,
+    route_viewer,
+    viewers_elsewhere,
+)
 from relay.sessions.upstream import Unwrap
 
 DEAD_AFTER = 5.0
@@ -28,11 +37,15 @@ def node(node_id: str, role: str = "edge", *, at: float = 100.0, viewers: int = 
     st.integers(0, 10**6),
     st.floats(0, 64),
     st.lists(st.text(max_size=10), max_size=4),
+    st.dictionaries(st.text(max_size=10), st.integers(1, 10**6), max_size=4),
 )
 def test_a_node_record_survives_the_directory_round_trip(
-    node_id: str, role: str, at: float, viewers: int, cpu: float, streams: list[str]
+    node_id: str, role: str, at: float, viewers: int, cpu: float, streams: list[str], per_stream: dict[str, int]
 ) -> None:
-    load = NodeLoad(node_id, role, "http://h:1", at, viewers=viewers, cpu=round(cpu, 4), streams=tuple(streams))  # type: ignore[arg-type]
+    load = NodeLoad(
+        node_id, role, "http://h:1", at, viewers=viewers, cpu=round(cpu, 4), streams=tuple(streams),  # type: ignore[arg-type]
+        stream_viewers=tuple(sorted(per_stream.items())),
+    )  # fmt: skip
     again = NodeLoad.from_json(load.to_json())
     assert again == load
 
@@ -219,3 +232,22 @@ def test_a_node_the_viewer_just_lost_is_never_chosen_even_while_it_looks_alive()
     decision = route_viewer(chooser, origin, [origin, *edges], 101.0, redirected=False, avoid={"a"})
     assert isinstance(decision, Redirect) and decision.node.node_id == "b"
     assert route_viewer(chooser, origin, [origin, *edges], 101.0, redirected=False, avoid={"a", "b"}) == "serve"
+
+
+# ---- cluster-wide viewer limits -----------------------------------------------------------------
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["me", "a", "b", "c"]), st.floats(80, 110), st.dictionaries(
+            st.sampled_from(["live", "other"]), st.integers(1, 50), max_size=2)),
+        max_size=6,
+    )
+)  # fmt: skip
+def test_viewers_elsewhere_sums_the_other_live_nodes_counts_of_that_stream(
+    records: list[tuple[str, float, dict[str, int]]],
+) -> None:
+    now = 106.0
+    nodes = [
+        NodeLoad(i, "edge", "http://x", at, stream_viewers=tuple(sorted(c.items()))) for i, at, c in records
+    ]
+    expected = sum(c.get("live", 0) for i, at, c in records if i != "me" and now - at <= DEAD_AFTER)
+    assert viewers_elsewhere(nodes, "me", "live", now, DEAD_AFTER) == expected
