@@ -22,6 +22,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
     VideoStreamTrack,
 )
@@ -292,8 +293,10 @@ class WhepViewer:
         rendition: str | None = None,
         remb: bool = True,
         audio: bool = True,
+        video_codec: str | None = None,
     ) -> None:
         self.url = f"{base}/whep/{stream}" + (f"?rendition={rendition}" if rendition else "")
+        self._video_codec = video_codec  # e.g. "VP8": offer only that codec
         self.pc = _pc()
         self.record = ViewerRecord()
         self.location: str | None = None
@@ -307,7 +310,11 @@ class WhepViewer:
         self.channel: RTCDataChannel | None = None
 
     async def start(self, http: aiohttp.ClientSession) -> None:
-        self.pc.addTransceiver("video", direction="recvonly")
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        if self._video_codec is not None:
+            caps = RTCRtpReceiver.getCapabilities("video")
+            wanted = (f"video/{self._video_codec}", "video/rtx")
+            video.setCodecPreferences([c for c in (caps.codecs if caps else []) if c.mimeType in wanted])
         if self._audio:
             self.pc.addTransceiver("audio", direction="recvonly")
         if self._data_channel:

@@ -212,13 +212,16 @@ class ClusterNode:
         if self.role == "all" or nodes is None:
             return
         limit = stream.config.max_viewers or self.config.limits.max_viewers_per_stream
-        here = self.registry.admission.count(Kind.VIEWER, stream.name)
-        elsewhere = viewers_elsewhere(nodes, self.node_id, stream.name, time.time(), self.config.cluster.dead_after_s)
-        if here + elsewhere >= limit:
+        watching = self.cluster_viewers(stream.name, nodes, time.time())
+        if watching >= limit:
             raise LimitReached(
-                f"stream {stream.name!r} is full: {here + elsewhere} of {limit} viewers across the cluster",
-                retry_after_s=5,
+                f"stream {stream.name!r} is full: {watching} of {limit} viewers across the cluster", retry_after_s=5
             )
+
+    def cluster_viewers(self, stream: str, nodes: list[NodeLoad], now: float) -> int:
+        """Viewers of ``stream`` here (now) and on the other live nodes (their last heartbeats)."""
+        here = self.registry.admission.count(Kind.VIEWER, stream)
+        return here + viewers_elsewhere(nodes, self.node_id, stream, now, self.config.cluster.dead_after_s)
 
     async def prepare_viewer(self, stream: Stream) -> None:
         """On an edge, before a viewer of ``stream`` is admitted: pull the stream unless this
@@ -280,6 +283,12 @@ class ClusterNode:
                 for n in alive(self.fresh_nodes() or [], now, dead_after)
                 if n.role == "edge"
             },
+            # What this node's admission sees: each stream's viewers across the cluster.
+            "stream_viewers": {
+                name: self.cluster_viewers(name, fresh, now) for name in sorted(self.registry.streams)
+            }
+            if (fresh := self.fresh_nodes()) is not None and self.role != "all"
+            else {},
             "pulls_out": {name: u.ingest_stats() for name, u in self.upstreams.items()},
             "pulls_in": [
                 {"stream": p.stream, "node": p.node, "session": p.id[:8]} for p in self.registry.pulls.values()

@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer
+from ingest.sdp import advertise_address, check_publish_offer, check_view_offer, parse_offer, view_codec
 from ingest.session import PeerSession
 from relay.cluster.directory import Directory, LocalDirectory
 from relay.cluster.node import ClusterNode
@@ -25,7 +25,7 @@ from relay.cluster.redis_directory import RedisDirectory
 from relay.config import Config
 from relay.errors import StreamBusy
 from relay.http.cards_api import cards_routes
-from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to
+from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to, redirect_to_url
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.hls_api import hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
@@ -39,6 +39,7 @@ from relay.observe.process import open_fds
 from relay.ratelimit import ClientLimiter
 from relay.sessions.nofile import budget_report, current_soft_limit
 from relay.sessions.registry import Registry
+from transcode.frames import VP8
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,10 @@ async def whep_post(request: web.Request) -> web.Response:
     )
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
+    if cluster.role == "edge" and view_codec(offer) == VP8:
+        # An edge forwards the origin's H.264 rungs and has no decoder to feed a VP8 encoder.
+        origin = await cluster.origin_url(stream.name)
+        return redirect_to_url(request, origin, "the stream's origin", cluster.node_id)
     await registry.webhooks.allow_viewer(stream.name, request.remote)
     cluster.check_room(stream)  # the stream's viewer limit across every node of the cluster
     await cluster.prepare_viewer(stream)  # an edge pulls the stream for its first viewer

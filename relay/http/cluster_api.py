@@ -6,7 +6,8 @@
   ``DELETE`` on the ``Location`` ends it. Only an origin takes pulls.
 - A WHEP POST that this node should not serve gets ``307 Temporary Redirect`` to the chosen
   edge's ``/whep/{stream}``, with the query kept and ``via=<this node>`` added (a redirected
-  request is served where it lands, never redirected again).
+  request is served where it lands, never redirected again). An edge sends a VP8-only viewer
+  to the stream's origin the same way: only the origin decodes, so only it can encode VP8.
 - On an edge, card writes (the host API) are redirected to the stream's origin, which owns the
   catalogue; the edges mirror its events.
 """
@@ -29,9 +30,14 @@ CLUSTER = web.AppKey("cluster", ClusterNode)
 
 def redirect_to(request: web.Request, node: NodeLoad, me: str) -> web.Response:
     """307 to the same request on ``node`` (RFC 9725 allows it; clients resend the body)."""
+    return redirect_to_url(request, node.url, node.node_id, me)
+
+
+def redirect_to_url(request: web.Request, base_url: str, name: str, me: str) -> web.Response:
+    """307 to the same request on the node at ``base_url``, marked ``via=me`` (served there)."""
     query = [(k, v) for k, v in request.query.items() if k != "via"] + [("via", me)]
-    location = f"{node.url.rstrip('/')}{request.path}?{urlencode(query)}"
-    return web.Response(status=307, headers={"Location": location}, text=f"served by {node.node_id}\n")
+    location = f"{base_url.rstrip('/')}{request.path}?{urlencode(query)}"
+    return web.Response(status=307, headers={"Location": location}, text=f"served by {name}\n")
 
 
 async def pull_post(request: web.Request) -> web.Response:
