@@ -45,9 +45,24 @@ export function createTalk({ stream, token, send }) {
     setTimeout(() => li.remove(), SHOWN_MS);
   }
 
+  // Social proof: "Ann just bought Silk scarf" (the server sends at most one every 2 s).
+  function addOrder(order) {
+    const li = document.createElement("li");
+    li.className = "comment order";
+    const what = order.quantity > 1 ? `${order.quantity} × ${order.title}` : order.title;
+    li.append(
+      Object.assign(document.createElement("b"), { textContent: order.buyer }),
+      ` just bought ${what}`,
+    );
+    list.append(li);
+    while (list.children.length > MAX_SHOWN) list.firstElementChild.remove();
+    setTimeout(() => li.remove(), SHOWN_MS);
+  }
+
   // Messages of the conversation; anything else is not ours (false).
   function onMessage(message) {
     if (message.type === "comment") addComment(message);
+    else if (message.type === "order") addOrder(message);
     else if (message.type === "comment_removed") list.querySelector(`[data-id="${message.id}"]`)?.remove();
     else if (message.type === "likes") likesEl.textContent = String(message.total);
     else if (message.type === "error" && message.status !== 404) showError(message.reason);

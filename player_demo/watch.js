@@ -79,9 +79,16 @@ function renderCard(card) {
   if (card.subtitle) body.append(Object.assign(document.createElement("p"), { className: "card-sub", textContent: card.subtitle }));
   const price = Object.assign(document.createElement("p"), { className: "card-price", textContent: formatPrice(card.price, card.currency) });
   body.append(price);
+  const soldOut = card.stock === 0;
+  if (card.stock !== undefined || card.sold) {
+    // Orders the shop reports count the stock down live ("Only 3 left"); sold out hides Buy.
+    const left = card.stock === undefined ? "" : soldOut ? "Sold out" : card.stock <= 10 ? `Only ${card.stock} left` : `${card.stock} left`;
+    const sold = card.sold ? `${card.sold} sold` : "";
+    body.append(Object.assign(document.createElement("p"), { className: "card-stock", textContent: [left, sold].filter(Boolean).join(" · ") }));
+  }
   if (card.badge) el.append(Object.assign(document.createElement("span"), { className: "badge-tag", textContent: card.badge }));
-  const buy = Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" });
-  body.append(buy);
+  if (soldOut) el.classList.add("sold-out");
+  else body.append(Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" }));
   el.append(img, body);
   return el;
 }

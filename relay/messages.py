@@ -140,6 +140,19 @@ class LikeTotals:
     gifts: Mapping[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class OrderNotice:
+    """Social proof: "Ann just bought Silk scarf", at most one every 2 s to viewers (the host
+    console gets every order); the card's own update carries its stock and sold count."""
+
+    type: ClassVar[str] = "order"
+    card: str
+    title: str
+    buyer: str
+    quantity: int
+    stock: int | None
+
+
 ServerMessage = (
     StreamState
     | Clock
@@ -151,6 +164,7 @@ ServerMessage = (
     | CommentMessage
     | CommentRemoved
     | LikeTotals
+    | OrderNotice
 )
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     StreamState,
@@ -163,6 +177,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     CommentMessage,
     CommentRemoved,
     LikeTotals,
+    OrderNotice,
 )
 
 

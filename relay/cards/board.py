@@ -77,6 +77,10 @@ class CardBoard:
         self._history.append(event)
         return event
 
+    def card(self, card_id: str) -> Card:
+        """The catalogue's card ``card_id`` (CardNotFound, 404, when there is none)."""
+        return self._get(card_id)
+
     def _get(self, card_id: str) -> Card:
         card = self._catalogue.get(card_id)
         if card is None:

@@ -23,7 +23,7 @@ CURRENCIES = frozenset(
     "TRY ZAR AED SAR RUB NZD ILS CZK HUF RON BGN CLP COP PEN ARS EGP NGN KES PKR BDT UAH QAR KWD".split()
 )
 REQUIRED = ("id", "title", "price", "currency", "image_url", "buy_url")
-OPTIONAL = ("subtitle", "badge", "stock", "ttl_s")
+OPTIONAL = ("subtitle", "badge", "stock", "sold", "ttl_s")
 
 
 class CardInvalid(LiveCartError):
@@ -55,6 +55,7 @@ class Card:
     subtitle: str | None = None
     badge: str | None = None
     stock: int | None = None
+    sold: int | None = None  # counted up by the orders the shop reports (relay/cards/orders.py)
     ttl_s: float | None = None
 
 
@@ -108,6 +109,9 @@ def parse_card(obj: object, *, card_id: str | None = None) -> Card:
     stock = obj.get("stock")
     if stock is not None and (not isinstance(stock, int) or isinstance(stock, bool) or not 0 <= stock <= 10_000_000):
         raise CardInvalid("stock", "must be a whole number from 0 to 10000000")
+    sold = obj.get("sold")
+    if sold is not None and (not isinstance(sold, int) or isinstance(sold, bool) or not 0 <= sold <= 10**9):
+        raise CardInvalid("sold", "must be a whole number from 0 to 1000000000")
     ttl = obj.get("ttl_s")
     if ttl is not None:
         if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl <= 86400:
@@ -123,6 +127,7 @@ def parse_card(obj: object, *, card_id: str | None = None) -> Card:
         subtitle=_text(obj, "subtitle", 200) if obj.get("subtitle") is not None else None,
         badge=_text(obj, "badge", 32) if obj.get("badge") is not None else None,
         stock=stock,
+        sold=sold,
         ttl_s=ttl,
     )
 

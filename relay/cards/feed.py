@@ -17,6 +17,7 @@ from typing import Literal
 from ingest.errors import LiveCartError
 from relay.cards.board import CardBoard, CardEvent
 from relay.cards.card import Card, parse_card
+from relay.cards.orders import Order, apply_order
 from relay.cards.store import CardStore
 from relay.errors import TooManyRequests
 from relay.messages import BadMessage, Clock, ErrorMessage, UpsertCard, encode, parse_card_action
@@ -25,6 +26,7 @@ from relay.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_MESSAGE = 4096  # a card action is at most 2 KiB of card plus its envelope
+ORDERS_PER_S = 200  # orders reported per second per stream (each one is a card update to every viewer)
 SSE_QUEUE_EVENTS = 256  # a subscriber further behind than this is cut off and resumes by id
 
 # What an SSE subscriber's queue carries: card events, its viewer's clock (``?viewer=``), and
@@ -69,6 +71,7 @@ class CardFeed:
         self._deliver = deliver
         self._on_event = on_event  # another consumer of every event (the HLS timeline)
         self._limiter = RateLimiter(actions_per_s, int(actions_per_s))
+        self._orders = RateLimiter(ORDERS_PER_S, ORDERS_PER_S)
         self._lock = asyncio.Lock()
         self.subscribers: set[asyncio.Queue[FeedItem]] = set()
         self.actions = 0
@@ -76,6 +79,19 @@ class CardFeed:
     async def upsert(self, card: Card) -> CardEvent:
         """Add a card to the catalogue or change it; viewers get an ``update`` event."""
         return await self._apply(lambda pts, now: self.board.upsert(card, pts_ms=pts, now=now))
+
+    async def order(self, order: Order) -> CardEvent:
+        """An order the shop reported: the card's stock down and sold count up, as an ``update``
+        for every viewer. Orders have their own limit (a flash sale is not a host clicking)."""
+        wait = self._orders.take(time.monotonic())
+        if wait > 0:
+            raise TooManyRequests(f"more than {ORDERS_PER_S} orders per second on stream {self.stream!r}", wait)
+        async with self._lock:  # read, change and store the card as one step
+            card = apply_order(self.board.card(order.card_id), order.quantity)
+            event = self.board.upsert(card, pts_ms=self._pts_ms(), now=time.time())
+            await self._persist(event)
+            self._publish(event)
+            return event
 
     async def act(self, action: Literal["show", "hide", "delete"], card_id: str) -> CardEvent:
         """Show, hide or delete a card of the catalogue."""

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from relay.cards.board import CardEvent
 from relay.cards.card import MAX_MESSAGE_BYTES, card_to_dict, parse_card_body
+from relay.cards.orders import MAX_ORDER_BYTES, parse_order
 from relay.errors import Forbidden, Unauthorized
 from relay.http.input import bearer_token, read_limited, viewer_token
-from relay.messages import Clock, encode
+from relay.messages import Clock, OrderNotice, encode
 from relay.sessions.stream import Stream
 
 SSE_KEEPALIVE_S = 15.0
@@ -41,6 +42,17 @@ async def upsert_card(request: web.Request, stream: Stream) -> web.Response:
     check_host(request, stream)
     card = parse_card_body(await read_limited(request, MAX_MESSAGE_BYTES))
     event = await stream.cards.upsert(card)
+    return _event_response(event)
+
+
+async def post_order(request: web.Request, stream: Stream) -> web.Response:
+    """The shop reports an order: the card's update to everyone, a sampled notice to viewers."""
+    check_host(request, stream)
+    order = parse_order(await read_limited(request, MAX_ORDER_BYTES))
+    event = await stream.cards.order(order)
+    card = event.card
+    notice = OrderNotice(card.id, card.title, order.buyer or "Someone", order.quantity, card.stock)
+    stream.talk.order(notice, time.monotonic())
     return _event_response(event)
 
 
@@ -152,9 +164,13 @@ def cards_routes(app: web.Application, stream_of: object) -> None:
     async def sse(request: web.Request) -> web.StreamResponse:
         return await events(request, stream_of(request))
 
+    async def order(request: web.Request) -> web.StreamResponse:
+        return await post_order(request, stream_of(request))
+
     app.router.add_post(f"{base}/cards", post_card)
     app.router.add_get(f"{base}/cards", get_cards)
     app.router.add_post(f"{base}/cards/{card}/show", show)
     app.router.add_post(f"{base}/cards/{card}/hide", hide)
     app.router.add_delete(f"{base}/cards/{card}", delete)
     app.router.add_get(f"{base}/events", sse)
+    app.router.add_post(f"{base}/orders", order)

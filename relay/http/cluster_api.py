@@ -74,7 +74,7 @@ async def api_cluster(request: web.Request) -> web.Response:
 
 @web.middleware
 async def edge_card_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """On an edge, the host API's card writes go to the origin (307), which owns the catalogue."""
+    """On an edge, the host API's card writes and orders go to the origin (307), which owns the catalogue."""
     node = request.app.get(CLUSTER)
     path = request.path
     if (
@@ -82,7 +82,7 @@ async def edge_card_writes(request: web.Request, handler: Handler) -> web.Stream
         and node.role == "edge"
         and request.method in ("POST", "DELETE")
         and path.startswith("/api/streams/")
-        and "/cards" in path
+        and ("/cards" in path or path.endswith("/orders"))
     ):
         stream = path.split("/")[3]
         origin = await node.origin_url(stream)

@@ -69,6 +69,7 @@ SCHEMAS: dict[str, Any] = {
             "subtitle": {"type": "string", "maxLength": 200},
             "badge": {"type": "string", "maxLength": 32},
             "stock": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+            "sold": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "description": "counted by orders"},
             "ttl_s": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 86400},
         },
     },
@@ -92,6 +93,17 @@ SCHEMAS: dict[str, Any] = {
             "seq": {"type": "integer"},
             "catalogue": {"type": "array", "items": _ref("Card")},
             "on_screen": {"type": "array", "items": _ref("Card")},
+        },
+    },
+    "Order": {
+        "type": "object",
+        "description": "One order the shop's backend reports: the card's stock counts down, viewers see it.",
+        "required": ["card_id"],
+        "additionalProperties": False,
+        "properties": {
+            "card_id": {"type": "string", "pattern": CARD_ID},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+            "buyer": {"type": "string", "minLength": 1, "maxLength": 40, "description": "display name, e.g. Ann"},
         },
     },
     "NewComment": {
@@ -232,6 +244,18 @@ def _paths() -> dict[str, Any]:
         f"{base}/cards/{{card}}": {
             "parameters": _path_params(CARD_PARAM),
             "delete": _card_action("deleteCard", "Remove a card from the catalogue"),
+        },
+        f"{base}/orders": {
+            "parameters": _path_params(),
+            "post": {
+                "operationId": "reportOrder",
+                "summary": "Report an order: the card's stock and sold count change for every viewer",
+                "tags": ["cards"],
+                "security": HOST,
+                "requestBody": _body(_ref("Order")),
+                "responses": {"200": _json(_ref("CardEvent"), "the card's update event")}
+                | _errors(401, 403, 404, 408, 409, 413, 422, 429),
+            },
         },
         f"{base}/events": {
             "parameters": _path_params(),

@@ -79,3 +79,20 @@ class DisplaySampler:
                 out.append(waiting.pop())
                 shown.append(now)
         return out
+
+
+class NoticeGate:
+    """At most one order notice to viewers per ``interval_s`` (a person reads one at a time; the
+    card's sold count carries every order anyway); the orders between are counted in ``skipped``."""
+
+    def __init__(self, interval_s: float = 2.0) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+        self.skipped = 0
+
+    def allow(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self.interval_s:
+            self.skipped += 1
+            return False
+        self._last = now
+        return True

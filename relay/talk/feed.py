@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from relay.errors import SessionNotFound
 from relay.identity import Identity
-from relay.messages import CommentMessage, CommentRemoved, ErrorMessage, LikeTotals, encode
+from relay.messages import CommentMessage, CommentRemoved, ErrorMessage, LikeTotals, OrderNotice, encode
 from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
-from relay.talk.display import DisplaySampler, priority
+from relay.talk.display import DisplaySampler, NoticeGate, priority
 from relay.talk.likes import LikeTally
 from relay.talk.reviewer import Reviewer
 from relay.talk.store import TalkStore
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 HOST_QUEUE_EVENTS = 1024  # a host console further behind than this is cut off (it reconnects)
 RECENT = 200  # comments kept in memory for the host console's first page
+ORDER_NOTICE_S = 2.0  # at most one "Ann just bought ..." to viewers this often
 MAX_REVIEWS = 256  # comments waiting for the shop's review at once; more are refused (503)
 
 
@@ -60,6 +61,7 @@ class TalkFeed:
         self.policy = CommentPolicy(rules)
         self.display = DisplaySampler(display_per_s)
         self.likes = LikeTally()
+        self.notices = NoticeGate(ORDER_NOTICE_S)
         self._store = store
         self._pool = store_pool
         self._pts_ms = pts_ms
@@ -180,6 +182,15 @@ class TalkFeed:
 
     def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
         self.hosts.discard(queue)
+
+    def order(self, notice: OrderNotice, now: float) -> bool:
+        """An order: to the host console always, to viewers when the notice gate allows (True)."""
+        message = encode(notice)
+        self._to_hosts(message)
+        if not self.notices.allow(now):
+            return False
+        self._broadcast(message)
+        return True
 
     def _to_hosts(self, message: str) -> None:
         for queue in list(self.hosts):

@@ -101,3 +101,36 @@ async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
                 await page.context.close()
         finally:
             await publisher.stop(http)
+
+
+async def test_orders_show_as_social_proof_and_count_the_stock_down_to_sold_out(
+    browser: Any, web_server: Server, artifacts: Path
+) -> None:
+    host = {"Authorization": f"Bearer {PUBLISH_KEY}"}
+    card = {"id": "scarf", "title": "Silk scarf", "price": "49.00", "currency": "EUR",
+            "image_url": "/static/product.svg", "buy_url": "https://shop.example/scarf", "stock": 2}  # fmt: skip
+    base = f"{web_server.base}/api/streams/live"
+    async with aiohttp.ClientSession(headers=host) as http:
+        publisher = WhipPublisher(web_server.base, "live", PUBLISH_KEY, width=640, height=360, audio=False)
+        await publisher.start(http)
+        try:
+            page = await _viewer(browser, web_server)
+            async with http.post(f"{base}/cards", json=card) as res:
+                assert res.status == 200, await res.text()
+            async with http.post(f"{base}/cards/scarf/show") as res:
+                assert res.status == 200
+            stock = page.locator(".card[data-id='scarf'] .card-stock")
+            await stock.filter(has_text="Only 2 left").wait_for(timeout=10000)
+            async with http.post(f"{base}/orders", json={"card_id": "scarf", "buyer": "Ann"}) as res:
+                assert res.status == 200, await res.text()
+            await page.wait_for_function(SHOWS, arg="Ann just bought Silk scarf", timeout=10000)
+            await stock.filter(has_text="Only 1 left · 1 sold").wait_for(timeout=10000)
+            await page.screenshot(path=str(artifacts / "orders-viewer.png"))
+            async with http.post(f"{base}/orders", json={"card_id": "scarf", "buyer": "Bo"}) as res:
+                assert res.status == 200, await res.text()
+            await stock.filter(has_text="Sold out · 2 sold").wait_for(timeout=10000)
+            assert await page.locator(".card[data-id='scarf'] .buy").count() == 0  # no Buy when sold out
+            await page.screenshot(path=str(artifacts / "orders-sold-out.png"))
+            await page.context.close()
+        finally:
+            await publisher.stop(http)

@@ -25,7 +25,8 @@ from tests.e2e.conftest import Server, start_server, stop_server, write_config
 KEY = "openapi-publish-key-0123456789"
 SECRET = "openapi-viewer-secret-0123456789-abcdef"
 HOST_OPS = {
-    "upsertCard", "showCard", "hideCard", "deleteCard", "listComments", "deleteComment", "moderate", "mintToken"
+    "upsertCard", "showCard", "hideCard", "deleteCard", "listComments", "deleteComment", "moderate", "mintToken",
+    "reportOrder",
 }  # fmt: skip
 EXAMPLES = 30  # per operation: ~11 operations, well under a minute on a busy machine
 
@@ -46,7 +47,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 FUZZED = (
     "listCards", "upsertCard", "showCard", "hideCard", "deleteCard", "postComment", "listComments",
-    "deleteComment", "moderate", "postLikes", "mintToken",
+    "deleteComment", "moderate", "postLikes", "mintToken", "reportOrder",
 )  # fmt: skip
 STREAMING = ("cardEvents", "commentEvents")  # SSE responses never end: described, not fuzzed
 CHECKS = [

@@ -21,6 +21,7 @@ from relay.messages import (
     ErrorMessage,
     Like,
     LikeTotals,
+    OrderNotice,
     PostComment,
     RenditionChanged,
     RenditionRequest,
@@ -48,6 +49,7 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=True),
         CommentRemoved(9),
         LikeTotals(120, {"rose": 3}),
+        OrderNotice("scarf", "Silk scarf", "Ann", 1, 4),
     ]
     assert {type(m) for m in samples} == set(SERVER_MESSAGES)
     for message in samples:

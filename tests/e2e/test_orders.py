@@ -1,0 +1,81 @@
+"""Orders the shop reports (issue 14): the card's stock counts down and its sold count up for a
+real viewer on its data channel, with a "just bought" notice; an order for more than is left, an
+unknown card, a malformed body and a wrong key are refused with one-line reasons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from benchmarks.peers import WhepViewer, WhipPublisher
+from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, write_config
+
+SCARF = {"id": "scarf", "title": "Silk scarf", "price": "49.00", "currency": "EUR",
+         "image_url": "/img/scarf.jpg", "buy_url": "https://shop.example/scarf", "stock": 3}  # fmt: skip
+HOST = {"Authorization": f"Bearer {PUBLISH_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("orders")
+    server = start_server(["--config", str(write_config(tmp / "livecart.toml", "[hls]\nenabled = false\n"))],
+                          tmp / "server.log")  # fmt: skip
+    yield server
+    assert stop_server(server) == 0
+    log = server.log()
+    assert "Traceback" not in log, log[-5000:]
+
+
+def _messages(viewer: WhepViewer, kind: str) -> list[dict[str, Any]]:
+    return [m for m in map(json.loads, viewer.record.messages) if m.get("type") == kind]
+
+
+async def _order(http: aiohttp.ClientSession, base: str, body: object, headers: dict[str, str] = HOST) -> Any:
+    async with http.post(f"{base}/api/streams/live/orders", json=body, headers=headers) as res:
+        return res.status, (await res.json() if res.status == 200 else (await res.text()).strip())
+
+
+async def test_orders_count_the_stock_down_for_viewers_until_it_is_sold_out(shop: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(shop.base, "live", PUBLISH_KEY, width=320, height=240, audio=False)
+        await publisher.start(http)
+        viewer = WhepViewer(shop.base, "live", audio=False, read_pattern=False)
+        try:
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 1, 20)
+            async with http.post(f"{shop.base}/api/streams/live/cards", json=SCARF, headers=HOST) as res:
+                assert res.status == 200, await res.text()
+            async with http.post(f"{shop.base}/api/streams/live/cards/scarf/show", headers=HOST) as res:
+                assert res.status == 200
+
+            status, event = await _order(http, shop.base, {"card_id": "scarf", "buyer": "Ann"})
+            assert status == 200, event
+            assert (event["action"], event["card"]["stock"], event["card"]["sold"]) == ("update", 2, 1)
+            await viewer.wait_for(lambda r: any(m["card"].get("sold") == 1 for m in _messages(viewer, "card")), 10)
+            await viewer.wait_for(lambda r: bool(_messages(viewer, "order")), 10)
+            notice = _messages(viewer, "order")[0]
+            assert (notice["buyer"], notice["title"], notice["quantity"]) == ("Ann", "Silk scarf", 1)
+            assert notice["stock"] == 2
+
+            status, event = await _order(http, shop.base, {"card_id": "scarf", "quantity": 2})
+            assert status == 200 and (event["card"]["stock"], event["card"]["sold"]) == (0, 3)
+            await viewer.wait_for(lambda r: any(m["card"].get("stock") == 0 for m in _messages(viewer, "card")), 10)
+
+            # Sold out: the next order changes nothing and says why; so do the other refusals.
+            assert await _order(http, shop.base, {"card_id": "scarf"}) == (
+                409, "card 'scarf': an order of 1, but it is sold out"
+            )  # fmt: skip
+            assert (await _order(http, shop.base, {"card_id": "hat"}))[0] == 404
+            status, reason = await _order(http, shop.base, {"card_id": "scarf", "quantity": "two"})
+            assert status == 422 and "quantity" in reason
+            assert (await _order(http, shop.base, {"card_id": "scarf"}, {"Authorization": "Bearer wrong"}))[0] == 403
+            async with http.get(f"{shop.base}/api/streams/live/cards") as res:
+                card = next(c for c in (await res.json())["catalogue"] if c["id"] == "scarf")
+            assert (card["stock"], card["sold"]) == (0, 3)
+        finally:
+            await viewer.stop(http)
+            await publisher.stop(http)
