@@ -88,7 +88,14 @@ function renderCard(card) {
   }
   if (card.badge) el.append(Object.assign(document.createElement("span"), { className: "badge-tag", textContent: card.badge }));
   if (soldOut) el.classList.add("sold-out");
-  else body.append(Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" }));
+  else {
+    const buy = Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" });
+    // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway.
+    buy.addEventListener("click", () => {
+      if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "click", card: card.id }));
+    });
+    body.append(buy);
+  }
   el.append(img, body);
   return el;
 }

@@ -226,8 +226,17 @@ class Like:
     gift: object = None
 
 
-ViewerMessage = RenditionRequest | PostComment | Like
-VIEWER_MESSAGES: tuple[type[ViewerMessage], ...] = (RenditionRequest, PostComment, Like)
+@dataclass(frozen=True, slots=True)
+class BuyClick:
+    """Viewer -> server: `{"type": "click", "card": "sku-42"}`, the viewer clicked Buy on that
+    card (the shop's click-through rate, `GET /api/streams/{stream}/stats`)."""
+
+    type: ClassVar[str] = "click"
+    card: str
+
+
+ViewerMessage = RenditionRequest | PostComment | Like | BuyClick
+VIEWER_MESSAGES: tuple[type[ViewerMessage], ...] = (RenditionRequest, PostComment, Like, BuyClick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +282,12 @@ def parse_viewer_message(text: str) -> ViewerMessage:
         return PostComment(body)
     if kind == Like.type:
         return Like(message.get("count"), message.get("gift"))
-    raise BadMessage("unknown message type: send rendition, comment or like")
+    if kind == BuyClick.type:
+        card = message.get("card")
+        if not isinstance(card, str) or not 1 <= len(card) <= 64:
+            raise BadMessage("a click names its card")
+        return BuyClick(card)
+    raise BadMessage("unknown message type: send rendition, comment, like or click")
 
 
 def parse_card_action(text: str) -> UpsertCard | CardCommand:

@@ -53,7 +53,14 @@ async def post_order(request: web.Request, stream: Stream) -> web.Response:
     card = event.card
     notice = OrderNotice(card.id, card.title, order.buyer or "Someone", order.quantity, card.stock)
     stream.talk.order(notice, time.monotonic())
+    stream.analytics.ordered(order.quantity, time.monotonic())
     return _event_response(event)
+
+
+async def get_stats(request: web.Request, stream: Stream) -> web.Response:
+    """The shop's analytics of the stream since the server started it (host key)."""
+    check_host(request, stream)
+    return web.json_response({"stream": stream.name, **stream.analytics.report(time.monotonic())})
 
 
 async def card_action(
@@ -167,6 +174,9 @@ def cards_routes(app: web.Application, stream_of: object) -> None:
     async def order(request: web.Request) -> web.StreamResponse:
         return await post_order(request, stream_of(request))
 
+    async def stats(request: web.Request) -> web.StreamResponse:
+        return await get_stats(request, stream_of(request))
+
     app.router.add_post(f"{base}/cards", post_card)
     app.router.add_get(f"{base}/cards", get_cards)
     app.router.add_post(f"{base}/cards/{card}/show", show)
@@ -174,3 +184,4 @@ def cards_routes(app: web.Application, stream_of: object) -> None:
     app.router.add_delete(f"{base}/cards/{card}", delete)
     app.router.add_get(f"{base}/events", sse)
     app.router.add_post(f"{base}/orders", order)
+    app.router.add_get(f"{base}/stats", stats)

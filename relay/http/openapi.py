@@ -106,6 +106,60 @@ SCHEMAS: dict[str, Any] = {
             "buyer": {"type": "string", "minLength": 1, "maxLength": 40, "description": "display name, e.g. Ann"},
         },
     },
+    "Stats": {
+        "type": "object",
+        "description": "The shop's analytics of the stream since the server started it.",
+        "required": ["stream", "elapsed_s", "viewers", "comments", "likes", "orders", "cards", "timeline"],
+        "properties": {
+            "stream": {"type": "string"},
+            "elapsed_s": {"type": "number"},
+            "viewers": {
+                "type": "object",
+                "required": ["now", "peak", "average", "joins", "watch_time_s"],
+                "properties": {
+                    "now": {"type": "integer"},
+                    "peak": {"type": "integer"},
+                    "average": {"type": "number"},
+                    "joins": {"type": "integer"},
+                    "watch_time_s": {"type": "number"},
+                },
+            },
+            "comments": {"type": "integer"},
+            "likes": {"type": "integer"},
+            "orders": {"type": "integer"},
+            "cards": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "title", "impressions", "clicks", "clickers", "ctr", "on_screen_s"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "impressions": {"type": "integer", "description": "viewers watching while it was shown"},
+                        "clicks": {"type": "integer", "description": "Buy clicks reported by players"},
+                        "clickers": {"type": "integer"},
+                        "ctr": {"type": "number", "description": "clickers / impressions"},
+                        "on_screen_s": {"type": "number"},
+                    },
+                },
+            },
+            "timeline": {
+                "type": "array",
+                "description": "minute by minute since the start",
+                "items": {
+                    "type": "object",
+                    "required": ["minute", "comments", "likes", "orders", "viewers_peak"],
+                    "properties": {
+                        "minute": {"type": "integer"},
+                        "comments": {"type": "integer"},
+                        "likes": {"type": "integer"},
+                        "orders": {"type": "integer"},
+                        "viewers_peak": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
     "NewComment": {
         "type": "object",
         "required": ["text"],
@@ -255,6 +309,16 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(_ref("Order")),
                 "responses": {"200": _json(_ref("CardEvent"), "the card's update event")}
                 | _errors(401, 403, 404, 408, 409, 413, 422, 429),
+            },
+        },
+        f"{base}/stats": {
+            "parameters": _path_params(),
+            "get": {
+                "operationId": "getStats",
+                "summary": "Shop analytics: viewers, per-card impressions, clicks and CTR, minute by minute",
+                "tags": ["cards"],
+                "security": HOST,
+                "responses": {"200": _json(_ref("Stats"), "the stream's analytics")} | _errors(401, 403, 404),
             },
         },
         f"{base}/events": {

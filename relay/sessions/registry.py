@@ -404,6 +404,7 @@ class Registry:
             await asyncio.sleep(1.0)
             for stream in self.streams.values():
                 stream.fanout.send_reports(stream.media_time())
+                stream.tick_analytics(time.monotonic())
                 await stream.stop_unwatched_encoders()  # a VP8 viewer moved to another rung
                 try:
                     await stream.cards.expire()

@@ -23,6 +23,7 @@ from relay.media.fanout import Fanout
 from relay.media.feedback import Feedback
 from relay.messages import (
     BadMessage,
+    BuyClick,
     Clock,
     ErrorMessage,
     Like,
@@ -34,6 +35,7 @@ from relay.messages import (
     encode,
     parse_viewer_message,
 )
+from relay.sessions.analytics import SessionStats
 from relay.sessions.rungs import RungChoice, ladder_for, ladder_rung, rung_for_codec
 from relay.sessions.sendside import SendSideControl
 from relay.sessions.viewer import ViewerSession
@@ -165,6 +167,8 @@ class Stream:
             deliver=self.broadcast,
             on_event=self._on_card,
         )
+        self.analytics = SessionStats(time.monotonic())  # the shop's counts (GET .../stats)
+        self._talk_seen = (0, 0)  # comments accepted and likes counted at the last analytics tick
         self.talk = TalkFeed(
             config.name,
             CommentRules(words=config.chat_words, anonymous=config.chat_anonymous),
@@ -238,6 +242,11 @@ class Stream:
             self.hls.publish(frame)
 
     def _on_card(self, event: CardEvent) -> None:
+        now = time.monotonic()
+        if event.action == "show":
+            self.analytics.card_shown(event.card.id, event.card.title, now)
+        elif event.action in ("hide", "delete"):
+            self.analytics.card_hidden(event.card.id, now)
         if self.hls is not None:
             self.hls.on_card(event.seq, event.action, event.card.id, card_json(event.card), event.pts_ms)
 
@@ -423,10 +432,21 @@ class Stream:
             if not watchers:
                 del self._clock_watchers[viewer_id]
 
+    def tick_analytics(self, now: float) -> None:
+        """Once a second: the comments and likes counted since the last tick, into the analytics."""
+        comments, likes = self.talk.policy.accepted, self.talk.likes.total
+        seen_comments, seen_likes = self._talk_seen
+        if comments > seen_comments:
+            self.analytics.commented(comments - seen_comments, now)
+        if likes > seen_likes:
+            self.analytics.liked(likes - seen_likes, now)
+        self._talk_seen = (comments, likes)
+
     def add_viewer(self, viewer: ViewerSession, rendition: str, codec: str = H264) -> None:
         """``codec`` VP8: a viewer whose offer has no H.264 watches the VP8 rendition of its rung."""
         rung = self.rungs.add(viewer.id, rendition)
         self.viewers[viewer.id] = viewer
+        self.analytics.joined(time.monotonic())
         if codec == VP8:
             self._vp8_viewers.add(viewer.id)
             self.transcoder.want_vp8(rung)
@@ -437,6 +457,7 @@ class Stream:
         viewer = self.viewers.pop(viewer_id, None)
         if viewer is not None:
             self._refused_gone += viewer.tracks.video.repair.refused
+            self.analytics.left(time.monotonic())
         self._vp8_viewers.discard(viewer_id)
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
@@ -456,6 +477,9 @@ class Stream:
                 return
             if isinstance(request, Like):
                 self.talk.like(request.count, request.gift)
+                return
+            if isinstance(request, BuyClick):
+                self.analytics.click(viewer.id, request.card, time.monotonic())
                 return
             target = self.rungs.choose(viewer.id, request.name)
         except BadMessage:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.peers import WhipPublisher
-from tests.e2e.conftest import PUBLISH_KEY, Server
+from tests.e2e.conftest import PUBLISH_KEY, Server, wait_until
 
 PLAYING = "document.getElementById('status').dataset.state === 'playing'"
 # The comment with this text: on screen, over the lower half of the video picture.
@@ -126,6 +126,19 @@ async def test_orders_show_as_social_proof_and_count_the_stock_down_to_sold_out(
             await page.wait_for_function(SHOWS, arg="Ann just bought Silk scarf", timeout=10000)
             await stock.filter(has_text="Only 1 left · 1 sold").wait_for(timeout=10000)
             await page.screenshot(path=str(artifacts / "orders-viewer.png"))
+
+            # Buy opens the shop (served here by the test) and counts in the shop's analytics.
+            await page.context.route("https://shop.example/**", lambda route: route.fulfill(body="the shop"))
+            async with page.context.expect_page() as shop_page:
+                await page.click(".card[data-id='scarf'] .buy")
+            await (await shop_page.value).close()
+
+            async def clicked() -> bool:
+                async with http.get(f"{base}/stats") as res:
+                    cards = (await res.json())["cards"]
+                return any(c["id"] == "scarf" and c["clicks"] == 1 and c["impressions"] >= 1 for c in cards)
+
+            await wait_until(clicked, 10)
             async with http.post(f"{base}/orders", json={"card_id": "scarf", "buyer": "Bo"}) as res:
                 assert res.status == 200, await res.text()
             await stock.filter(has_text="Sold out · 2 sold").wait_for(timeout=10000)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from benchmarks.peers import WhepViewer, WhipPublisher
-from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, write_config
+from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
 
 SCARF = {"id": "scarf", "title": "Silk scarf", "price": "49.00", "currency": "EUR",
          "image_url": "/img/scarf.jpg", "buy_url": "https://shop.example/scarf", "stock": 3}  # fmt: skip
@@ -76,6 +76,28 @@ async def test_orders_count_the_stock_down_for_viewers_until_it_is_sold_out(shop
             async with http.get(f"{shop.base}/api/streams/live/cards") as res:
                 card = next(c for c in (await res.json())["catalogue"] if c["id"] == "scarf")
             assert (card["stock"], card["sold"]) == (0, 3)
+
+            # The shop's analytics: the viewer saw the card and clicked Buy on its data channel.
+            assert viewer.channel is not None
+            viewer.channel.send(json.dumps({"type": "click", "card": "scarf"}))
+
+            async def stats() -> dict[str, Any]:
+                async with http.get(f"{shop.base}/api/streams/live/stats", headers=HOST) as res:
+                    assert res.status == 200, await res.text()
+                    data: dict[str, Any] = await res.json()
+                    return data
+
+            async def clicked() -> bool:
+                return any(c["clicks"] == 1 for c in (await stats())["cards"])
+
+            await wait_until(clicked, 10)
+            report = await stats()
+            scarf = next(c for c in report["cards"] if c["id"] == "scarf")
+            assert (scarf["impressions"], scarf["clicks"], scarf["clickers"], scarf["ctr"]) == (1, 1, 1, 1.0)
+            assert report["orders"] == 3 and report["viewers"]["now"] == 1 and report["viewers"]["peak"] >= 1
+            assert report["viewers"]["watch_time_s"] > 0 and sum(m["orders"] for m in report["timeline"]) == 3
+            async with http.get(f"{shop.base}/api/streams/live/stats") as res:
+                assert res.status == 401  # the host's key only
         finally:
             await viewer.stop(http)
             await publisher.stop(http)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from relay.messages import (
     SERVER_MESSAGES,
     BadMessage,
+    BuyClick,
     Bye,
     CardCommand,
     CardMessage,
@@ -70,6 +71,9 @@ def test_peer_messages_parse_into_their_types() -> None:
     assert parse_viewer_message('{"type": "rendition", "name": "240p"}') == RenditionRequest("240p")
     assert parse_viewer_message('{"type": "comment", "text": "hi"}') == PostComment("hi")
     assert parse_viewer_message('{"type": "like", "count": 5}') == Like(5)
+    assert parse_viewer_message('{"type": "click", "card": "sku-42"}') == BuyClick("sku-42")
+    with pytest.raises(BadMessage):
+        parse_viewer_message('{"type": "click", "card": 7}')
     assert parse_card_action('{"action": "upsert", "card": {"id": "x"}}') == UpsertCard({"id": "x"})
     assert parse_card_action('{"action": "hide", "id": "x"}') == CardCommand("hide", "x")
     with pytest.raises(BadMessage) as info:

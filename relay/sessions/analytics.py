@@ -1,0 +1,165 @@
+"""Shop analytics of one live session (pure: every call takes ``now``, monotonic seconds).
+
+What a shop asks after a session: how many watched (now, peak, time-weighted average, joins,
+total watch time), and per product card how many viewers saw it on screen (impressions: the
+viewers watching when it was shown plus those who joined while it was up), how many clicked
+Buy (clicks, and distinct clickers for the click-through rate), and how long it was on screen;
+plus comments, likes and viewers minute by minute. Counts only, no per-viewer history: memory
+stays bounded by the cards and the minutes, whatever the audience.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MINUTES_KEPT = 24 * 60  # the timeline keeps the last day, minute by minute
+MAX_CLICKERS = 100_000  # distinct clickers remembered per card (beyond, clicks still count)
+
+
+@dataclass(slots=True)
+class CardStats:
+    title: str
+    impressions: int = 0
+    clicks: int = 0
+    clickers: set[str] = field(default_factory=set)
+    on_screen_s: float = 0.0
+    shown_at: float | None = None  # while on screen
+
+
+@dataclass(slots=True)
+class Minute:
+    comments: int = 0
+    likes: int = 0
+    orders: int = 0
+    viewers_peak: int = 0
+
+
+class SessionStats:
+    """Counts of one stream's session since ``started``."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.viewers = 0
+        self.peak = 0
+        self.joins = 0
+        self.watch_s = 0.0  # the integral of the viewer count over time
+        self._at = started  # when ``watch_s`` was last brought up to date
+        self.cards: dict[str, CardStats] = {}
+        self.minutes: dict[int, Minute] = {}
+        self.comments = 0
+        self.likes = 0
+        self.orders = 0
+
+    def _advance(self, now: float) -> None:
+        if now > self._at:
+            self.watch_s += self.viewers * (now - self._at)
+            self._at = now
+
+    def _minute(self, now: float) -> Minute:
+        index = max(0, int((now - self.started) // 60))
+        minute = self.minutes.get(index)
+        if minute is None:
+            minute = self.minutes[index] = Minute(viewers_peak=self.viewers)
+            for old in [i for i in self.minutes if i <= index - MINUTES_KEPT]:
+                del self.minutes[old]
+        return minute
+
+    # ---- viewers ----------------------------------------------------------------------------
+    def joined(self, now: float) -> None:
+        self._advance(now)
+        self.viewers += 1
+        self.joins += 1
+        self.peak = max(self.peak, self.viewers)
+        minute = self._minute(now)
+        minute.viewers_peak = max(minute.viewers_peak, self.viewers)
+        for card in self.cards.values():
+            if card.shown_at is not None:
+                card.impressions += 1
+
+    def left(self, now: float) -> None:
+        self._advance(now)
+        self.viewers = max(0, self.viewers - 1)
+
+    # ---- cards ------------------------------------------------------------------------------
+    def card_shown(self, card_id: str, title: str, now: float) -> None:
+        card = self.cards.get(card_id)
+        if card is None:
+            card = self.cards[card_id] = CardStats(title)
+        card.title = title
+        if card.shown_at is None:
+            card.shown_at = now
+            card.impressions += self.viewers
+
+    def card_hidden(self, card_id: str, now: float) -> None:
+        card = self.cards.get(card_id)
+        if card is not None and card.shown_at is not None:
+            card.on_screen_s += max(0.0, now - card.shown_at)
+            card.shown_at = None
+
+    def click(self, viewer_id: str, card_id: str, now: float) -> bool:
+        """A viewer clicked Buy on ``card_id``; False (not counted) for a card never shown."""
+        card = self.cards.get(card_id)
+        if card is None:
+            return False
+        card.clicks += 1
+        if len(card.clickers) < MAX_CLICKERS:
+            card.clickers.add(viewer_id)
+        return True
+
+    # ---- the conversation and orders ------------------------------------------------------
+    def commented(self, count: int, now: float) -> None:
+        self.comments += count
+        self._minute(now).comments += count
+
+    def liked(self, count: int, now: float) -> None:
+        self.likes += count
+        self._minute(now).likes += count
+
+    def ordered(self, quantity: int, now: float) -> None:
+        self.orders += quantity
+        self._minute(now).orders += quantity
+
+    # ---- the report -------------------------------------------------------------------------
+    def report(self, now: float) -> dict[str, object]:
+        self._advance(now)
+        elapsed = max(0.0, now - self.started)
+        cards = []
+        for card_id, card in self.cards.items():
+            on_screen = card.on_screen_s + (max(0.0, now - card.shown_at) if card.shown_at is not None else 0.0)
+            cards.append(
+                {
+                    "id": card_id,
+                    "title": card.title,
+                    "impressions": card.impressions,
+                    "clicks": card.clicks,
+                    "clickers": len(card.clickers),
+                    # Distinct clickers over impressions (a stale page may click a card it saw
+                    # before a reconnect, so it is capped at 1).
+                    "ctr": round(min(1.0, len(card.clickers) / card.impressions), 4) if card.impressions else 0.0,
+                    "on_screen_s": round(on_screen, 1),
+                }
+            )
+        return {
+            "elapsed_s": round(elapsed, 1),
+            "viewers": {
+                "now": self.viewers,
+                "peak": self.peak,
+                "average": round(self.watch_s / elapsed, 2) if elapsed > 0 else float(self.viewers),
+                "joins": self.joins,
+                "watch_time_s": round(self.watch_s, 1),
+            },
+            "comments": self.comments,
+            "likes": self.likes,
+            "orders": self.orders,
+            "cards": cards,
+            "timeline": [
+                {
+                    "minute": i,
+                    "comments": m.comments,
+                    "likes": m.likes,
+                    "orders": m.orders,
+                    "viewers_peak": m.viewers_peak,
+                }
+                for i, m in sorted(self.minutes.items())
+            ],
+        }

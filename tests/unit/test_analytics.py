@@ -1,0 +1,75 @@
+"""The shop's session analytics (pure) against a model that keeps every viewer and every moment."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay.sessions.analytics import SessionStats
+
+EVENTS = st.lists(
+    st.tuples(
+        st.floats(0, 30),  # seconds since the previous event
+        st.sampled_from(["join", "leave", "show", "hide", "click", "comment", "like"]),
+        st.sampled_from(["mug", "hat"]),
+        st.integers(1, 5),
+    ),
+    max_size=80,
+)
+
+
+@given(EVENTS)
+def test_the_counts_match_a_model_that_remembers_everything(events: list[tuple[float, str, str, int]]) -> None:
+    stats = SessionStats(1000.0)
+    now, viewers, peak, joins, watch = 1000.0, 0, 0, 0, 0.0
+    shown: set[str] = set()
+    impressions = {"mug": 0, "hat": 0}
+    ever_shown: set[str] = set()
+    clicks = {"mug": 0, "hat": 0}
+    comments = likes = 0
+    for step, kind, card, n in events:
+        watch += viewers * step
+        now += step
+        if kind == "join":
+            stats.joined(now)
+            viewers, joins = viewers + 1, joins + 1
+            peak = max(peak, viewers)
+            for c in shown:
+                impressions[c] += 1
+        elif kind == "leave" and viewers:
+            stats.left(now)
+            viewers -= 1
+        elif kind == "show":
+            stats.card_shown(card, card.title(), now)
+            if card not in shown:
+                impressions[card] += viewers
+            shown.add(card)
+            ever_shown.add(card)
+        elif kind == "hide":
+            stats.card_hidden(card, now)
+            shown.discard(card)
+        elif kind == "click":
+            counted = stats.click(f"v{n}", card, now)
+            assert counted == (card in ever_shown)
+            clicks[card] += counted
+        elif kind == "comment":
+            stats.commented(n, now)
+            comments += n
+        elif kind == "like":
+            stats.liked(n, now)
+            likes += n
+    report = stats.report(now)
+    seen = report["viewers"]
+    assert isinstance(seen, dict)
+    assert (seen["now"], seen["peak"], seen["joins"]) == (viewers, peak, joins)
+    assert abs(seen["watch_time_s"] - watch) < 0.1 + 1e-6 * watch
+    assert seen["average"] <= peak + 1e-9
+    assert (report["comments"], report["likes"]) == (comments, likes)
+    cards = {c["id"]: c for c in report["cards"]}  # type: ignore[union-attr]
+    assert set(cards) == ever_shown
+    for card_id, card in cards.items():
+        assert (card["impressions"], card["clicks"]) == (impressions[card_id], clicks[card_id])
+        assert 0 <= card["ctr"] <= 1 and card["clickers"] <= min(card["clicks"], 5)
+    timeline = report["timeline"]
+    assert sum(m["comments"] for m in timeline) == comments  # type: ignore[union-attr]
+    assert sum(m["likes"] for m in timeline) == likes  # type: ignore[union-attr]
