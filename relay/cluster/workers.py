@@ -171,6 +171,8 @@ class _Worker:
                 proc.wait()
         if self._reader is not None:
             self._reader.join(5)
+        if proc.returncode == -signal.SIGTERM:  # stopped while still starting, before its handler
+            return 0
         return proc.returncode or 0
 
 

@@ -33,6 +33,15 @@ def _gone(pid: int) -> bool:
     return not status.exists() or "zombie" in status.read_text()
 
 
+def _exited_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling /proc for the process to end, bounded
+    return True
+
+
 def _cpus(pid: int) -> str:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Cpus_allowed_list:"):
@@ -100,20 +109,40 @@ async def test_two_workers_serve_a_viewer_through_the_edge_and_stop_on_sigterm(
             assert {(f.width, f.height) for f in frames} == {(640, 360)}
             counters = [f.counter for f in frames]
             assert counters == sorted(counters) and 0 < counters[-1] <= publisher.video.counter
+
+            # SIGTERM drains an edge: it leaves the directory at once (routing stops sending
+            # viewers there, well before its entry would expire), tells its viewers to move
+            # (`bye`: the watch page reconnects through the origin), and exits cleanly; the
+            # supervisor starts it again (a rolling restart).
+            edge_pid = children[1]  # started second
+            os.kill(edge_pid, signal.SIGTERM)
+            await viewer.wait_for(lambda r: r.got("bye"), 10)
+            assert _exited_within(edge_pid, 10)
+            drained = await _nodes(http, server.base, lambda ns: all(n["url"] != edge_url for n in ns))
+            assert all(n["url"] != edge_url for n in drained), drained
         finally:
-            await viewer.stop(http)
+            await viewer.stop(None, delete=False)  # its edge ended the session (or the test failed)
             await publisher.stop(http)
-        # A worker that dies is started again (on a new free port here) and joins the directory.
-        edge_pid = children[1]  # started second
-        os.kill(edge_pid, signal.SIGKILL)
 
         def new_edge(ns: list[dict[str, Any]]) -> bool:
             return any(n["role"] == "edge" and n["url"] != edge_url for n in ns)
 
-        assert new_edge(await _nodes(http, server.base, new_edge))
-        assert "worker edge1 exited with code -9: starting it again" in server.log()
+        nodes = await _nodes(http, server.base, new_edge)
+        assert new_edge(nodes)
+        assert "worker edge1 exited with code 0: starting it again" in server.log()  # logged before the start
+        second_url = next(n["url"] for n in nodes if n["role"] == "edge" and n["url"] != edge_url)
+        # A worker that dies is started again too (on a new free port here).
         children = _children(server.proc.pid)
         assert len(children) == 2 and edge_pid not in children, children
+        os.kill(children[1], signal.SIGKILL)
+        assert _exited_within(children[1], 10)
+
+        def third_edge(ns: list[dict[str, Any]]) -> bool:
+            return any(n["role"] == "edge" and n["url"] not in (edge_url, second_url) for n in ns)
+
+        assert third_edge(await _nodes(http, server.base, third_edge))
+        assert "worker edge1 exited with code -9: starting it again" in server.log()
+        children = _children(server.proc.pid)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
     assert all(_gone(pid) for pid in children), children
