@@ -10,7 +10,8 @@
 // is computed, never guessed from which frame happened to be presented first (a join from the
 // cached GOP is decoded whole but only partly presented).
 import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
-import { formatBitrate, formatPrice } from "/static/format.js";
+import { formatBitrate } from "/static/format.js";
+import { renderCard } from "/static/cardview.js";
 import { createTalk } from "/static/talk.js";
 import { HlsPlayback } from "/static/hlsplayer.js";
 
@@ -62,30 +63,6 @@ function setStatus(state, text) {
 }
 
 // ---- cards ------------------------------------------------------------------------------------
-function renderCard(card) {
-  const el = document.createElement("article");
-  el.className = "card";
-  el.dataset.id = card.id;
-  const img = document.createElement("img");
-  img.src = card.image_url;
-  img.alt = "";
-  img.onerror = () => img.remove();
-  const body = document.createElement("div");
-  body.className = "card-body";
-  const title = document.createElement("h2");
-  title.className = "card-title";
-  title.textContent = card.title;
-  body.append(title);
-  if (card.subtitle) body.append(Object.assign(document.createElement("p"), { className: "card-sub", textContent: card.subtitle }));
-  const price = Object.assign(document.createElement("p"), { className: "card-price", textContent: formatPrice(card.price, card.currency) });
-  body.append(price);
-  if (card.badge) el.append(Object.assign(document.createElement("span"), { className: "badge-tag", textContent: card.badge }));
-  const buy = Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" });
-  body.append(buy);
-  el.append(img, body);
-  return el;
-}
-
 function showCard(card) {
   hideCard(card.id, true);
   const el = renderCard(card);
