@@ -13,6 +13,7 @@ const cardsEl = document.getElementById("cards");
 const chaptersEl = document.getElementById("chapters");
 const shown = new Map(); // card id -> {card, el}
 const firstShown = {}; // card id -> video time when it first came on screen (for automation)
+let startedAt = null; // video time when playback first started
 
 function setStatus(state, text) {
   statusEl.dataset.state = state;
@@ -74,7 +75,10 @@ const playback = new HlsPlayback(video, stream, {
   onStatus: setStatus,
 });
 
-video.addEventListener("playing", () => setStatus("playing", ""));
+video.addEventListener("playing", () => {
+  if (startedAt === null) startedAt = video.currentTime;
+  setStatus("playing", "");
+});
 video.addEventListener("waiting", () => setStatus("buffering", "Buffering…"));
 video.addEventListener("ended", () => setStatus("offline", "The end of the session"));
 document.getElementById("unmute").addEventListener("click", () => {
@@ -85,6 +89,7 @@ document.getElementById("unmute").addEventListener("click", () => {
 // For automation and debugging.
 window.livecartReplay = {
   get firstShown() { return { ...firstShown }; },
+  get startedAt() { return startedAt; },
   get playingDate() { return playback.playingDate(); },
 };
 
