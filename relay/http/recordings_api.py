@@ -136,13 +136,13 @@ def recordings_routes(
 
     async def master(request: web.Request) -> web.Response:
         _, recording, active = await load(request)
-        clip_asked = request.path.endswith("/clip.m3u8")
-        window = window_of(request, recording, required=clip_asked)
+        clip = _clip(request, required=request.path.endswith("/clip.m3u8"))
+        window = None if clip is None else clip_window(recording, clip)
         if recording.reference() is None:
             raise MediaNotFound(f"recording {recording.id} holds no media yet")
         leaf = "index.m3u8"
-        if window is not None:
-            leaf += f"?start={request.query['start']}&duration={request.query['duration']}"
+        if clip is not None:  # each media playlist of the clip, from the values as read (never the raw query)
+            leaf += f"?start={clip.start_s:g}&duration={clip.duration_s:g}"
         final = window is not None or not active
         return playlist_response(multivariant(recording, leaf=leaf, window=window), final)
 
