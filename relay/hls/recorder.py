@@ -244,6 +244,8 @@ class StreamRecorder:
                 size = sum(len(op.data) for op in batch if isinstance(op, (_Media, _Init)))
                 try:
                     await loop.run_in_executor(self._pool, self._write, batch)
+                except Exception as exc:  # a bug: this recording stops, the stream and the server go on
+                    log.error("stream %s: recording failed: %s: %s", self.stream, type(exc).__name__, exc)
                 finally:
                     self._queued -= size
             if self._closing and not self._ops:

@@ -99,14 +99,19 @@ class RecordedTrack:
     segments: list[RecordedSegment] = field(default_factory=list)
 
     def playable(self) -> list[RecordedSegment]:
-        """Segments a player can start: from their first part (a keyframe for video), with an
-        init segment. A recording that began in the middle of a segment skips that one."""
-        return [
-            s
-            for s in self.segments
-            if s.parts and s.parts[0].number == 0 and s.map_id in self.maps
-            and (s.parts[0].independent or self.info.kind != "video")
-        ]
+        """Segments a player can play: whole from their first part, with an init segment, and
+        for video beginning with a keyframe unless they follow on the segment before them (one
+        the packager cut without a keyframe, as the live playlist has it). A recording that
+        began in the middle of a segment skips that one."""
+        out: list[RecordedSegment] = []
+        for s in self.segments:
+            if not s.parts or s.parts[0].number != 0 or s.map_id not in self.maps:
+                continue
+            prev = out[-1] if out else None
+            follows = prev is not None and prev.complete and prev.end == s.start and prev.map_id == s.map_id
+            if s.parts[0].independent or self.info.kind != "video" or follows:
+                out.append(s)
+        return out
 
 
 class CardLine(NamedTuple):

@@ -60,7 +60,8 @@ def clip_window(recording: Recording, clip: Clip) -> Window:
     for segment in reference.playable():
         if segment.start / ts > at + 1e-9:
             break
-        keyframe = segment.start / ts
+        if segment.parts[0].independent or reference.info.kind != "video":
+            keyframe = segment.start / ts
     return Window(keyframe, keyframe + clip.duration_s)
 
 
@@ -105,7 +106,6 @@ def vod_playlist(recording: Recording, track_name: str, *, final: bool, window: 
         f"#EXT-X-TARGETDURATION:{target}",
         f"#EXT-X-PLAYLIST-TYPE:{'VOD' if final else 'EVENT'}",
         f"#EXT-X-MEDIA-SEQUENCE:{selected[0][0].msn if selected else 0}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
     lines.extend(d.tag() for d in _dateranges(recording, window))
     current_map: int | None = None

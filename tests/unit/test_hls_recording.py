@@ -197,7 +197,8 @@ def test_garbage_and_out_of_order_lines_are_skipped() -> None:
     text = record(120)
     lines = text.splitlines()
     noisy = [lines[0], "not json", "[1, 2]", '{"type": "part"}', *lines[1:]]
-    noisy.insert(6, noisy[5])  # a part line twice: the second is not the next part
+    assert '"type":"part"' in noisy[6]
+    noisy.insert(7, noisy[6])  # a part line twice: the second is not the next part
     recording = parse_index(noisy)
     clean = parse_index(lines)
     assert recording is not None and clean is not None
