@@ -72,6 +72,14 @@ def _cut_lines(timeline: TrackTimeline, cut: object) -> str:
     return text
 
 
+def _whole(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def seconds(date: str) -> float:
     return datetime.fromisoformat(date.replace("Z", "+00:00")).timestamp()
 
@@ -108,12 +116,15 @@ def test_an_index_cut_anywhere_plays_every_part_written_before_the_cut(frames: i
         return
     full = parse_index(text.splitlines())
     assert full is not None
+    if "480p" not in recording.tracks:
+        assert '"type":"part"' not in cut, "no part before its track"
+        return
     playlist = m3u8.loads(vod_playlist(recording, "480p", final=True))
     assert playlist.is_endlist
     whole = {s.msn: s for s in full.tracks["480p"].segments}
     read = {s.msn: s for s in recording.tracks["480p"].segments}
     # The parts whose whole line made it: a prefix of the full recording's parts.
-    written = [line for line in cut.splitlines(keepends=True) if line.endswith("\n") and '"type":"part"' in line]
+    written = [line for line in cut.splitlines() if '"type":"part"' in line and _whole(line)]
     listed = 0.0
     for segment in playlist.segments:
         msn = int(segment.uri.split(".")[0])
@@ -177,7 +188,7 @@ def test_a_clip_starts_on_a_keyframe_at_or_before_its_start_and_lasts_its_durati
     listed = sum(s.duration for s in playlist.segments)
     available = length - window.start
     assert listed <= duration + 0.5 + 1e-6, "at most one part past the end"
-    assert listed >= min(duration, available) - 1e-6
+    assert listed >= min(duration, available) - 1e-4  # EXTINF has 5 decimals
     master = m3u8.loads(multivariant(recording, leaf="index.m3u8?start=1&duration=2", window=window))
     assert [p.uri for p in master.playlists] == ["480p/index.m3u8?start=1&duration=2"]
     assert master.playlists[0].stream_info.resolution == (640, 360)
