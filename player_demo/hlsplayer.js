@@ -73,6 +73,15 @@ export class HlsPlayback {
     hls.loadSource(url);
     hls.attachMedia(this.video);
     this.timer = setInterval(() => this.updateCards(), 100);
+    if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+      // On every presented frame too: a card comes on screen with the frame it was shown on.
+      const onFrame = () => {
+        if (this.stopped) return;
+        this.updateCards();
+        this.video.requestVideoFrameCallback(onFrame);
+      };
+      this.video.requestVideoFrameCallback(onFrame);
+    }
   }
 
   readRanges(dateRanges) {

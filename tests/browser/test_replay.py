@@ -103,5 +103,6 @@ async def test_the_replay_plays_from_the_start_and_shows_the_card_at_its_moment(
         await page.close()
     live_at = chapter["at_s"]
     print(f"replay: started at {started_at:.2f} s, the card shown at {shown_at:.2f} s (live: at {live_at:.2f} s)")
-    # The page checks the playhead's date every 100 ms: at most that, and a frame, late.
-    assert -0.05 <= shown_at - chapter["at_s"] <= 0.2
+    # The page checks the playhead's date on every presented frame: the card comes with its frame
+    # (two frames' slack: a loaded machine may skip presenting one).
+    assert abs(shown_at - live_at) <= 2 / 30 + 0.002
