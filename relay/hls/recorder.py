@@ -63,6 +63,10 @@ class Source(Protocol):
     def timescale(self) -> int: ...
 
 
+class _Prepare(NamedTuple):
+    folder: Path  # the stream's recordings directory
+
+
 class _Begin(NamedTuple):
     folder: Path
     recording_id: str
@@ -97,7 +101,7 @@ class _End(NamedTuple):
     line: str
 
 
-_Op = _Begin | _Init | _Media | _Close | _Line | _End
+_Op = _Prepare | _Begin | _Init | _Media | _Close | _Line | _End
 
 
 class StreamRecorder:
@@ -148,6 +152,9 @@ class StreamRecorder:
         """A publisher took the stream: its media is a new recording (the previous one ends)."""
         self.end("a new publisher took over")
         self._armed = True
+        # The stream's directory is made (and the writing thread started) now rather than with
+        # the first part: a disk problem is logged when the publisher arrives.
+        self._queue(_Prepare(self.library.root / self.stream))
 
     def disarm(self) -> None:
         """The publisher left: the recording ends when its last part is cut (``end``)."""
@@ -253,6 +260,12 @@ class StreamRecorder:
 
     def _write(self, batch: list[_Op]) -> None:
         for op in batch:
+            if isinstance(op, _Prepare):
+                try:
+                    op.folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    log.warning("stream %s: recordings directory %s unusable: %s", self.stream, op.folder, exc)
+                continue
             if isinstance(op, _Begin):
                 self._open(op)
                 continue
