@@ -20,11 +20,10 @@ from typing import NamedTuple
 
 from relay.errors import BadRequest
 from relay.hls.dateranges import CardRanges
-from relay.hls.playlist import VERSION, DateRange, iso_date
+from relay.hls.playlist import AAC_LC, VERSION, DateRange, iso_date
 from relay.hls.recording import RecordedSegment, RecordedTrack, Recording, init_file, segment_file
 
 MAX_CLIP_S = 600.0  # the longest clip served (a product's moment, not a second copy of the replay)
-AAC_LC = "mp4a.40.2"
 
 
 class Clip(NamedTuple):
@@ -168,8 +167,3 @@ def _peak_bps(track: RecordedTrack, window: Window | None) -> int:
         if ticks > 0:
             peak = max(peak, sum(p.size for p in parts) * 8 * ts / ticks)
     return max(1, round(peak))
-
-
-def date_of(recording: Recording, media_s: float) -> str:
-    """The program date of a media time of the recording (what its dateranges are dated by)."""
-    return iso_date(recording.wall_at_zero + media_s)
