@@ -4,7 +4,8 @@ Layout: ``<root>/<stream>/<recording id>/index.jsonl`` beside one directory per 
 (``480p/``, ``audio/``) of init segments and segment files (``recording.py`` says what the
 index holds). Every method here does file I/O and runs in a worker thread: the HTTP handlers
 call the ``a``-prefixed wrappers (``asyncio.to_thread``), the recorders call ``sweep`` from
-their own writing thread. Parsed indexes are cached by file size (an index only grows).
+their own writing thread. Parsed indexes are cached by file size (an index only grows); one
+that grows is parsed again at most every ``REPARSE_S``, however many players ask.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RECORDING_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$")
 CACHED = 64  # parsed indexes kept
+REPARSE_S = 0.5  # a growing index is parsed at most this often (its playlists live for 1 s anyway)
 
 
 class RecordingLibrary:
@@ -39,7 +41,7 @@ class RecordingLibrary:
         self.root = root
         self.config = config
         self.active: set[tuple[str, str]] = set()
-        self._cache: OrderedDict[Path, tuple[int, Recording]] = OrderedDict()
+        self._cache: OrderedDict[Path, tuple[int, float, Recording]] = OrderedDict()  # size, parsed at
         self._lock = threading.Lock()  # the cache, from the HTTP handlers' threads and the recorders'
 
     def new_id(self, now: float) -> str:
@@ -60,11 +62,13 @@ class RecordingLibrary:
         index = self.path(stream, recording_id) / INDEX
         try:
             size = index.stat().st_size
+            now = time.monotonic()
             with self._lock:
                 cached = self._cache.get(index)
-                if cached is not None and cached[0] == size:
+                fresh = (stream, recording_id) in self.active and now - cached[1] < REPARSE_S if cached else False
+                if cached is not None and (cached[0] == size or fresh):
                     self._cache.move_to_end(index)
-                    return cached[1]
+                    return cached[2]
             data = index.read_bytes()[:size]
         except (FileNotFoundError, NotADirectoryError):
             raise MediaNotFound(f"no recording {recording_id!r} of stream {stream!r}") from None
@@ -72,7 +76,7 @@ class RecordingLibrary:
         if recording is None or recording.stream != stream or recording.id != recording_id:
             raise MediaNotFound(f"recording {recording_id!r} of stream {stream!r} has no readable index")
         with self._lock:
-            self._cache[index] = (size, recording)
+            self._cache[index] = (size, now, recording)
             while len(self._cache) > CACHED:
                 self._cache.popitem(last=False)
         return recording

@@ -98,17 +98,22 @@ def recordings_routes(
     async def load(request: web.Request) -> tuple[RecordingLibrary, Recording, bool]:
         stream = stream_of(request)  # 404 for an unknown stream
         library = library_of(request)
-        recording = await library.aload(stream.name, request.match_info["rec"])
-        return library, recording, library.is_active(stream.name, recording.id)
+        rec_id = request.match_info["rec"]
+        # Whether it is being written, asked before reading it: a growing index may be read from
+        # the cache (up to REPARSE_S old), which is right only for a recording still active.
+        active = library.is_active(stream.name, rec_id)
+        return library, await library.aload(stream.name, rec_id), active
 
     async def list_recordings(request: web.Request) -> web.Response:
         stream = stream_of(request)
         library = library_of(request)
+        # Before reading (see load); a copy first: the recorders' threads change the set.
+        active = {rec_id for name, rec_id in set(library.active) if name == stream.name}
         recordings = await library.arecordings(stream.name)
         return web.json_response(
             {
                 "stream": stream.name,
-                "recordings": [summary(r, active=library.is_active(stream.name, r.id)) for r in reversed(recordings)],
+                "recordings": [summary(r, active=r.id in active) for r in reversed(recordings)],
             }
         )
 
