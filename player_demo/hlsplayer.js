@@ -1,5 +1,7 @@
 // LL-HLS playback for the watch page: hls.js (vendored, loaded only when needed) on
 // /hls/{stream}/index.m3u8, and the product cards from the playlists' EXT-X-DATERANGE tags.
+// With `{ url, vod: true }` it plays a recording (the replay page) the same way: its VOD
+// playlists carry the same program dates and card date ranges as the live ones did.
 //
 // Card sync: every segment carries EXT-X-PROGRAM-DATE-TIME on the stream's media clock and each
 // card's range starts (and ends) at the date of the video frame it was shown on, so a card is on
@@ -22,9 +24,11 @@ function decodeCard(b64url) {
 
 export class HlsPlayback {
   // `onCards(cards)` gets the cards on screen (by the playhead's date) whenever that set changes.
-  constructor(video, stream, { onCards, onStatus, onLevels }) {
+  constructor(video, stream, { onCards, onStatus, onLevels, url = null, vod = false }) {
     this.video = video;
     this.stream = stream;
+    this.url = url;
+    this.vod = vod;
     this.onCards = onCards;
     this.onStatus = onStatus;
     this.onLevels = onLevels;
@@ -38,22 +42,24 @@ export class HlsPlayback {
   async start() {
     const { default: Hls } = await import("/static/vendor/hls.min.mjs");
     if (this.stopped) return;
-    const url = `/hls/${encodeURIComponent(this.stream)}/index.m3u8`;
+    const url = this.url || `/hls/${encodeURIComponent(this.stream)}/index.m3u8`;
     if (!Hls.isSupported()) {
       // Safari plays LL-HLS natively (cards then come from the metadata text track, not wired here).
       this.video.src = url;
       return;
     }
-    const hls = new Hls({
+    const live = {
       lowLatencyMode: true, // aims at PART-HOLD-BACK behind the live edge
       maxLiveSyncPlaybackRate: 1.25, // fall behind (a stall, a slow start) and play slightly faster to catch up
       backBufferLength: 30,
       manifestLoadingMaxRetry: 1000, // an offline stream has no playlist yet: keep asking
       manifestLoadingRetryDelay: 1000,
       manifestLoadingMaxRetryTimeout: 4000,
-    });
+    };
+    const hls = new Hls(this.vod ? { lowLatencyMode: false, startPosition: 0 } : live);
     this.hls = hls;
     hls.on(Hls.Events.LEVEL_UPDATED, (_e, data) => this.readRanges(data.details.dateRanges));
+    hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => this.readRanges(data.details.dateRanges));
     hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
       if (this.onLevels) this.onLevels(data.levels.map(rungOf));
       this.video.play().catch(() => {});
@@ -67,6 +73,15 @@ export class HlsPlayback {
     hls.loadSource(url);
     hls.attachMedia(this.video);
     this.timer = setInterval(() => this.updateCards(), 100);
+    if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+      // On every presented frame too: a card comes on screen with the frame it was shown on.
+      const onFrame = () => {
+        if (this.stopped) return;
+        this.updateCards();
+        this.video.requestVideoFrameCallback(onFrame);
+      };
+      this.video.requestVideoFrameCallback(onFrame);
+    }
   }
 
   readRanges(dateRanges) {

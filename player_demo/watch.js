@@ -10,7 +10,8 @@
 // is computed, never guessed from which frame happened to be presented first (a join from the
 // cached GOP is decoded whole but only partly presented).
 import { endSession, negotiate, streamFromPath } from "/static/webrtc.js";
-import { formatBitrate, formatPrice } from "/static/format.js";
+import { formatBitrate } from "/static/format.js";
+import { renderCard } from "/static/cardview.js";
 import { createTalk } from "/static/talk.js";
 import { HlsPlayback } from "/static/hlsplayer.js";
 
@@ -62,47 +63,12 @@ function setStatus(state, text) {
 }
 
 // ---- cards ------------------------------------------------------------------------------------
-function renderCard(card) {
-  const el = document.createElement("article");
-  el.className = "card";
-  el.dataset.id = card.id;
-  const img = document.createElement("img");
-  img.src = card.image_url;
-  img.alt = "";
-  img.onerror = () => img.remove();
-  const body = document.createElement("div");
-  body.className = "card-body";
-  const title = document.createElement("h2");
-  title.className = "card-title";
-  title.textContent = card.title;
-  body.append(title);
-  if (card.subtitle) body.append(Object.assign(document.createElement("p"), { className: "card-sub", textContent: card.subtitle }));
-  const price = Object.assign(document.createElement("p"), { className: "card-price", textContent: formatPrice(card.price, card.currency) });
-  body.append(price);
-  const soldOut = card.stock === 0;
-  if (card.stock !== undefined || card.sold) {
-    // Orders the shop reports count the stock down live ("Only 3 left"); sold out hides Buy.
-    const left = card.stock === undefined ? "" : soldOut ? "Sold out" : card.stock <= 10 ? `Only ${card.stock} left` : `${card.stock} left`;
-    const sold = card.sold ? `${card.sold} sold` : "";
-    body.append(Object.assign(document.createElement("p"), { className: "card-stock", textContent: [left, sold].filter(Boolean).join(" · ") }));
-  }
-  if (card.badge) el.append(Object.assign(document.createElement("span"), { className: "badge-tag", textContent: card.badge }));
-  if (soldOut) el.classList.add("sold-out");
-  else {
-    const buy = Object.assign(document.createElement("a"), { className: "buy", textContent: "Buy", href: card.buy_url, target: "_blank", rel: "noopener" });
-    // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway.
-    buy.addEventListener("click", () => {
-      if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "click", card: card.id }));
-    });
-    body.append(buy);
-  }
-  el.append(img, body);
-  return el;
-}
-
 function showCard(card) {
   hideCard(card.id, true);
-  const el = renderCard(card);
+  // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway.
+  const el = renderCard(card, () => {
+    if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "click", card: card.id }));
+  });
   cardsEl.append(el);
   requestAnimationFrame(() => el.classList.add("in"));
   const timer = card.ttl_s ? setTimeout(() => hideCard(card.id), card.ttl_s * 1000) : null;

@@ -94,6 +94,17 @@ class HlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """Recording of every publishing session from its HLS segments, and its retention."""
+
+    enabled: bool = True
+    rungs: tuple[str, ...] = ()  # the HLS rungs recorded (the AAC audio always is); empty: every one
+    directory: str | None = None  # default: <data_dir>/recordings
+    max_age_days: float = 30.0  # finished recordings older than this are deleted
+    max_total_gb: float = 10.0  # past this, the oldest finished recordings are deleted
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where and how the server runs."""
 
@@ -144,6 +155,7 @@ class Config:
     streams: tuple[StreamConfig, ...]
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     generated_keys: frozenset[str] = field(default_factory=frozenset)
 
     def stream(self, name: str) -> StreamConfig | None:
@@ -223,6 +235,7 @@ _OPTIONS: tuple[_Option, ...] = (
         "processes on this machine: one origin and N-1 edges, one per core (needs --cluster)",
     ),
     ("hls", "enabled", "--hls", "LIVECART_HLS", lambda text: _truthy(text), "serve LL-HLS at /hls/{stream}/ (1 or 0)"),
+    ("recording", "enabled", "--record", "LIVECART_RECORD", lambda text: _truthy(text), "record each session (1 or 0)"),
 )
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -230,6 +243,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "transcode": TranscodeConfig,
     "cluster": ClusterConfig,
     "hls": HlsConfig,
+    "recording": RecordingConfig,
 }
 
 
@@ -333,6 +347,11 @@ def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
                 raise ConfigError(f"config {path}: chat_words must be a list of words (1-64 characters each)")
             out[key] = tuple(value)
             continue
+        if key == "rungs":
+            if not isinstance(value, list) or not all(isinstance(r, str) and RUNG_NAME.match(r) for r in value):
+                raise ConfigError(f"config {path}: rungs must be a list of rung names")
+            out[key] = tuple(value)
+            continue
         if key == "ice_servers":
             if not isinstance(value, list) or not all(
                 isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in value
@@ -354,7 +373,7 @@ def _load_toml(path_text: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path_text} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path_text} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "limits", "transcode", "cluster", "hls", "streams"}
+    unknown = set(data) - {"server", "limits", "transcode", "cluster", "hls", "recording", "streams"}
     if unknown:
         raise ConfigError(f"config {path_text}: unknown table(s) {', '.join(sorted(unknown))}")
     return data
@@ -408,6 +427,8 @@ def _validate(config: Config) -> None:
         (not 3 <= config.hls.window_segments <= 100, "hls window_segments must be 3..100"),
         (not 32 <= config.hls.audio_kbps <= 320, f"hls audio_kbps must be 32..320, got {config.hls.audio_kbps}"),
         (config.hls.max_blocking < 1, "hls max_blocking must be positive"),
+        (config.recording.max_age_days <= 0, "recording max_age_days must be positive"),
+        (config.recording.max_total_gb <= 0, "recording max_total_gb must be positive"),
     ]
     for stream in config.streams:
         problems.append((len(stream.publish_key) < 16, f"stream {stream.name}: publish_key needs >= 16 characters"))
@@ -503,6 +524,7 @@ def load_config(
         streams=tuple(streams),
         cluster=ClusterConfig(**values["cluster"]),
         hls=HlsConfig(**values["hls"]),
+        recording=RecordingConfig(**values["recording"]),
         generated_keys=frozenset(generated),
     )
     _validate(config)

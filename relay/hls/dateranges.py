@@ -15,6 +15,7 @@ nor commas safely), its id in ``X-CARD-ID``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from dataclasses import dataclass
 
 from relay.hls.playlist import DateRange
@@ -25,9 +26,11 @@ KEEP_CLOSED = 200  # closed ranges remembered (those that ended in the window ar
 
 @dataclass(frozen=True, slots=True)
 class _Range:
+    seq: int
     range_id: str
     card_id: str
     payload: str  # base64url of the card's JSON
+    card_json: str
     start_ms: int
     end_ms: int | None = None
 
@@ -35,7 +38,8 @@ class _Range:
 class CardRanges:
     """Owns one stream's card ranges: open ones by card id, and the recently closed ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_closed: int = KEEP_CLOSED) -> None:
+        self._keep_closed = keep_closed
         self._open: dict[str, _Range] = {}
         self._closed: list[_Range] = []
 
@@ -43,20 +47,20 @@ class CardRanges:
         """One card event (``relay.cards`` event fields): ``show``, ``hide``, ``update``, ``delete``."""
         if action == "show":
             if card_id not in self._open:
-                self._open[card_id] = _Range(f"card-{seq}", card_id, _b64(card_json), pts_ms)
+                self._open[card_id] = _Range(seq, f"card-{seq}", card_id, _b64(card_json), card_json, pts_ms)
         elif action in ("hide", "delete"):
             self._close(card_id, pts_ms)
         elif action == "update" and card_id in self._open:
             self._close(card_id, pts_ms)
-            self._open[card_id] = _Range(f"card-{seq}", card_id, _b64(card_json), pts_ms)
+            self._open[card_id] = _Range(seq, f"card-{seq}", card_id, _b64(card_json), card_json, pts_ms)
 
     def _close(self, card_id: str, pts_ms: int) -> None:
         opened = self._open.pop(card_id, None)
         if opened is None:
             return
         end = max(pts_ms, opened.start_ms)
-        self._closed.append(_Range(opened.range_id, card_id, opened.payload, opened.start_ms, end))
-        del self._closed[:-KEEP_CLOSED]
+        self._closed.append(dataclasses.replace(opened, end_ms=end))
+        del self._closed[: -self._keep_closed]
 
     def ranges(self, *, wall_at_zero: float, since_ms: int) -> list[DateRange]:
         """The tags for a playlist whose window starts at media time ``since_ms``, oldest first."""
@@ -75,6 +79,10 @@ class CardRanges:
 
     def on_screen(self) -> list[str]:
         return list(self._open)
+
+    def showing(self) -> list[tuple[int, str, str]]:
+        """(seq of its show, card id, card JSON) of every card on screen, oldest first."""
+        return [(r.seq, r.card_id, r.card_json) for r in sorted(self._open.values(), key=lambda r: r.start_ms)]
 
 
 def _b64(text: str) -> str:

@@ -20,6 +20,7 @@ from relay.config import HlsConfig
 from relay.errors import BadRequest, LimitReached, MediaNotFound
 from relay.hls.dateranges import CardRanges
 from relay.hls.fmp4 import Fmp4Writer, MuxOut
+from relay.hls.library import RecordingLibrary
 from relay.hls.playlist import (
     AAC_LC,
     PART_SEGMENTS,
@@ -29,6 +30,7 @@ from relay.hls.playlist import (
     multivariant_playlist,
     target_duration,
 )
+from relay.hls.recorder import StreamRecorder
 from relay.hls.timeline import Cut, TrackTimeline
 from transcode.frames import AAC, AUDIO_CLOCK_HZ, H264, VIDEO_CLOCK_HZ, EncodedFrame
 from transcode.rendition import SOURCE
@@ -60,6 +62,11 @@ class HlsTrack:
         self.finished = True  # no sample since the last ``finish`` (or ever)
         self.bytes_out = 0
         self.skip_to_keyframe = False  # frames were dropped before the thread: resume at a keyframe
+        self.recorder: StreamRecorder | None = None  # gets every part and segment this track closes
+
+    @property
+    def timescale(self) -> int:
+        return self.timeline.timescale
 
     def apply(self, out: MuxOut, pts: int, keyframe: bool) -> None:
         """What the writer made of one sample (on the loop, in order)."""
@@ -85,6 +92,13 @@ class HlsTrack:
         self._pending.clear()
         self.parts[(part.msn, part.number)] = data
         self.bytes_out += len(data)
+        recorder = self.recorder
+        if recorder is not None:
+            of = cut.segment if cut.segment is not None else self.timeline.segment(part.msn)  # the part's segment
+            if of is not None:
+                recorder.on_part(self, part, of, data)
+            if cut.segment is not None:
+                recorder.on_segment(self, cut.segment)
         if cut.segment is not None:
             segment = cut.segment
             self.segments[segment.msn] = b"".join(self.parts.get((segment.msn, p.number), b"") for p in segment.parts)
@@ -125,6 +139,8 @@ class StreamHls:
         wall_at_zero: float,
         rung_kbps: Callable[[str], int],
         request_keyframe: Callable[[str], None],
+        recordings: RecordingLibrary | None = None,
+        record_rungs: tuple[str, ...] = (),
     ) -> None:
         self.stream = stream
         self.config = config
@@ -140,6 +156,14 @@ class StreamHls:
         self._writers: dict[str, Fmp4Writer] = {}  # touched by the packaging thread only
         self._sizes: dict[str, tuple[int, int]] = {}
         self.cards = CardRanges()
+        # Each publishing session recorded from these tracks' parts (None: [recording] enabled = false).
+        self.recorder = (
+            None
+            if recordings is None
+            else StreamRecorder(
+                stream, recordings, rungs=record_rungs, wall_at_zero=wall_at_zero, showing=self.cards.showing
+            )
+        )
         self._queue: deque[tuple[str, EncodedFrame | tuple[int, int] | None]] = deque()
         self._ready = asyncio.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"hls-{stream}")
@@ -152,6 +176,16 @@ class StreamHls:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hls {self.stream}")
+            if self.recorder is not None:
+                self.recorder.start()
+
+    def on_publisher(self, record: bool) -> None:
+        """A publisher took the stream (``record``: and is to be recorded), or it left."""
+        if self.recorder is not None:
+            if record:
+                self.recorder.arm()
+            else:
+                self.recorder.disarm()
 
     # ---- frames in (on the loop) --------------------------------------------------------------
     def publish(self, frame: EncodedFrame) -> None:
@@ -200,6 +234,8 @@ class StreamHls:
 
     def on_card(self, seq: int, action: str, card_id: str, card_json: str, pts_ms: int) -> None:
         self.cards.apply(seq, action, card_id, card_json, pts_ms)
+        if self.recorder is not None:
+            self.recorder.on_card(seq, action, card_id, card_json, pts_ms)
 
     def _add_track(self, name: str) -> HlsTrack:
         cfg = self.config
@@ -226,6 +262,7 @@ class StreamHls:
             size = self._sizes[name]
             track = HlsTrack(name, "video", timeline, size)
             self._writers[name] = Fmp4Writer("video", width=size[0], height=size[1])
+        track.recorder = self.recorder
         self.tracks[name] = track
         return track
 
@@ -240,14 +277,17 @@ class StreamHls:
             self._ready.clear()
             batch = list(self._queue)
             self._queue.clear()
-            if not batch:
-                continue
-            results = await loop.run_in_executor(self._pool, self._mux, batch)
-            for name, frame, out in results:
-                try:
-                    self.tracks[name].apply(out, frame.pts if frame else 0, frame.keyframe if frame else False)
-                except Exception as exc:  # a bug here must not stop HLS for the other tracks
-                    log.error("hls %s/%s: packaging failed: %s: %s", self.stream, name, type(exc).__name__, exc)
+            if batch:
+                results = await loop.run_in_executor(self._pool, self._mux, batch)
+                for name, frame, out in results:
+                    try:
+                        self.tracks[name].apply(out, frame.pts if frame else 0, frame.keyframe if frame else False)
+                    except Exception as exc:  # a bug here must not stop HLS for the other tracks
+                        log.error("hls %s/%s: packaging failed: %s: %s", self.stream, name, type(exc).__name__, exc)
+            recorder = self.recorder
+            if recorder is not None and recorder.ending and not self._queue:
+                if all(t.finished for t in self.tracks.values()):
+                    recorder.end("the publisher left")  # its last parts are cut and recorded
 
     def _finish_silent(self, now: float) -> None:
         """Tracks that have had no sample for SILENCE_S (the publisher left): finish them, so
@@ -366,6 +406,7 @@ class StreamHls:
             "frames_dropped": self.frames_dropped,
             "mux_cpu_s": round(self.mux_seconds, 3),
             "blocking_requests": self.blocking,
+            "recorder": self.recorder.snapshot() if self.recorder is not None else None,
             "tracks": [
                 {
                     "name": t.name,
@@ -386,6 +427,8 @@ class StreamHls:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._close_writers)
         await loop.run_in_executor(None, self._pool.shutdown)
+        if self.recorder is not None:
+            await self.recorder.close()
 
     def _close_writers(self) -> None:
         for writer in self._writers.values():

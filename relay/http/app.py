@@ -31,6 +31,7 @@ from relay.http.hls_api import hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.http.openapi import document
+from relay.http.recordings_api import recordings_routes
 from relay.http.talk_api import talk_routes
 from relay.http.tokens_api import post_token
 from relay.observe.looplag import LoopLagMonitor
@@ -303,6 +304,12 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
 
     app.router.add_get("/api/openapi.json", openapi_json)
     hls_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
+    recordings_routes(
+        app,
+        lambda request: request.app[REGISTRY].stream(request.match_info["stream"]),
+        lambda request: request.app[REGISTRY].recordings,
+        _pages_dir(),
+    )
     app.router.add_get("/", page_index)
     app.router.add_get(f"/watch/{stream}", _page("watch.html"))
     app.router.add_get(f"/publish/{stream}", _page("publish.html"))

@@ -25,6 +25,7 @@ from relay.cards.board import CardBoard
 from relay.cards.store import CardStore
 from relay.config import Config
 from relay.errors import SessionNotFound, StreamBusy, StreamNotFound
+from relay.hls.library import RecordingLibrary
 from relay.identity import Identity, guest
 from relay.media.fanout import TrackOut
 from relay.media.takeover import keep_transport_cc, take_over
@@ -95,6 +96,11 @@ class Registry:
         self.card_store = CardStore(Path(config.server.data_dir) / "cards.sqlite3")
         self.talk_store = TalkStore(Path(config.server.data_dir) / "talk.sqlite3")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="card-store")
+        recording = config.recording
+        self.recordings = RecordingLibrary(
+            Path(recording.directory) if recording.directory else Path(config.server.data_dir) / "recordings", recording
+        )
+        self.recordings.sweep(time.time())  # retention, once at start (each recording's end does it too)
         # An edge mirrors its origin's cards (relay.sessions.upstream): the catalogue is stored once,
         # on the origin, never per edge.
         edge = config.cluster.role == "edge"
@@ -111,6 +117,8 @@ class Registry:
                 store=None if edge else self.card_store,
                 talk_store=self.talk_store,
                 store_pool=self._store_pool,
+                recording=recording,
+                recordings=None if edge else self.recordings,
             )
             for s in config.streams
         }
@@ -241,7 +249,7 @@ class Registry:
     def start_demo(self, stream: Stream) -> None:
         demo = SyntheticSource(stream.name, stream.transcoder)
         self._demo = demo
-        stream.set_publisher(demo)
+        stream.set_publisher(demo, record=False)  # a test pattern is not worth the disk
         self.admission.source_live(stream.name, True)
         demo.start()
         log.info("%s: publishing", demo.label)

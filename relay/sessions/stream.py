@@ -14,8 +14,9 @@ from relay.cards.board import CardBoard, CardEvent
 from relay.cards.card import card_json
 from relay.cards.feed import CardFeed, FeedItem, offer
 from relay.cards.store import CardStore
-from relay.config import HlsConfig, StreamConfig, TranscodeConfig
+from relay.config import HlsConfig, RecordingConfig, StreamConfig, TranscodeConfig
 from relay.errors import Forbidden, MediaNotFound, SessionNotFound
+from relay.hls.library import RecordingLibrary
 from relay.hls.packager import StreamHls
 from relay.identity import Identity, guest
 from relay.identity import verify as verify_viewer_token
@@ -95,6 +96,8 @@ class Stream:
         store: CardStore | None = None,
         store_pool: ThreadPoolExecutor | None = None,
         talk_store: TalkStore | None = None,
+        recording: RecordingConfig | None = None,
+        recordings: RecordingLibrary | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -126,6 +129,8 @@ class Stream:
                 wall_at_zero=time.time() - self.media_time(),
                 rung_kbps=lambda name: self.rungs.kbps.get(name, 0),
                 request_keyframe=self.transcoder.request_keyframe,
+                recordings=recordings if recording is not None and recording.enabled else None,
+                record_rungs=recording.rungs if recording is not None else (),
             )
         self.fanout = Fanout(
             self._request_keyframe,
@@ -367,9 +372,12 @@ class Stream:
         for pull in self.pulls.values():
             pull.send(message)
 
-    def set_publisher(self, publisher: Publisher | None) -> None:
+    def set_publisher(self, publisher: Publisher | None, *, record: bool = True) -> None:
+        """``record``: the publisher's session is recorded (not the built-in demo's)."""
         was = self.state
         self.publisher = publisher
+        if self.hls is not None:
+            self.hls.on_publisher(publisher is not None and record)
         self._media = False
         self._upstream_offline = False
         if was != self.state:
