@@ -83,7 +83,9 @@ class TalkLoad:
     def on_message(self, at: float, text: str) -> None:
         """A message on a viewer's channel (called by the viewer, at arrival)."""
         self.answered.set()
-        if '"type":"comment"' in text:
+        if text.startswith('{"type":"comments"'):  # the display stream, batched
+            self.counts.display_received += len(json.loads(text)["comments"])
+        elif '"type":"comment"' in text:
             message = json.loads(text)
             if message.get("mine"):
                 self.counts.comments_echoed += 1

@@ -62,6 +62,7 @@ export function createTalk({ stream, token, send }) {
   // Messages of the conversation; anything else is not ours (false).
   function onMessage(message) {
     if (message.type === "comment") addComment(message);
+    else if (message.type === "comments") message.comments.forEach(addComment); // the display, batched
     else if (message.type === "order") addOrder(message);
     else if (message.type === "comment_removed") list.querySelector(`[data-id="${message.id}"]`)?.remove();
     else if (message.type === "likes") likesEl.textContent = String(message.total);

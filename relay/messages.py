@@ -124,6 +124,21 @@ class CommentMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class CommentBatch:
+    """The viewers' display stream, batched: the `comment`s (each as above, `mine` false) shown in
+    the last half second, in one message rather than one each (every message to every viewer
+    costs the server a data-channel send)."""
+
+    type: ClassVar[str] = "comments"
+    comments: tuple[CommentMessage, ...]
+
+
+def encode_batch(comments: list[str]) -> str:
+    """A ``CommentBatch`` from comments already encoded (``encode(CommentMessage(...))``)."""
+    return '{"type":"comments","comments":[' + ",".join(comments) + "]}"
+
+
+@dataclass(frozen=True, slots=True)
 class CommentRemoved:
     """A moderator deleted comment `id`: players remove it from the screen."""
 
@@ -162,6 +177,7 @@ ServerMessage = (
     | ErrorMessage
     | Bye
     | CommentMessage
+    | CommentBatch
     | CommentRemoved
     | LikeTotals
     | OrderNotice
@@ -175,6 +191,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     ErrorMessage,
     Bye,
     CommentMessage,
+    CommentBatch,
     CommentRemoved,
     LikeTotals,
     OrderNotice,
@@ -188,7 +205,7 @@ def _plain(message: ServerMessage) -> dict[str, Any]:
         if isinstance(value, Clock):
             value = _plain(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [_plain(v) if isinstance(v, CommentMessage) else v for v in value]
         if value is not None or f.name != "clock":
             out[f.name] = value
     return out

@@ -19,7 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from relay.errors import SessionNotFound
 from relay.identity import Identity
-from relay.messages import CommentMessage, CommentRemoved, ErrorMessage, LikeTotals, OrderNotice, encode
+from relay.messages import (
+    CommentMessage,
+    CommentRemoved,
+    ErrorMessage,
+    LikeTotals,
+    OrderNotice,
+    encode,
+    encode_batch,
+)
 from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
 from relay.talk.display import DisplaySampler, NoticeGate, priority
 from relay.talk.likes import LikeTally
@@ -29,6 +37,7 @@ from relay.talk.store import TalkStore
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
+DISPLAY_BATCH_S = 0.5  # viewers get the display stream's comments in one message this often
 HOST_QUEUE_EVENTS = 1024  # a host console further behind than this is cut off (it reconnects)
 RECENT = 200  # comments kept in memory for the host console's first page
 ORDER_NOTICE_S = 2.0  # at most one "Ann just bought ..." to viewers this often
@@ -62,6 +71,7 @@ class TalkFeed:
         self.display = DisplaySampler(display_per_s)
         self.likes = LikeTally()
         self.notices = NoticeGate(ORDER_NOTICE_S)
+        self._display_at = 0.0  # when the display stream next sends (wall clock)
         self._store = store
         self._pool = store_pool
         self._pts_ms = pts_ms
@@ -206,8 +216,13 @@ class TalkFeed:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
-            for comment in self.display.due(now):
-                self._broadcast(comment_json(comment))
+            if now >= self._display_at:  # the display stream, one message per half second
+                self._display_at = now + DISPLAY_BATCH_S
+                shown = [comment_json(c) for c in self.display.due(now)]
+                if len(shown) == 1:
+                    self._broadcast(shown[0])
+                elif shown:
+                    self._broadcast(encode_batch(shown))
             if self.likes.due(now):
                 message = encode(LikeTotals(self.likes.total, dict(self.likes.gifts)))
                 self._broadcast(message)

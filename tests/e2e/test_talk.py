@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jwt
@@ -82,6 +83,8 @@ def _messages(viewer: WhepViewer, kind: str) -> list[tuple[float, dict[str, obje
         message = json.loads(text)
         if message["type"] == kind:
             out.append((at, message))
+        elif kind == "comment" and message["type"] == "comments":  # the display stream, batched
+            out.extend((at, item) for item in message["comments"])
     return out
 
 
@@ -126,7 +129,12 @@ async def test_fifty_viewers_comment_and_like_the_host_gets_every_comment_viewer
             await asyncio.gather(
                 *(v.wait_for(lambda r: any(f'"total":{taps},' in m for m in r.messages), 10) for v in viewers)
             )
-            # Every author got its own comments echoed at once; every viewer's display stays readable.
+            # Every author got its own comments echoed at once; every viewer's display stays readable
+            # (the display goes out every half second, in one message per viewer).
+            def sees_display(v: WhepViewer) -> Any:
+                return lambda r: any(not m["mine"] for _, m in _messages(v, "comment"))
+
+            await asyncio.gather(*(v.wait_for(sees_display(v), 10) for v in viewers))
             for n, viewer in enumerate(viewers):
                 mine = [m for _, m in _messages(viewer, "comment") if m["mine"]]
                 assert len(mine) == (2 if n % 2 == 0 else 0)

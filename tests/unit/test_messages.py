@@ -17,6 +17,7 @@ from relay.messages import (
     CardCommand,
     CardMessage,
     Clock,
+    CommentBatch,
     CommentMessage,
     CommentRemoved,
     ErrorMessage,
@@ -30,6 +31,7 @@ from relay.messages import (
     StreamState,
     UpsertCard,
     encode,
+    encode_batch,
     parse_card_action,
     parse_viewer_message,
     protocol_markdown,
@@ -51,6 +53,7 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         CommentRemoved(9),
         LikeTotals(120, {"rose": 3}),
         OrderNotice("scarf", "Silk scarf", "Ann", 1, 4),
+        CommentBatch((CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=False),)),
     ]
     assert {type(m) for m in samples} == set(SERVER_MESSAGES)
     for message in samples:
@@ -59,6 +62,8 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         decoded = json.loads(text)
         assert next(iter(decoded)) == "type" and decoded["type"] == message.type
     assert json.loads(encode(Snapshot(3, ()))) == {"type": "snapshot", "seq": 3, "cards": []}
+    two = [CommentMessage(9, "Ann", "viewer", "silk?", 1600, 1.6), CommentMessage(10, "Bo", "host", "yes", 1700, 1.7)]
+    assert encode_batch([encode(c) for c in two]) == encode(CommentBatch(tuple(two)))
     assert json.loads(encode(Snapshot(3, (), Clock(2**32 - 1, 630))))["clock"] == {
         "type": "clock",
         "rtp": 2**32 - 1,
