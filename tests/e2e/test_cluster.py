@@ -226,6 +226,9 @@ async def test_a_viewer_posting_to_the_origin_is_sent_to_the_least_loaded_edge(
             ) as res:  # fmt: skip
                 assert res.status == 307
                 assert res.headers["Location"].startswith(f"{edge2.base}/whep/live?")
+            # That redirect counts as a viewer sent to edge2 until edge2's next heartbeat says
+            # otherwise; wait for it, or the second join below would tie 3-3 with edge1.
+            await wait_until(lambda: all_registered(http, cluster, {"edge1": 3, "edge2": 1}), 20)
             for _ in range(2):  # the second join sees the first one counted on edge2 already
                 viewer = WhepViewer(cluster.origin.base, "live", rendition="240p")
                 joined.append(viewer)
