@@ -45,6 +45,11 @@ async def test_a_libwebrtc_viewer_without_h264_decodes_the_publishers_frames_in_
         peer = await ExternalPeer.start(node, str(INTEROP / "wrtc_viewer.js"), f"{server.base}/whep/live", "4")
         try:
             await wait_until(vp8_encoding, timeout=20)
+
+            async def vp8_watched() -> bool:  # the viewer joins the VP8 rung at its first keyframe
+                return any(r["codec"] == "vp8" and r["viewers"] == 1 for r in await _rungs(http, server))
+
+            await wait_until(vp8_watched, timeout=20)
             vp8 = [r for r in await _rungs(http, server) if r["codec"] == "vp8"]
             assert [r["name"] for r in vp8] == ["480p-vp8"] and vp8[0]["viewers"] == 1  # auto starts on 480p
             result = await peer.result(60)
