@@ -215,17 +215,24 @@ class LoadViewer:
         assert self._tapped is not None, "not connected"
         return self._tapped.transport
 
-    async def leave(self, http: aiohttp.ClientSession | None) -> None:
-        if http is not None and self.location is not None:
-            try:
-                async with http.delete(self.location) as res:
-                    await res.read()
-            except aiohttp.ClientError:
-                pass
+    async def leave(self, http: aiohttp.ClientSession | None) -> bool:
+        """End the session; True when the server acknowledged the DELETE (or there was none to send)."""
+        acknowledged = http is None or self.location is None
+        if not acknowledged:
+            assert http is not None and self.location is not None
+            for _attempt in range(2):  # a pooled keep-alive connection may be stale: DELETE is idempotent
+                try:
+                    async with http.delete(self.location) as res:
+                        await res.read()
+                        acknowledged = res.status in (200, 204, 404)
+                    break
+                except aiohttp.ClientError:
+                    continue
         try:
             await self.pc.close()
         except Exception:  # closing a half-open aiortc connection may raise; nothing to keep
             pass
+        return acknowledged
 
 
 async def _no_receive(parameters: Any) -> None:

@@ -163,8 +163,12 @@ def _session(responses: Responses, base: str) -> aiohttp.ClientSession:
 
 
 async def _leave_all(http: aiohttp.ClientSession, viewers: list[LoadViewer]) -> None:
+    """Every viewer leaves; raises if the server did not acknowledge some DELETE (it would linger)."""
+    unacknowledged = 0
     for start in range(0, len(viewers), BATCH):
-        await asyncio.gather(*(v.leave(http) for v in viewers[start : start + BATCH]), return_exceptions=True)
+        results = await asyncio.gather(*(v.leave(http) for v in viewers[start : start + BATCH]), return_exceptions=True)
+        unacknowledged += sum(result is not True for result in results)
+    assert not unacknowledged, f"{unacknowledged} of {len(viewers)} DELETEs were not acknowledged"
 
 
 @pytest.fixture
@@ -292,13 +296,19 @@ async def test_at_the_limit_publishers_get_503_naming_it_and_every_admitted_publ
             await _leave_all(http, viewers[:1])  # room again for a publisher or two, not for three
             viewers = viewers[1:]
 
+            seen: list[object] = []
+
             async def freed() -> bool:  # the viewer is gone and so are its sockets (closed asynchronously)
                 snap = await _api(http, base)
                 fds = snap["descriptors"]
                 room = (fds["limit"] - fds["reserve"] - fds["open"]) // fds["per_publisher"]
+                seen[:] = [snap["sessions"], fds, room]
                 return bool(snap["sessions"]["viewers"] == len(viewers) and room >= 1)
 
-            await wait_until(freed, 10)
+            try:
+                await wait_until(freed, 10)
+            except TimeoutError:
+                raise AssertionError(f"{len(viewers)} viewers expected; sessions, descriptors, room: {seen}") from None
             results = await asyncio.gather(*(p.start(http) for p in publishers[2:]), return_exceptions=True)
             for publisher, result in zip(publishers[2:], results, strict=True):
                 if result is None:
