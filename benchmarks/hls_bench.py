@@ -1,15 +1,18 @@
-"""What LL-HLS costs the server, and how many blocking playlist clients it serves (issue 15).
+"""What LL-HLS and recording cost the server, and how many blocking playlist clients it serves (issue 15).
 
-``python -m benchmarks.hls_bench [--seconds 30] [--clients 500]``
+``python -m benchmarks.hls_bench [--seconds 30] [--rounds 2] [--clients 500]``
 
-Runs ``livecart serve --demo`` (the default 720p/480p/240p ladder from a 1280x720 source) on
-127.0.0.1 twice in one sitting, once with HLS and once without (``--hls 0``), and reads the
-server process's CPU from /proc over the same window: the difference is what HLS packaging
-adds (the AAC encode, the fMP4 muxing thread, playlists). The server's own per-thread counters
-(``hls.mux_cpu_s``, ``aac_encode_ms``) are reported beside it. Then, with HLS on, ``--clients``
-CDN-shaped players (each: a blocking playlist request for the next part, then that part, in a
-loop, as hls.js does at the live edge) run for ``--seconds``, and the request rate, how long a
-blocking request was held and the server's CPU are reported.
+A WHIP publisher (1280x720 H.264 and Opus, made in this process, pinned to the last CPU) feeds a
+``livecart serve`` (pinned to CPU 0, the default 720p/480p/240p ladder) on 127.0.0.1 in three
+modes, in one sitting and alternating ``--rounds`` times: WebRTC only (``--hls 0 --record 0``),
+with LL-HLS (``--hls 1 --record 0``), and with LL-HLS and recording (``--hls 1 --record 1``).
+The server process's CPU is read from /proc over the same window in each; the differences are
+what HLS packaging (the AAC encode, the fMP4 muxing thread, playlists) and recording (the
+writing thread, its queue on the loop) add. The server's own per-thread counters
+(``hls.mux_cpu_s``, ``aac_encode_ms``, ``hls.recorder.write_cpu_s``) are reported beside it.
+Then, with HLS on, ``--clients`` CDN-shaped players (each: a blocking playlist request for the
+next part, then that part, in a loop, as hls.js does at the live edge) run for ``--seconds``,
+and the request rate, how long a blocking request was held and the server's CPU are reported.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks.peers import WhipPublisher
+
 TICKS = os.sysconf("SC_CLK_TCK")
+STREAM = "shop"
+KEY = "hls-bench-publish-key"
+MODES = {"webrtc": ("0", "0"), "hls": ("1", "0"), "hls+rec": ("1", "1")}  # --hls, --record
 
 
 def cpu_seconds(pid: int) -> float:
@@ -36,12 +44,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def start(hls: bool, tmp: Path) -> tuple[subprocess.Popen[str], str]:
-    log = (tmp / f"server-hls{int(hls)}.log").open("w")
+def start(mode: str, tmp: Path) -> tuple[subprocess.Popen[str], str]:
+    hls, record = MODES[mode]
+    config = tmp / "bench.toml"
+    config.write_text(f'[streams.{STREAM}]\npublish_key = "{KEY}"\n')
+    data = tmp / f"data-{mode}-{time.monotonic_ns()}"
+    log = (tmp / f"server-{mode}.log").open("a")
+    pin = ["taskset", "-c", "0"] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "relay.cli", "serve", "--demo", "--host", "127.0.0.1", "--port", "0"),
-            *("--hls", "1" if hls else "0", "--data-dir", str(tmp / f"data{int(hls)}"), "--log-level", "warning"),
+            *pin,
+            *(sys.executable, "-m", "relay.cli", "serve", "--config", str(config), "--host", "127.0.0.1"),
+            *("--port", "0", "--hls", hls, "--record", record, "--data-dir", str(data), "--log-level", "warning"),
         ],
         stdout=subprocess.PIPE,
         stderr=log,
@@ -52,7 +66,7 @@ def start(hls: bool, tmp: Path) -> tuple[subprocess.Popen[str], str]:
         match = re.search(r"listening on (https?://\S+)", line)
         if match:
             return proc, match.group(1)
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start: see {log.name}")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -65,48 +79,89 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 async def snapshot(http: aiohttp.ClientSession, base: str) -> dict[str, object]:
-    async with http.get(f"{base}/api/streams/demo") as res:
+    async with http.get(f"{base}/api/streams/{STREAM}") as res:
         data: dict[str, object] = await res.json()
         return data
 
 
 async def wait_live(http: aiohttp.ClientSession, base: str, hls: bool, timeout: float = 30) -> None:
+    """Bounded poll: the stream's rungs are encoding (and, with HLS, its playlist is served)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if hls:
-            async with http.get(f"{base}/hls/demo/index.m3u8") as res:
+        snap = await snapshot(http, base)
+        rungs = snap.get("rungs")
+        encoding = isinstance(rungs, list) and any(r.get("frames_out", 0) > 30 for r in rungs)
+        if encoding and not hls:
+            return
+        if encoding:
+            async with http.get(f"{base}/hls/{STREAM}/index.m3u8") as res:
                 if res.status == 200:
                     return
-        elif (await snapshot(http, base))["live"]:
-            return
         await asyncio.sleep(0.5)
-    raise TimeoutError("demo stream not live")
+    raise TimeoutError(f"stream {STREAM} not live within {timeout} s")
 
 
-async def measure_idle(hls: bool, seconds: float, tmp: Path) -> dict[str, float]:
-    proc, base = start(hls, tmp)
-    try:
-        async with aiohttp.ClientSession() as http:
-            await wait_live(http, base, hls)
-            await asyncio.sleep(5)  # past the encoders' start
-            before, cpu0, t0 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
-            await asyncio.sleep(seconds)
-            after, cpu1, t1 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
-    finally:
-        stop(proc)
-    out = {"cpu": (cpu1 - cpu0) / (t1 - t0)}
-    if hls:
-        hls_before, hls_after = before["hls"], after["hls"]
-        assert isinstance(hls_before, dict) and isinstance(hls_after, dict)
-        out["mux"] = (float(hls_after["mux_cpu_s"]) - float(hls_before["mux_cpu_s"])) / (t1 - t0)
-        aac = float(str(after["aac_encode_ms"])) - float(str(before["aac_encode_ms"]))
-        out["aac"] = aac / 1000 / (t1 - t0)
-    return out
+def _hls_counters(snap: dict[str, object]) -> tuple[float, float, float, int]:
+    """(mux thread s, AAC encode s, recorder thread s, bytes recorded) so far."""
+    hls = snap.get("hls")
+    if not isinstance(hls, dict):
+        return 0.0, 0.0, 0.0, 0
+    recorder = hls.get("recorder") or {}
+    return (
+        float(hls["mux_cpu_s"]),
+        float(str(snap.get("aac_encode_ms") or 0)) / 1000,
+        float(recorder.get("write_cpu_s", 0.0)),
+        int(recorder.get("bytes_written", 0)),
+    )
+
+
+class Published:
+    """A server in one mode with the publisher on it (an async context)."""
+
+    def __init__(self, mode: str, tmp: Path) -> None:
+        self.mode, self.tmp = mode, tmp
+
+    async def __aenter__(self) -> tuple[subprocess.Popen[str], str, aiohttp.ClientSession]:
+        self.proc, self.base = start(self.mode, self.tmp)
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.publisher = WhipPublisher(self.base, STREAM, KEY, width=1280, height=720, h264=True, audio=True)
+        try:
+            await self.publisher.start(self.http)
+            await wait_live(self.http, self.base, MODES[self.mode][0] == "1")
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self.proc, self.base, self.http
+
+    async def __aexit__(self, *_exc: object) -> None:
+        try:
+            await self.publisher.stop(self.http)
+        except (aiohttp.ClientError, OSError):
+            pass
+        await self.http.close()
+        stop(self.proc)
+
+
+async def measure_mode(mode: str, seconds: float, tmp: Path) -> dict[str, float]:
+    async with Published(mode, tmp) as (proc, base, http):
+        await asyncio.sleep(5)  # past the encoders' start (a warm-up, not a synchronisation)
+        before, cpu0, t0 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
+        await asyncio.sleep(seconds)  # the measuring window
+        after, cpu1, t1 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
+    span = t1 - t0
+    c0, c1 = _hls_counters(before), _hls_counters(after)
+    return {
+        "cpu": (cpu1 - cpu0) / span,
+        "mux": (c1[0] - c0[0]) / span,
+        "aac": (c1[1] - c0[1]) / span,
+        "rec": (c1[2] - c0[2]) / span,
+        "rec_mbit": (c1[3] - c0[3]) * 8 / 1e6 / span,
+    }
 
 
 async def player(http: aiohttp.ClientSession, base: str, until: float, stats: dict[str, list[float]]) -> None:
     """One client at the live edge: block for the next part, fetch it, again."""
-    url = f"{base}/hls/demo/240p/index.m3u8"
+    url = f"{base}/hls/{STREAM}/240p/index.m3u8"
     async with http.get(url) as res:
         text = await res.text()
     while time.monotonic() < until:
@@ -116,7 +171,7 @@ async def player(http: aiohttp.ClientSession, base: str, until: float, stats: di
         name = hint.group(1)
         msn, part = (int(n) for n in name.split("-", 1)[1].removesuffix(".m4s").split("."))
         asked = time.monotonic()
-        async with http.get(f"{base}/hls/demo/240p/{name}") as res:
+        async with http.get(f"{base}/hls/{STREAM}/240p/{name}") as res:
             await res.read()
             stats["part_status"].append(res.status)
         stats["held"].append(time.monotonic() - asked)
@@ -126,19 +181,13 @@ async def player(http: aiohttp.ClientSession, base: str, until: float, stats: di
 
 
 async def measure_clients(clients: int, seconds: float, tmp: Path) -> dict[str, float]:
-    proc, base = start(True, tmp)
-    try:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
-            await wait_live(http, base, True)
-            await asyncio.sleep(3)
-            stats: dict[str, list[float]] = {"held": [], "part_status": [], "playlist_status": []}
-            cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-            until = t0 + seconds
-            await asyncio.gather(*(player(http, base, until, stats) for _ in range(clients)))
-            cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
-    finally:
-        stop(proc)
+    async with Published("hls", tmp) as (proc, base, http):
+        await asyncio.sleep(3)  # a few parts in the window (a warm-up, not a synchronisation)
+        stats: dict[str, list[float]] = {"held": [], "part_status": [], "playlist_status": []}
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        until = t0 + seconds
+        await asyncio.gather(*(player(http, base, until, stats) for _ in range(clients)))
+        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
     requests = len(stats["part_status"]) + len(stats["playlist_status"])
     ok = sum(1 for s in stats["part_status"] + stats["playlist_status"] if s == 200)
     return {
@@ -152,15 +201,35 @@ async def measure_clients(clients: int, seconds: float, tmp: Path) -> dict[str, 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=2, help="each mode this many times, alternating")
     parser.add_argument("--clients", type=int, default=500)
     args = parser.parse_args()
+    cpus = os.cpu_count() or 1
+    if cpus > 1:
+        os.sched_setaffinity(0, {cpus - 1})  # the publisher and the clients, off the server's CPU
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        off = await measure_idle(False, args.seconds, tmp)
-        on = await measure_idle(True, args.seconds, tmp)
-        print(f"server CPU, demo stream, default ladder: HLS off {off['cpu']:.3f} cores, on {on['cpu']:.3f} cores")
-        print(f"  difference (HLS packaging): {on['cpu'] - off['cpu']:+.3f} cores")
-        print(f"  counters: fMP4 muxing thread {on['mux']:.4f} cores, AAC encode {on['aac']:.4f} cores")
+        for round_ in range(args.rounds):
+            for mode in MODES:
+                result = await measure_mode(mode, args.seconds, tmp)
+                runs[mode].append(result)
+                print(
+                    f"round {round_ + 1} {mode:8s} server {result['cpu']:.3f} cores; threads: mux {result['mux']:.4f}, "
+                    f"AAC {result['aac']:.4f}, recorder {result['rec']:.4f}; recorded {result['rec_mbit']:.2f} Mbit/s",
+                    flush=True,
+                )
+        median = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
+        base = median["webrtc"]["cpu"]
+        print(
+            f"median of {args.rounds} x {args.seconds:g} s, server CPU (cores) on a 1280x720 publisher, default ladder:"
+        )
+        for mode in MODES:
+            m = median[mode]
+            print(
+                f"  {mode:8s} {m['cpu']:.3f} ({m['cpu'] - base:+.3f} vs WebRTC only); threads: mux {m['mux']:.4f}, "
+                f"AAC {m['aac']:.4f}, recorder {m['rec']:.4f}"
+            )
         if args.clients:
             load = await measure_clients(args.clients, args.seconds, tmp)
             print(

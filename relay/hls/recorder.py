@@ -136,6 +136,7 @@ class StreamRecorder:
         self.parts_dropped = 0
         self.write_errors = 0
         self.bytes_written = 0
+        self.write_seconds = 0.0  # CPU time of the writing thread (its own clock)
         # Touched by the writing thread only.
         self._folder: Path | None = None
         self._index: int | None = None
@@ -259,6 +260,13 @@ class StreamRecorder:
                 return
 
     def _write(self, batch: list[_Op]) -> None:
+        started = time.thread_time()
+        try:
+            self._write_batch(batch)
+        finally:
+            self.write_seconds += time.thread_time() - started
+
+    def _write_batch(self, batch: list[_Op]) -> None:
         for op in batch:
             if isinstance(op, _Prepare):
                 try:
@@ -360,6 +368,7 @@ class StreamRecorder:
             "bytes_written": self.bytes_written,
             "parts_dropped": self.parts_dropped,
             "write_errors": self.write_errors,
+            "write_cpu_s": round(self.write_seconds, 3),
         }
 
     async def close(self) -> None:
