@@ -1,7 +1,7 @@
 """The OpenAPI 3.0 document of the shop-facing HTTP API, served at ``/api/openapi.json``.
 
 A shop's backend integrates with LiveCart through these routes (cards, comments, likes,
-moderation, stats, viewer tokens); the document is what its developers and their code
+moderation, stats, recordings, viewer tokens); the document is what its developers and their code
 generators read, and what the suite fuzzes the server against (schemathesis: no 5xx, every
 response as documented). It is plain data written by hand beside the handlers, not derived from
 them: a handler that drifts from it fails that test. WHIP/WHEP are not here: they are SDP
@@ -237,7 +237,82 @@ SCHEMAS: dict[str, Any] = {
             "stream": {"type": "string"},
         },
     },
-}
+    "RecordingTrack": {
+        "type": "object",
+        "required": ["name", "kind", "width", "height", "codecs", "segments"],
+        "properties": {
+            "name": {"type": "string", "description": "the rung (e.g. 720p) or audio"},
+            "kind": {"type": "string", "enum": ["video", "audio"]},
+            "width": {"type": "integer", "minimum": 0},
+            "height": {"type": "integer", "minimum": 0},
+            "codecs": {"type": "string", "description": "RFC 6381, e.g. avc1.42e01f or mp4a.40.2"},
+            "segments": {"type": "integer", "minimum": 0, "description": "playable segments"},
+        },
+    },
+    "Recording": {
+        "type": "object",
+        "description": "One recorded publishing session.",
+        "required": [
+            "id", "stream", "state", "started_at", "ended_at", "end_reason", "duration_s", "bytes", "tracks",
+            "card_events", "playlist", "replay",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "stream": {"type": "string"},
+            "state": {"type": "string", "enum": ["recording", "complete", "interrupted"]},
+            "started_at": {"type": "number", "description": "unix seconds"},
+            "ended_at": {"type": "number", "nullable": True, "description": "unix seconds; null while recording "
+                         "or when the server stopped without ending it"},
+            "end_reason": {"type": "string", "nullable": True},
+            "duration_s": {"type": "number", "minimum": 0},
+            "bytes": {"type": "integer", "minimum": 0},
+            "tracks": {"type": "array", "items": _ref("RecordingTrack")},
+            "card_events": {"type": "integer", "minimum": 0},
+            "playlist": {"type": "string", "description": "its VOD multivariant playlist (path)"},
+            "replay": {"type": "string", "description": "its replay page (path)"},
+            "chapters": {
+                "type": "array",
+                "description": "every card shown, at its moment (one recording only)",
+                "items": {
+                    "type": "object",
+                    "required": ["seq", "at_s", "card"],
+                    "properties": {"seq": {"type": "integer"}, "at_s": {"type": "number"}, "card": _ref("Card")},
+                },
+            },
+        },
+    },
+    "RecordingList": {
+        "type": "object",
+        "required": ["stream", "recordings"],
+        "properties": {
+            "stream": {"type": "string"},
+            "recordings": {"type": "array", "items": _ref("Recording"), "description": "newest first"},
+        },
+    },
+    "RecordingComments": {
+        "type": "object",
+        "required": ["recording", "comments", "truncated"],
+        "properties": {
+            "recording": {"type": "string"},
+            "comments": {
+                "type": "array",
+                "description": "oldest first, deleted ones left out",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name", "role", "text", "at_s"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "role": {"type": "string", "enum": ["viewer", "moderator", "host"]},
+                        "text": {"type": "string"},
+                        "at_s": {"type": "number", "minimum": 0, "description": "seconds into the recording"},
+                    },
+                },
+            },
+            "truncated": {"type": "boolean", "description": "more than the first 20,000 were posted"},
+        },
+    },
+}  # fmt: skip
 
 
 def _path_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,6 +321,12 @@ def _path_params(*extra: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 CARD_PARAM = {"name": "card", "in": "path", "required": True, "schema": {"type": "string", "pattern": CARD_ID}}
+RECORDING_PARAM = {
+    "name": "recording",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9A-Za-z-]{1,40}$"},
+}
 COMMENT_PARAM = {
     "name": "comment",
     "in": "path",
@@ -392,6 +473,43 @@ def _paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "counted"}} | _errors(400, 401, 403, 404, 408, 413, 422),
             },
         },
+        f"{base}/recordings": {
+            "parameters": _path_params(),
+            "get": {
+                "operationId": "listRecordings",
+                "summary": "The stream's recorded sessions, newest first",
+                "tags": ["recordings"],
+                "security": [{}],
+                "responses": {"200": _json(_ref("RecordingList"), "recordings")} | _errors(404),
+            },
+        },
+        f"{base}/recordings/{{recording}}": {
+            "parameters": _path_params(RECORDING_PARAM),
+            "get": {
+                "operationId": "getRecording",
+                "summary": "One recording, with its card chapters",
+                "tags": ["recordings"],
+                "security": [{}],
+                "responses": {"200": _json(_ref("Recording"), "the recording")} | _errors(404),
+            },
+            "delete": {
+                "operationId": "deleteRecording",
+                "summary": "Delete a finished recording (409 while it is being written)",
+                "tags": ["recordings"],
+                "security": HOST,
+                "responses": _text_ok("deleted") | _errors(401, 403, 404, 409),
+            },
+        },
+        f"{base}/recordings/{{recording}}/comments": {
+            "parameters": _path_params(RECORDING_PARAM),
+            "get": {
+                "operationId": "getRecordingComments",
+                "summary": "The session's comments, each at its moment in the recording",
+                "tags": ["recordings"],
+                "security": [{}],
+                "responses": {"200": _json(_ref("RecordingComments"), "comments")} | _errors(404),
+            },
+        },
         f"{base}/tokens": {
             "parameters": _path_params(),
             "post": {
@@ -413,7 +531,7 @@ def document(version: str) -> dict[str, Any]:
         "info": {
             "title": "LiveCart shop API",
             "version": version,
-            "description": "Product cards, comments, likes, moderation, stats and viewer tokens of a "
+            "description": "Product cards, comments, likes, moderation, stats, recordings and viewer tokens of a "
             "LiveCart stream. Errors are text/plain, one line.",
         },
         "paths": _paths(),

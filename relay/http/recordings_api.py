@@ -1,6 +1,8 @@
 """Recordings over HTTP: the list (``/api/streams/{stream}/recordings``), one recording with its
-card chapters, DELETE (host), the VOD playlists and media (``/recordings/{stream}/{id}/...``),
-clips by time (``?start=&duration=``) and the replay page (``/replay/{stream}/{id}``).
+card chapters, its comments (``.../comments``: the conversation replayed beside the video, read
+from the talk store with moderation applied), DELETE (host), the VOD playlists and media
+(``/recordings/{stream}/{id}/...``), clips by time (``?start=&duration=``) and the replay page
+(``/replay/{stream}/{id}``).
 
 Thin: every file read runs in a worker thread (``RecordingLibrary``'s ``a...`` methods, aiohttp's
 ``FileResponse``); the playlists are built by ``relay.hls.vod``. Listing and replay are public,
@@ -30,6 +32,7 @@ PLAYLIST = "application/vnd.apple.mpegurl"
 FINAL_CACHE = "public, max-age=31536000, immutable"  # media of a finished recording
 FINAL_PLAYLIST_CACHE = "public, max-age=3600"  # a finished recording's playlists (it may still be deleted)
 GROWING_CACHE = "public, max-age=1"
+MAX_REPLAY_COMMENTS = 20_000  # a replay's conversation, oldest first; past this it says "truncated"
 
 
 def _clip(request: web.Request, *, required: bool) -> Clip | None:
@@ -121,6 +124,29 @@ def recordings_routes(
         _, recording, active = await load(request)
         return web.json_response(summary(recording, active=active, chapters=True))
 
+    async def recording_comments(request: web.Request) -> web.Response:
+        """The conversation of the session, each comment at its moment in the recording."""
+        stream = stream_of(request)
+        _, recording, _active = await load(request)
+        span = recording.media_span()
+        if span is None:
+            return web.json_response({"recording": recording.id, "comments": [], "truncated": False})
+        base, end = span
+        until = recording.ended_at if recording.ended_at is not None else recording.wall_at_zero + end
+        found = await stream.talk.history(recording.started_at, until, MAX_REPLAY_COMMENTS + 1)
+        comments = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "role": c.role,
+                "text": c.text,
+                "at_s": round(min(max(0.0, c.pts_ms / 1000 - base), end - base), 3),
+            }
+            for c in found[:MAX_REPLAY_COMMENTS]
+        ]
+        truncated = len(found) > MAX_REPLAY_COMMENTS
+        return web.json_response({"recording": recording.id, "comments": comments, "truncated": truncated})
+
     async def delete_recording(request: web.Request) -> web.Response:
         stream = stream_of(request)
         check_host(request, stream)
@@ -173,10 +199,11 @@ def recordings_routes(
         await load(request)  # 404 for an unknown recording
         return web.FileResponse(pages / "replay.html")
 
-    api = f"/api/streams/{stream_part}/recordings"
+    api = f"/api/streams/{stream_part}/recordings"  # documented in relay/http/openapi.py
     app.router.add_get(api, list_recordings)
     app.router.add_get(f"{api}/{rec}", get_recording)
     app.router.add_delete(f"{api}/{rec}", delete_recording)
+    app.router.add_get(f"{api}/{rec}/comments", recording_comments)
     base = f"/recordings/{stream_part}/{rec}"
     app.router.add_get(f"{base}/index.m3u8", master)
     app.router.add_get(f"{base}/clip.m3u8", master)

@@ -184,6 +184,18 @@ class TalkFeed:
         self.policy.mute(sub, now + seconds)
         self._actions.append((now, "mute", sub, None))
 
+    async def history(self, since: float, until: float, limit: int) -> list[Comment]:
+        """Comments posted from ``since`` to ``until`` (wall seconds), oldest first, without the
+        deleted ones, at most ``limit``: what a replay shows beside the video. Stored ones are
+        read after this tick's comments and deletions are written (so none is missed)."""
+        if self._store is None or self._pool is None:
+            return [c for c in self.recent if since <= c.at <= until][:limit]
+        await self._save()
+        store = self._store
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, store.between, self.stream, since, until, limit
+        )
+
     # ---- host console -------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[str | None]:
         queue: asyncio.Queue[str | None] = asyncio.Queue(HOST_QUEUE_EVENTS)

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS comments (stream TEXT, id INTEGER, at REAL, pts_ms IN
                                      role TEXT, text TEXT, deleted INTEGER DEFAULT 0, PRIMARY KEY (stream, id));
 CREATE TABLE IF NOT EXISTS moderation (stream TEXT, at REAL, action TEXT, sub TEXT, comment_id INTEGER);
 CREATE TABLE IF NOT EXISTS likes (stream TEXT PRIMARY KEY, total INTEGER, gifts TEXT);
+CREATE INDEX IF NOT EXISTS comments_at ON comments (stream, at);
 """
 
 
@@ -80,6 +81,16 @@ class TalkStore:
             (stream, limit),
         ).fetchall()
         return [Comment(i, s, n, r, t, a, p) for i, s, n, r, t, a, p in reversed(rows)]
+
+    def between(self, stream: str, since: float, until: float, limit: int) -> list[Comment]:
+        """Comments posted from ``since`` to ``until`` (wall seconds), oldest first, deleted ones
+        left out, at most ``limit`` (a replay's conversation)."""
+        rows = self._db.execute(
+            "SELECT id, sub, name, role, text, at, pts_ms FROM comments WHERE stream = ? AND deleted = 0 "
+            "AND at >= ? AND at <= ? ORDER BY at, id LIMIT ?",
+            (stream, since, until, limit),
+        ).fetchall()
+        return [Comment(i, s, n, r, t, a, p) for i, s, n, r, t, a, p in rows]
 
     def close(self) -> None:
         self._db.close()

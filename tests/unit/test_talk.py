@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from relay.identity import Identity
 from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
 from relay.talk.display import HOST, OTHER, QUESTION, DisplaySampler, priority
 from relay.talk.likes import LikeRefused, LikeTally
+from relay.talk.store import TalkStore
 
 ANN = Identity("u-ann", "Ann")
 BO = Identity("u-bo", "Bo")
@@ -184,3 +186,21 @@ def test_the_capped_display_shows_exactly_what_an_uncapped_one_would(
             sampler.offer(comment(n, now), rank)
         shown += [(now, c.id) for c in sampler.due(now)]
     assert shown == _reference_display(steps, per_s, 3.0)
+
+
+def test_the_store_gives_a_replay_the_comments_of_its_time_span_oldest_first_without_deleted_ones(
+    tmp_path: Path,
+) -> None:
+    store = TalkStore(tmp_path / "talk.sqlite3")
+    try:
+        made = [Comment(n, f"v{n}", f"Viewer {n}", "viewer", f"hello {n}", 1000.0 + n, 500 * n) for n in range(1, 9)]
+        other = Comment(99, "v99", "Elsewhere", "viewer", "another stream", 1003.5, 0)
+        store.write("shop", made[:5], [], None)
+        store.write("other", [other], [], None)
+        store.write("shop", made[5:], [(1006.5, "delete", None, 4)], None)
+        found = store.between("shop", 1002.0, 1007.0, 100)
+        assert [c.id for c in found] == [2, 3, 5, 6, 7]  # 4 was deleted; 1 and 8 are outside the span
+        assert found[0] == made[1]
+        assert [c.id for c in store.between("shop", 1002.0, 1007.0, 2)] == [2, 3]
+    finally:
+        store.close()
