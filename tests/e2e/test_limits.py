@@ -32,8 +32,12 @@ async def test_viewers_of_all_streams_together_are_capped(tmp_path: Path) -> Non
             assert status == 503 and "limit of 2 viewers" in reason and "Retry-After" in headers
             await viewers[0].stop(http)
             viewers.pop(0)
-            status, _, _ = await _post_offer(http, f"{server.base}/whep/live")  # room again
-            assert status == 201
+
+            async def room_again() -> bool:  # the departed viewer's slot frees as its session closes
+                status, _, _ = await _post_offer(http, f"{server.base}/whep/live")
+                return status == 201
+
+            await wait_until(room_again, 10)
     finally:
         async with aiohttp.ClientSession() as http:
             for viewer in viewers:
