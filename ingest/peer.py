@@ -194,3 +194,29 @@ def watch_state(pc: RTCPeerConnection, on_change: Callable[[str], None]) -> None
     @pc.on("connectionstatechange")
     def _changed() -> None:
         on_change(pc.connectionState)
+
+
+def is_abandoned_connect(context: dict[str, object]) -> bool:
+    """An asyncio error context from aiortc's own connect task, which it starts without keeping
+    (``ensure_future(self.__connect())``): when the peer connection is closed while ICE or DTLS
+    is still starting (a viewer that never connects, at shutdown), the task fails with nobody to
+    retrieve it. That is a session ending, not a bug."""
+    future = context.get("future")
+    get_coro = getattr(future, "get_coro", None)
+    coro = get_coro() if callable(get_coro) else None
+    name = str(getattr(coro, "__qualname__", ""))
+    return name == "RTCPeerConnection.__connect" and context.get("exception") is not None
+
+
+def quiet_abandoned_connects(loop: asyncio.AbstractEventLoop) -> None:
+    """Log aiortc's abandoned connect tasks in one line; every other loop error as asyncio does."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if is_abandoned_connect(context):
+            exc = context["exception"]
+            log.info("a peer connection closed while connecting: %s: %s", type(exc).__name__, exc)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from ingest.logctx import SessionFilter
+from ingest.peer import quiet_abandoned_connects
 from relay.cluster.workers import follow_supervisor, plan_workers, supervise
 from relay.config import Config, ConfigError, build_parser, load_config, obs_settings_text
 from relay.http.app import build_app
@@ -64,6 +65,7 @@ def _setup_logging(level: str, fmt: str) -> None:
 
 async def serve(config: Config) -> int:
     """Run the server until SIGINT/SIGTERM, then close every session within the deadline."""
+    quiet_abandoned_connects(asyncio.get_running_loop())
     deadlines = HeaderDeadlines(config.limits.header_timeout_s)
     app = build_app(config, deadlines)
     runner = DeadlineRunner(app, deadlines, handle_signals=False, access_log=None)
