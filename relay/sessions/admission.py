@@ -50,6 +50,9 @@ class AdmissionLimits:
     fd_limit: int | None = None
     fds_per_viewer: int = 3
     fds_per_publisher: int = 3
+    # Of a viewer's, the ones it opens only once connected (the fast path's duplicate of its ICE
+    # socket): an answered viewer still owes them, and fifty joining at once owe fifty.
+    fds_viewer_opens_connected: int = 1
 
     @property
     def fd_reserve(self) -> int:
@@ -105,13 +108,19 @@ class Admission:
         return live | self._sources
 
     def pending_fds(self) -> int:
-        """Descriptors that sessions still negotiating may yet open (counted in full)."""
+        """Descriptors that sessions not yet connected may still open.
+
+        A negotiating session counts in full; an answered viewer counts what it opens once
+        connected (its sockets exist by then and are in ``open_fds``).
+        """
         limits = self.limits
-        return sum(
-            limits.fds_per_viewer if e.kind is Kind.VIEWER else limits.fds_per_publisher
-            for e in self._sessions.values()
-            if e.phase is Phase.NEGOTIATING
-        )
+        pending = 0
+        for e in self._sessions.values():
+            if e.phase is Phase.NEGOTIATING:
+                pending += limits.fds_per_viewer if e.kind is Kind.VIEWER else limits.fds_per_publisher
+            elif e.phase is Phase.CONNECTING and e.kind is Kind.VIEWER:
+                pending += limits.fds_viewer_opens_connected
+        return pending
 
     def phase(self, session_id: str) -> Phase | None:
         entry = self._sessions.get(session_id)

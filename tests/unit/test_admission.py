@@ -127,6 +127,24 @@ def test_sessions_still_negotiating_count_their_descriptors_in_advance() -> None
     assert "open-files limit" in _refusal(lambda: admission.admit_viewer("x", "live", open_fds=100))
 
 
+def test_viewers_answered_but_not_connected_still_owe_the_descriptor_they_open_once_connected() -> None:
+    """Fifty viewers answered at once have their ICE sockets open (in ``open_fds``) but not yet the
+    fast path's duplicate: admission counts those too, so the server does not overshoot."""
+    admission = Admission(FDS)
+    budget = 1024 - FDS.fd_reserve
+    open_now = budget - 50 * FDS.fds_viewer_opens_connected - FDS.fds_per_viewer
+    for n in range(50):
+        admission.admit_viewer(f"v{n}", "live", open_fds=0)
+        admission.answered(f"v{n}")
+    assert admission.pending_fds() == 50
+    admission.admit_viewer("last", "live", open_fds=open_now)  # exactly fits
+    admission.answered("last")
+    assert "open-files limit" in _refusal(lambda: admission.admit_viewer("x", "live", open_fds=open_now))
+    for n in range(50):
+        admission.connected(f"v{n}")  # their duplicates are open: counted by open_fds from here on
+    assert admission.pending_fds() == 1
+
+
 def test_without_a_descriptor_limit_descriptors_are_not_checked() -> None:
     admission = Admission(LIMITS)
     admission.admit_viewer("v", "live", open_fds=10**9)
