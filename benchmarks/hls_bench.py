@@ -9,7 +9,10 @@ with LL-HLS (``--hls 1 --record 0``), and with LL-HLS and recording (``--hls 1 -
 The server process's CPU is read from /proc over the same window in each; the differences are
 what HLS packaging (the AAC encode, the fMP4 muxing thread, playlists) and recording (the
 writing thread, its queue on the loop) add. The server's own per-thread counters
-(``hls.mux_cpu_s``, ``aac_encode_ms``, ``hls.recorder.write_cpu_s``) are reported beside it.
+(``hls.mux_cpu_s``, ``aac_encode_ms``, ``hls.recorder.write_cpu_s``) and the event loop thread's CPU
+(from /proc/PID/task) are reported beside it: the encoders' CPU varies by a few % of a core from
+one run to the next, more than HLS adds, so the loop's extra CPU plus those threads' own is the
+figure that isolates HLS.
 Then, with HLS on, ``--clients`` CDN-shaped players (each: a blocking playlist request for the
 next part, then that part, in a loop, as hls.js does at the live edge) run for ``--seconds``,
 and the request rate, how long a blocking request was held and the server's CPU are reported.
@@ -42,6 +45,20 @@ MODES = {"webrtc": ("0", "0"), "hls": ("1", "0"), "hls+rec": ("1", "1")}  # --hl
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the process's threads so far, summed by thread name (the loop is the first)."""
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "loop" if task.name == str(pid) else (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = re.sub(r"[-_:]?\d+$", "", name) or name  # "ThreadPoolExecutor-0_1" and its siblings: one row
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return totals
 
 
 def start(mode: str, tmp: Path) -> tuple[subprocess.Popen[str], str]:
@@ -146,11 +163,15 @@ async def measure_mode(mode: str, seconds: float, tmp: Path) -> dict[str, float]
     async with Published(mode, tmp) as (proc, base, http):
         await asyncio.sleep(5)  # past the encoders' start (a warm-up, not a synchronisation)
         before, cpu0, t0 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
+        threads0 = thread_cpu(proc.pid)
         await asyncio.sleep(seconds)  # the measuring window
         after, cpu1, t1 = await snapshot(http, base), cpu_seconds(proc.pid), time.monotonic()
+        threads1 = thread_cpu(proc.pid)
     span = t1 - t0
     c0, c1 = _hls_counters(before), _hls_counters(after)
+    threads = {f"thread {name}": (spent - threads0.get(name, 0.0)) / span for name, spent in threads1.items()}
     return {
+        **threads,
         "cpu": (cpu1 - cpu0) / span,
         "mux": (c1[0] - c0[0]) / span,
         "aac": (c1[1] - c0[1]) / span,
@@ -219,7 +240,10 @@ async def main() -> None:
                     f"AAC {result['aac']:.4f}, recorder {result['rec']:.4f}; recorded {result['rec_mbit']:.2f} Mbit/s",
                     flush=True,
                 )
-        median = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
+        median = {
+            mode: {k: statistics.median(r.get(k, 0.0) for r in rs) for k in {k for r in rs for k in r}}
+            for mode, rs in runs.items()
+        }
         base = median["webrtc"]["cpu"]
         print(
             f"median of {args.rounds} x {args.seconds:g} s, server CPU (cores) on a 1280x720 publisher, default ladder:"
@@ -230,6 +254,15 @@ async def main() -> None:
                 f"  {mode:8s} {m['cpu']:.3f} ({m['cpu'] - base:+.3f} vs WebRTC only); threads: mux {m['mux']:.4f}, "
                 f"AAC {m['aac']:.4f}, recorder {m['rec']:.4f}"
             )
+        loop0 = median["webrtc"].get("thread loop", 0.0)
+        print("  attributed (the loop's extra CPU + the HLS threads' own: mux, AAC, recorder), cores:")
+        for mode in list(MODES)[1:]:
+            m = median[mode]
+            print(f"  {mode:8s} {m.get('thread loop', 0.0) - loop0 + m['mux'] + m['aac'] + m['rec']:+.3f}")
+        names = sorted({k for m in median.values() for k in m if k.startswith("thread ")})
+        print("  by thread (cores):", ", ".join(names))
+        for mode in MODES:
+            print(f"  {mode:8s} " + "  ".join(f"{median[mode].get(k, 0.0):.3f}" for k in names))
         if args.clients:
             load = await measure_clients(args.clients, args.seconds, tmp)
             print(
