@@ -24,8 +24,10 @@ function decodeCard(b64url) {
 
 export class HlsPlayback {
   // `onCards(cards)` gets the cards on screen (by the playhead's date) whenever that set changes.
-  constructor(video, stream, { onCards, onStatus, onLevels, url = null, vod = false }) {
+  // `token`: a protected stream's viewer token (the server adds it to every URI its playlists name).
+  constructor(video, stream, { onCards, onStatus, onLevels, url = null, vod = false, token = null }) {
     this.video = video;
+    this.token = token;
     this.stream = stream;
     this.url = url;
     this.vod = vod;
@@ -42,7 +44,8 @@ export class HlsPlayback {
   async start() {
     const { default: Hls } = await import("/static/vendor/hls.min.mjs");
     if (this.stopped) return;
-    const url = this.url || `/hls/${encodeURIComponent(this.stream)}/index.m3u8`;
+    const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
+    const url = this.url || `/hls/${encodeURIComponent(this.stream)}/index.m3u8${query}`;
     if (!Hls.isSupported()) {
       // Safari plays LL-HLS natively (cards then come from the metadata text track, not wired here).
       this.video.src = url;

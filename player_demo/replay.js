@@ -8,6 +8,8 @@ import { renderCard } from "/static/cardview.js";
 import { formatPrice } from "/static/format.js";
 
 const [, , stream, recording] = location.pathname.split("/").map(decodeURIComponent);
+const token = new URLSearchParams(location.search).get("token"); // a protected stream's viewer token
+const authorized = token ? { headers: { Authorization: `Bearer ${token}` } } : {};
 const video = document.getElementById("video");
 const statusEl = document.getElementById("status");
 const cardsEl = document.getElementById("cards");
@@ -53,7 +55,7 @@ function showCards(cards) {
 }
 
 async function loadChapters() {
-  const res = await fetch(`/api/streams/${encodeURIComponent(stream)}/recordings/${encodeURIComponent(recording)}`);
+  const res = await fetch(`/api/streams/${encodeURIComponent(stream)}/recordings/${encodeURIComponent(recording)}`, authorized);
   if (!res.ok) return;
   const info = await res.json();
   document.getElementById("title").textContent = `${info.stream} · ${new Date(info.started_at * 1000).toLocaleString()} · ${clock(info.duration_s)}`;
@@ -105,7 +107,7 @@ function showComments() {
 }
 
 async function loadComments() {
-  const res = await fetch(`/api/streams/${encodeURIComponent(stream)}/recordings/${encodeURIComponent(recording)}/comments`);
+  const res = await fetch(`/api/streams/${encodeURIComponent(stream)}/recordings/${encodeURIComponent(recording)}/comments`, authorized);
   if (!res.ok) return;
   comments = (await res.json()).comments;
   showComments();

@@ -198,6 +198,7 @@ function startHls(why) {
   if (why) console.info(`livecart: playing LL-HLS (${why})`);
   setStatus("connecting", "Connecting (HLS)…");
   hlsPlayback = new HlsPlayback(video, stream, {
+    token,
     onCards: (cards) => {
       const ids = new Set(cards.map((c) => c.id));
       for (const id of [...shown.keys()]) if (!ids.has(id)) hideCard(id);

@@ -5,7 +5,8 @@ Caching is what lets a CDN carry the audience: parts, segments and init segments
 once served (their names carry the server run's epoch), so they are ``immutable``; playlists
 change with every part, so they live for a second, except the answer to a blocking request,
 which holds the part asked for and may be cached a little longer (what Apple's LL-HLS
-guidelines expect of an origin).
+guidelines expect of an origin). A protected stream's answers need the viewer's token and are
+private (see hls_access).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from relay.errors import BadRequest
+from relay.http.hls_access import PRIVATE_MEDIA_CACHE, PRIVATE_PLAYLIST_CACHE, viewer_access, with_token
 from relay.sessions.stream import Stream
 
 PLAYLIST = "application/vnd.apple.mpegurl"
@@ -37,26 +39,34 @@ def hls_routes(app: web.Application, stream_of: Callable[[web.Request], Stream])
     track = r"{track:[A-Za-z0-9_-]{1,20}}"
     file = r"{file:[a-z0-9]{1,16}-[a-z0-9.]{1,40}}"
 
+    def playlist_response(text: str, token: str | None, cache: str) -> web.Response:
+        if token is not None:  # a protected stream: every URI carries the viewer's token
+            text, cache = with_token(text, token), PRIVATE_PLAYLIST_CACHE
+        return web.Response(text=text, content_type=PLAYLIST, headers={"Cache-Control": cache})
+
     async def multivariant(request: web.Request) -> web.Response:
-        text = stream_of(request).hls_or_404().multivariant()
-        return web.Response(text=text, content_type=PLAYLIST, headers={"Cache-Control": PLAYLIST_CACHE})
+        stream = stream_of(request)
+        token = viewer_access(request, stream)
+        return playlist_response(stream.hls_or_404().multivariant(), token, PLAYLIST_CACHE)
 
     async def playlist(request: web.Request) -> web.Response:
         msn = _query_int(request, "_HLS_msn")
         part = _query_int(request, "_HLS_part")
         if part is not None and msn is None:
             raise BadRequest("_HLS_part needs _HLS_msn")
-        hls = stream_of(request).hls_or_404()
-        text = await hls.playlist(request.match_info["track"], msn, part)
-        cache = BLOCKING_CACHE if msn is not None else PLAYLIST_CACHE
-        return web.Response(text=text, content_type=PLAYLIST, headers={"Cache-Control": cache})
+        stream = stream_of(request)
+        token = viewer_access(request, stream)
+        text = await stream.hls_or_404().playlist(request.match_info["track"], msn, part)
+        return playlist_response(text, token, BLOCKING_CACHE if msn is not None else PLAYLIST_CACHE)
 
     async def media(request: web.Request) -> web.Response:
-        hls = stream_of(request).hls_or_404()
+        stream = stream_of(request)
+        token = viewer_access(request, stream)
         name = request.match_info["track"]
-        data = await hls.media(name, request.match_info["file"])
+        data = await stream.hls_or_404().media(name, request.match_info["file"])
         kind = "audio/mp4" if name == "audio" else "video/mp4"
-        return web.Response(body=data, content_type=kind, headers={"Cache-Control": IMMUTABLE})
+        cache = IMMUTABLE if token is None else PRIVATE_MEDIA_CACHE
+        return web.Response(body=data, content_type=kind, headers={"Cache-Control": cache})
 
     app.router.add_get(f"/hls/{stream}/index.m3u8", multivariant)
     app.router.add_get(f"/hls/{stream}/{track}/index.m3u8", playlist)

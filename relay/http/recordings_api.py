@@ -26,6 +26,7 @@ from relay.hls.library import RecordingLibrary
 from relay.hls.recording import Recording
 from relay.hls.vod import Clip, Window, clip_window, multivariant, vod_playlist
 from relay.http.cards_api import check_host
+from relay.http.hls_access import PRIVATE_MEDIA_CACHE, PRIVATE_PLAYLIST_CACHE, viewer_access, with_token
 from relay.sessions.stream import Stream
 
 PLAYLIST = "application/vnd.apple.mpegurl"
@@ -98,8 +99,14 @@ def recordings_routes(
     track = r"{track:[A-Za-z0-9_-]{1,20}}"
     file = r"{file:(init[0-9]{1,6}\.mp4|[0-9]{1,9}\.m4s)}"
 
+    def readable(request: web.Request) -> Stream:
+        """The stream (404 if unknown); a protected one's recordings need a viewer token."""
+        stream = stream_of(request)
+        viewer_access(request, stream)
+        return stream
+
     async def load(request: web.Request) -> tuple[RecordingLibrary, Recording, bool]:
-        stream = stream_of(request)  # 404 for an unknown stream
+        stream = readable(request)
         library = library_of(request)
         rec_id = request.match_info["rec"]
         # Whether it is being written, asked before reading it: a growing index may be read from
@@ -108,7 +115,7 @@ def recordings_routes(
         return library, await library.aload(stream.name, rec_id), active
 
     async def list_recordings(request: web.Request) -> web.Response:
-        stream = stream_of(request)
+        stream = readable(request)
         library = library_of(request)
         # Before reading (see load); a copy first: the recorders' threads change the set.
         active = {rec_id for name, rec_id in set(library.active) if name == stream.name}
@@ -161,8 +168,11 @@ def recordings_routes(
         clip = _clip(request, required=required)
         return None if clip is None else clip_window(recording, clip)
 
-    def playlist_response(text: str, final: bool) -> web.Response:
+    def playlist_response(request: web.Request, text: str, final: bool) -> web.Response:
         cache = FINAL_PLAYLIST_CACHE if final else GROWING_CACHE
+        token = viewer_access(request, stream_of(request))
+        if token is not None:  # a protected stream: every URI carries the viewer's token
+            text, cache = with_token(text, token), PRIVATE_PLAYLIST_CACHE
         return web.Response(text=text, content_type=PLAYLIST, headers={"Cache-Control": cache})
 
     async def master(request: web.Request) -> web.Response:
@@ -175,7 +185,7 @@ def recordings_routes(
         if clip is not None:  # each media playlist of the clip, from the values as read (never the raw query)
             leaf += f"?start={clip.start_s:g}&duration={clip.duration_s:g}"
         final = window is not None or not active
-        return playlist_response(multivariant(recording, leaf=leaf, window=window), final)
+        return playlist_response(request, multivariant(recording, leaf=leaf, window=window), final)
 
     async def media_playlist(request: web.Request) -> web.Response:
         _, recording, active = await load(request)
@@ -184,14 +194,17 @@ def recordings_routes(
             raise MediaNotFound(f"recording {recording.id} has no track {name!r}")
         window = window_of(request, recording)
         final = window is not None or not active
-        return playlist_response(vod_playlist(recording, name, final=final, window=window), final)
+        return playlist_response(request, vod_playlist(recording, name, final=final, window=window), final)
 
     async def media(request: web.Request) -> web.StreamResponse:
         stream = stream_of(request)
+        token = viewer_access(request, stream)
         library = library_of(request)
         rec_id, name = request.match_info["rec"], request.match_info["track"]
         path = await library.amedia_file(stream.name, rec_id, name, request.match_info["file"])
         cache = GROWING_CACHE if library.is_active(stream.name, rec_id) else FINAL_CACHE
+        if token is not None:
+            cache = PRIVATE_PLAYLIST_CACHE if cache == GROWING_CACHE else PRIVATE_MEDIA_CACHE
         kind = "audio/mp4" if name == "audio" else "video/mp4"
         return web.FileResponse(path, headers={"Cache-Control": cache, "Content-Type": kind})
 
