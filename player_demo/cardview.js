@@ -1,7 +1,8 @@
 // One product card as the players show it over the video (the watch page and the replay).
 import { formatPrice } from "/static/format.js";
 
-// `onBuy`: called when the viewer clicks Buy (the link opens the shop either way).
+// `onBuy(click)`: called when the viewer clicks Buy; the link opens the shop unless it calls
+// click.preventDefault() (an embedding shop page that handles Buy itself).
 export function renderCard(card, onBuy = null) {
   const el = document.createElement("article");
   el.className = "card";

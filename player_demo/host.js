@@ -17,6 +17,22 @@ keyInput.addEventListener("change", () => {
 });
 const form = document.getElementById("card-form");
 
+// The one-tag embed of this stream (player_demo/embed.js), for the shop's own page.
+const snippet = `<script src="${location.origin}/player/embed.js" async></script>\n<livecart-player stream="${stream}"></livecart-player>`;
+const snippetEl = document.getElementById("embed-snippet");
+snippetEl.textContent = snippet;
+document.getElementById("copy-embed").addEventListener("click", async () => {
+  const state = document.getElementById("copy-state");
+  try {
+    await navigator.clipboard.writeText(snippet); // secure contexts only (HTTPS, localhost)
+  } catch {
+    getSelection().selectAllChildren(snippetEl); // plain HTTP: selected, for Ctrl+C
+    state.textContent = "Selected: press Ctrl+C (or ⌘C)";
+    return;
+  }
+  state.textContent = "Copied";
+});
+
 async function call(method, path, body) {
   errorEl.textContent = "";
   const res = await fetch(`${api}${path}`, {

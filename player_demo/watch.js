@@ -2,7 +2,9 @@
 // product cards shown on the video frame of their pts_ms, a rendition menu, stats, and
 // automatic reconnection. The conversation (comments, likes, viewer count) is talk.js.
 // `?mode=hls` plays LL-HLS instead (hlsplayer.js), and so does the page by itself when WebRTC
-// has not connected within FALLBACK_MS (UDP blocked, say).
+// has not connected within FALLBACK_MS (UDP blocked, say). `?embed=1&parent=ORIGIN` is the page
+// inside a shop's <livecart-player> (embed.js): compact, and it tells the shop page `ready`,
+// `offline` and `buy` (embedlink.js).
 //
 // Card sync: the server tells this session how its RTP timestamps map to the stream's media
 // time (`clock` messages: a reference pair, sent again after every rung switch). Each frame the
@@ -14,6 +16,7 @@ import { formatBitrate } from "/static/format.js";
 import { renderCard } from "/static/cardview.js";
 import { createTalk } from "/static/talk.js";
 import { HlsPlayback } from "/static/hlsplayer.js";
+import { createEmbedLink } from "/static/embedlink.js";
 
 const stream = streamFromPath();
 const params = new URLSearchParams(location.search);
@@ -24,6 +27,8 @@ const cardsEl = document.getElementById("cards");
 const menu = document.getElementById("rendition");
 const currentEl = document.getElementById("current");
 const statsEl = document.getElementById("stats");
+const embed = createEmbedLink({ params, stream });
+if (embed.embedded) document.body.dataset.embed = ""; // the CSS hides the page's chrome
 const FALLBACK_MS = 4000; // WebRTC not connected by then: play LL-HLS instead
 let transport = params.get("mode") === "hls" ? "hls" : "webrtc";
 let hlsPlayback = null;
@@ -60,14 +65,19 @@ function setStatus(state, text) {
   statusEl.textContent = text;
   statusEl.hidden = state === "playing";
   document.body.dataset.state = state;
+  if (state === "playing") embed.playing(transport);
+  else if (state === "offline") embed.offline();
 }
 
 // ---- cards ------------------------------------------------------------------------------------
 function showCard(card) {
   hideCard(card.id, true);
-  // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway.
-  const el = renderCard(card, () => {
+  // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway,
+  // unless the page embedding us asked to handle Buy itself.
+  const el = renderCard(card, (click) => {
     if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "click", card: card.id }));
+    embed.buy(card);
+    if (!embed.buyOpensLink) click.preventDefault();
   });
   cardsEl.append(el);
   requestAnimationFrame(() => el.classList.add("in"));
@@ -324,6 +334,11 @@ async function loadRenditions() {
     const res = await fetch(`/api/streams/${encodeURIComponent(stream)}`);
     const info = await res.json();
     talk.setViewers(info.viewers);
+    // HLS has no `stream` messages: the stream's state says when its host has gone.
+    if (transport === "hls" && info.state === "offline") setStatus("offline", "The host is offline — waiting for them to come back…");
+    else if (transport === "hls" && info.live && statusEl.dataset.state === "offline") {
+      setStatus(video.readyState >= 3 && !video.paused ? "playing" : "connecting", "Starting…");
+    }
     const names = info.rungs.map((r) => r.name);
     const known = [...menu.options].map((o) => o.value);
     for (const name of names) if (!known.includes(name)) menu.append(new Option(name, name));

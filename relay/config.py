@@ -21,6 +21,10 @@ from transcode.rendition import DEFAULT_LADDER, Ladder
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RUNG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+# A web origin as browsers serialise it (lower case, no path, no default-port games), with CSP's
+# optional "*." for every subdomain: what frame-ancestors matches and a shop can copy from its
+# address bar. Nothing else gets into the Content-Security-Policy header built from it.
+EMBED_ORIGIN = re.compile(r"^https?://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
 
 
 
@@ -128,6 +132,9 @@ class ServerConfig:
     webhook_timeout_s: float = 2.0
     webhook_fail_open: bool = False  # a hook that is down: admit (True) or answer 503 (False)
     publisher_start_kbps: int = 1500  # asked of browser publishers' encoders at start; 0: not asked
+    # Sites whose pages may frame the player (/watch, the embed): ("*",) any site, () none but
+    # this server's own pages, or a list of origins (relay/http/framing.py).
+    embed_origins: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,14 @@ _OPTIONS: tuple[_Option, ...] = (
     ("server", "tls_cert", "--tls-cert", "LIVECART_TLS_CERT", str, "PEM certificate chain for HTTPS"),
     ("server", "tls_key", "--tls-key", "LIVECART_TLS_KEY", str, "PEM private key for HTTPS"),
     ("server", "public_ip", "--public-ip", "LIVECART_PUBLIC_IP", str, "public address behind 1:1 NAT"),
+    (
+        "server",
+        "embed_origins",
+        "--embed-origins",
+        "LIVECART_EMBED_ORIGINS",
+        lambda text: _origins(text),
+        "comma-separated origins whose pages may embed the player; * any, '' none",
+    ),
     ("limits", "max_publishers", "--max-publishers", "LIVECART_MAX_PUBLISHERS", int, "live publishers at once"),
     ("limits", "max_viewers_total", "--max-viewers-total", "LIVECART_MAX_VIEWERS_TOTAL", int, "viewers of all streams"),
     (
@@ -280,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("bench", help="load-test a server: a publisher and many WHEP viewers (livecart bench -h)")
     for section, key, flag, env, conv, text in _OPTIONS:
         default = getattr(_SECTIONS[section](), key)
+        if isinstance(default, tuple):
+            default = ",".join(default) or "none"
         help_text = f"{text} (env {env}; default {default})"
         kwargs: dict[str, Any] = {"default": None, "metavar": key.upper(), "help": help_text}
         if key == "loop":
@@ -352,6 +369,11 @@ def _section_values(path: str, table: Any, cls: type[Any]) -> dict[str, Any]:
                 raise ConfigError(f"config {path}: rungs must be a list of rung names")
             out[key] = tuple(value)
             continue
+        if key == "embed_origins":
+            if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+                raise ConfigError(f'config {path}: embed_origins must be a list of origins, e.g. ["https://shop.example"]')
+            out[key] = tuple(value)
+            continue
         if key == "ice_servers":
             if not isinstance(value, list) or not all(
                 isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in value
@@ -421,6 +443,7 @@ def _validate(config: Config) -> None:
         (t.max_width < 16 or t.max_width % 2, f"max_width must be even and >= 16, got {t.max_width}"),
         (t.max_height < 16 or t.max_height % 2, f"max_height must be even and >= 16, got {t.max_height}"),
         (t.gop_s <= 0, f"gop_s must be positive, got {t.gop_s}"),
+        *_embed_problems(s.embed_origins),
         *_cluster_problems(config.cluster),
         (not 0.1 <= config.hls.part_s <= 2.0, f"hls part_s must be 0.1..2.0, got {config.hls.part_s}"),
         (config.hls.segment_s < 3 * config.hls.part_s, "hls segment_s must be at least 3 parts"),
@@ -469,6 +492,28 @@ def _cluster_problems(c: ClusterConfig) -> list[tuple[bool, str]]:
             "--workers needs a cluster token of >= 16 characters (--cluster-token)",
         ),
     ]
+
+
+def _embed_problems(origins: tuple[str, ...]) -> list[tuple[bool, str]]:
+    problems = [("*" in origins and len(origins) > 1, "embed_origins: '*' (any site) stands alone")]
+    for origin in origins:
+        if origin == "*":
+            continue
+        match = EMBED_ORIGIN.match(origin)
+        bad = match is None or (match.group(4) is not None and not 1 <= int(match.group(4)[1:]) <= 65535)
+        problems.append(
+            (
+                bad,
+                f"embed_origins: {origin!r} is not an origin: write scheme://host[:port] in lower case, "
+                "without a path or a trailing slash (e.g. 'https://shop.example'), or '*'",
+            )
+        )
+    return problems
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """``--embed-origins`` and LIVECART_EMBED_ORIGINS: comma- or space-separated; '' is none."""
+    return tuple(text.replace(",", " ").split())
 
 
 def _is_ip(text: str) -> bool:

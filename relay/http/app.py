@@ -27,6 +27,7 @@ from relay.errors import StreamBusy
 from relay.http.cards_api import cards_routes
 from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to, redirect_to_url
 from relay.http.deadlines import HeaderDeadlines
+from relay.http.framing import CONSOLE_POLICY, player_policy
 from relay.http.hls_api import hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
@@ -226,12 +227,20 @@ async def page_index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(_pages_dir() / "index.html")
 
 
-def _page(name: str) -> Handler:
+def _page(name: str, frame_policy: str) -> Handler:
+    """A stream's page; ``frame_policy`` says who may frame it (relay.http.framing)."""
+    headers = {"Content-Security-Policy": frame_policy}
+
     async def serve(request: web.Request) -> web.StreamResponse:
         request.app[REGISTRY].stream(request.match_info["stream"])  # 404 for unknown streams
-        return web.FileResponse(_pages_dir() / name)
+        return web.FileResponse(_pages_dir() / name, headers=headers)
 
     return serve
+
+
+async def embed_script(request: web.Request) -> web.FileResponse:
+    """The one-tag embed for shop pages (``<livecart-player>``), at a URL that stays put."""
+    return web.FileResponse(_pages_dir() / "embed.js", headers={"Cache-Control": "public, max-age=300"})
 
 
 def _version() -> str:
@@ -311,8 +320,9 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         _pages_dir(),
     )
     app.router.add_get("/", page_index)
-    app.router.add_get(f"/watch/{stream}", _page("watch.html"))
-    app.router.add_get(f"/publish/{stream}", _page("publish.html"))
-    app.router.add_get(f"/host/{stream}", _page("host.html"))
+    app.router.add_get(f"/watch/{stream}", _page("watch.html", player_policy(config.server.embed_origins)))
+    app.router.add_get(f"/publish/{stream}", _page("publish.html", CONSOLE_POLICY))
+    app.router.add_get(f"/host/{stream}", _page("host.html", CONSOLE_POLICY))
+    app.router.add_get("/player/embed.js", embed_script)
     app.router.add_static("/static", _pages_dir(), show_index=False)
     return app
