@@ -15,10 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from benchmarks.peers import WhipPublisher
+from relay.identity import mint
 from tests.browser.conftest import KEY
 from tests.e2e.conftest import Server, start_server, stop_server, write_config
 
 DEMO_KEY = "hls-demo-key-0123456789"
+VIP_SECRET = "hls-vip-viewer-secret-0123456789-0123456789"
 
 # Every RTCPeerConnection the page makes may only use relay candidates, and there is no TURN
 # server: ICE never connects, as for a viewer whose network drops UDP.
@@ -36,7 +39,8 @@ BLOCK_WEBRTC = """
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("hls-browser")
-    config = write_config(tmp / "livecart.toml", f'[streams.demo2]\npublish_key = "{KEY}"\n')
+    vip = f'[streams.vip]\npublish_key = "{KEY}"\nviewer_secret = "{VIP_SECRET}"\n'
+    config = write_config(tmp / "livecart.toml", f'[streams.demo2]\npublish_key = "{KEY}"\n{vip}')
     server = start_server(
         ["--config", str(config), "--demo", "--data-dir", str(tmp / "data")],
         tmp / "server.log",
@@ -155,3 +159,33 @@ async def test_the_watch_page_falls_back_to_hls_when_webrtc_cannot_connect(demo_
         await http.close()
     print(f"WebRTC blocked: fell back to LL-HLS after {switched:.1f} s, playing {playing:.1f} s after load")
     assert switched >= 3.5, "WebRTC had its few seconds first"
+
+
+async def test_a_protected_stream_plays_over_hls_with_the_token_of_the_page_url(
+    demo_server: Server, browser: Any
+) -> None:
+    """hls.js fetches what the playlists name, blocking reloads included, with the viewer token
+    the server added to each URI; a request without it would be refused."""
+    token = mint(VIP_SECRET, "vip", int(time.time()) + 600, sub="buyer-7", name="Buyer")
+    page = await browser.new_page()
+    hls_requests: list[tuple[str, int]] = []
+    page.on("response", lambda res: "/hls/vip/" in res.url and hls_requests.append((res.url, res.status)))
+    async with aiohttp.ClientSession() as http:
+        publisher = WhipPublisher(demo_server.base, "vip", KEY, width=640, height=360, audio=True, h264=True)
+        await publisher.start(http)
+        try:
+            await page.goto(f"{demo_server.base}/watch/vip?mode=hls&token={token}")
+            await page.wait_for_function("() => document.getElementById('video').currentTime > 0", timeout=30_000)
+            before = await frames_shown(page)
+            await page.wait_for_function(
+                f"() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > {before + 30}",
+                timeout=20_000,
+            )
+        finally:
+            await page.close()
+            await publisher.stop(http)
+    blocking = [url for url, _ in hls_requests if "_HLS_msn=" in url]
+    assert blocking, "hls.js made blocking playlist requests"
+    assert all(f"token={token}" in url for url, _ in hls_requests), [u for u, _ in hls_requests][:5]
+    refused = [(url, status) for url, status in hls_requests if status != 200]
+    assert not refused, refused[:5]
