@@ -52,6 +52,7 @@ def _text_ok(description: str) -> dict[str, Any]:
 HOST: list[dict[str, list[str]]] = [{"hostKey": []}]
 # The host's key, a viewer's token, or nothing at all (a guest, on a stream without viewer_secret).
 ANYONE_ON_OPEN: list[dict[str, list[str]]] = [{"hostKey": []}, {"viewerToken": []}, {}]
+VIEWER_ON_OPEN: list[dict[str, list[str]]] = [{"viewerToken": []}, {}]  # a protected stream's recordings
 
 SCHEMAS: dict[str, Any] = {
     "Card": {
@@ -479,8 +480,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listRecordings",
                 "summary": "The stream's recorded sessions, newest first",
                 "tags": ["recordings"],
-                "security": [{}],
-                "responses": {"200": _json(_ref("RecordingList"), "recordings")} | _errors(404),
+                "security": VIEWER_ON_OPEN,
+                "responses": {"200": _json(_ref("RecordingList"), "recordings")} | _errors(401, 403, 404),
             },
         },
         f"{base}/recordings/{{recording}}": {
@@ -489,8 +490,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getRecording",
                 "summary": "One recording, with its card chapters",
                 "tags": ["recordings"],
-                "security": [{}],
-                "responses": {"200": _json(_ref("Recording"), "the recording")} | _errors(404),
+                "security": VIEWER_ON_OPEN,
+                "responses": {"200": _json(_ref("Recording"), "the recording")} | _errors(401, 403, 404),
             },
             "delete": {
                 "operationId": "deleteRecording",
@@ -506,8 +507,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getRecordingComments",
                 "summary": "The session's comments, each at its moment in the recording",
                 "tags": ["recordings"],
-                "security": [{}],
-                "responses": {"200": _json(_ref("RecordingComments"), "comments")} | _errors(404),
+                "security": VIEWER_ON_OPEN,
+                "responses": {"200": _json(_ref("RecordingComments"), "comments")} | _errors(401, 403, 404),
             },
         },
         f"{base}/tokens": {
