@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relay.cluster.directory import Directory, DirectoryUnavailable, LocalDirectory
+from relay.cluster.hls_relay import HlsRelay
 from relay.cluster.linger import PullLinger
 from relay.cluster.nodes import EdgeChooser, NodeLoad, Redirect, Role, alive, route_viewer, viewers_elsewhere
 from relay.config import Config
@@ -57,6 +58,7 @@ class ClusterNode:
         self._reachable: bool | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.hls: HlsRelay | None = None  # an edge's relay of its origins' LL-HLS
         self._cpu = (time.process_time(), time.monotonic())
         self._bytes = (0, time.monotonic())
         self.heartbeats = 0
@@ -70,6 +72,8 @@ class ClusterNode:
         if self.role == "all":
             return
         self._http = aiohttp.ClientSession()
+        if self.role == "edge":
+            self.hls = HlsRelay(self._http)
         self._task = asyncio.get_running_loop().create_task(self._beat(), name=f"cluster {self.node_id} heartbeat")
         log.info("cluster: node %s (%s) at %s", self.node_id, self.role, self.url)
 
@@ -81,6 +85,8 @@ class ClusterNode:
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*(u.close("node stopping") for u in self.upstreams.values()), return_exceptions=True)
         self.upstreams.clear()
+        if self.hls is not None:
+            await self.hls.close()
         if self.role != "all":
             try:
                 await self.directory.leave(self.node_id, self._origin_streams())
@@ -256,6 +262,7 @@ class ClusterNode:
             "nodes_alive": len(alive(self._nodes, time.time(), self.config.cluster.dead_after_s)),
             "pulls_out": len(self.upstreams),
             "pulls_in": len(self.registry.pulls),
+            **({"hls_relay": self.hls.counters()} if self.hls is not None else {}),
         }
 
     async def snapshot(self) -> dict[str, object]:
@@ -284,9 +291,7 @@ class ClusterNode:
                 if n.role == "edge"
             },
             # What this node's admission sees: each stream's viewers across the cluster.
-            "stream_viewers": {
-                name: self.cluster_viewers(name, fresh, now) for name in sorted(self.registry.streams)
-            }
+            "stream_viewers": {name: self.cluster_viewers(name, fresh, now) for name in sorted(self.registry.streams)}
             if (fresh := self.fresh_nodes()) is not None and self.role != "all"
             else {},
             "pulls_out": {name: u.ingest_stats() for name, u in self.upstreams.items()},

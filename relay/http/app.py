@@ -28,7 +28,7 @@ from relay.http.cards_api import cards_routes
 from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to, redirect_to_url
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.framing import CONSOLE_POLICY, player_policy
-from relay.http.hls_api import hls_routes
+from relay.http.hls_api import edge_hls_routes, hls_routes
 from relay.http.input import check_bearer, read_body, viewer_token
 from relay.http.middleware import METRICS, Handler, cors_middleware, error_middleware, status_middleware
 from relay.http.openapi import document
@@ -312,7 +312,15 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         return web.Response(text=openapi, content_type="application/json")
 
     app.router.add_get("/api/openapi.json", openapi_json)
-    hls_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
+    if config.cluster.role == "edge":  # an edge relays its origins' LL-HLS, packaged once there
+        edge_hls_routes(
+            app,
+            lambda request: request.app[REGISTRY].stream(request.match_info["stream"]),
+            lambda request: request.app[CLUSTER].hls,
+            lambda request, name: request.app[CLUSTER].origin_url(name),
+        )
+    else:
+        hls_routes(app, lambda request: request.app[REGISTRY].stream(request.match_info["stream"]))
     recordings_routes(
         app,
         lambda request: request.app[REGISTRY].stream(request.match_info["stream"]),

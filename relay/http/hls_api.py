@@ -11,11 +11,12 @@ private (see hls_access).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from relay.errors import BadRequest
+from relay.cluster.hls_relay import HlsRelay
+from relay.errors import BadRequest, MediaNotFound
 from relay.http.hls_access import PRIVATE_MEDIA_CACHE, PRIVATE_PLAYLIST_CACHE, viewer_access, with_token
 from relay.sessions.stream import Stream
 
@@ -71,3 +72,30 @@ def hls_routes(app: web.Application, stream_of: Callable[[web.Request], Stream])
     app.router.add_get(f"/hls/{stream}/index.m3u8", multivariant)
     app.router.add_get(f"/hls/{stream}/{track}/index.m3u8", playlist)
     app.router.add_get(f"/hls/{stream}/{track}/{file}", media)
+
+
+def edge_hls_routes(
+    app: web.Application,
+    stream_of: Callable[[web.Request], Stream],
+    relay_of: Callable[[web.Request], HlsRelay | None],
+    origin_of: Callable[[web.Request, str], Awaitable[str]],
+) -> None:
+    """On an edge, the same URLs, relayed from each stream's origin (relay.cluster.hls_relay):
+    the origin's playlists, part names, tokens and cache headers, unchanged."""
+    stream = r"{stream:[A-Za-z0-9_-]{1,64}}"
+    rest = r"{rest:(index\.m3u8|[A-Za-z0-9_-]{1,20}/(index\.m3u8|[a-z0-9]{1,16}-[a-z0-9.]{1,40}))}"
+
+    async def relayed(request: web.Request) -> web.Response:
+        name = stream_of(request).name  # 404 for a stream this edge does not serve
+        relay = relay_of(request)
+        if relay is None:
+            raise MediaNotFound("this edge is not relaying HLS yet (it is starting)")
+        query = f"?{request.query_string}" if request.query_string else ""
+        fetched = await relay.get(lambda: origin_of(request, name), f"/hls/{name}/{request.match_info['rest']}{query}")
+        return web.Response(
+            status=fetched.status,
+            body=fetched.body,
+            headers={"Content-Type": fetched.content_type, "Cache-Control": fetched.cache_control},
+        )
+
+    app.router.add_get(f"/hls/{stream}/{rest}", relayed)

@@ -186,6 +186,23 @@ class LiveCartCollector(Collector):
             yield GaugeMetricFamily("livecart_cluster_nodes_alive", "Live nodes seen", value=cluster["nodes_alive"])
             yield GaugeMetricFamily("livecart_cluster_pulls_out", "Streams this edge pulls", value=cluster["pulls_out"])
             yield GaugeMetricFamily("livecart_cluster_pulls_in", "Pulls this origin serves", value=cluster["pulls_in"])
+            relay = cluster.get("hls_relay")
+            if relay:
+                yield CounterMetricFamily(
+                    "livecart_edge_hls_upstream_requests",
+                    "LL-HLS requests this edge made to origins (one per distinct request in flight or not cached)",
+                    value=relay["upstream_requests"],
+                )
+                yield CounterMetricFamily(
+                    "livecart_edge_hls_upstream_failures", "Relayed requests the origin did not answer",
+                    value=relay["upstream_failures"],
+                )  # fmt: skip
+                yield CounterMetricFamily(
+                    "livecart_edge_hls_cache_hits", "LL-HLS answers from this edge's cache", value=relay["cache_hits"]
+                )
+                yield GaugeMetricFamily(
+                    "livecart_edge_hls_cache_bytes", "Bytes of LL-HLS answers cached", value=relay["cache_bytes"]
+                )
         process = snap["process"]
         yield GaugeMetricFamily("livecart_udp_sockets", "Open UDP sockets", value=process["udp_sockets"])
         yield GaugeMetricFamily("livecart_asyncio_tasks", "asyncio tasks", value=process["asyncio_tasks"])

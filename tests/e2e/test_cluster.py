@@ -10,13 +10,16 @@ loop and the edges uvloop, so both loops are exercised.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 import pytest_asyncio
 
@@ -204,6 +207,66 @@ async def test_edges_pull_once_and_their_viewers_decode_every_rung_with_the_orig
         finally:
             for viewer in [*viewers, late]:
                 await viewer.stop(http)
+
+
+async def relay_counters(http: aiohttp.ClientSession, edge: Server) -> dict[str, int]:
+    data = await get(http, f"{edge.base}/api/streams")
+    counters: dict[str, int] = data["cluster"]["hls_relay"]
+    return counters
+
+
+async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, str, bytes]:
+    async with http.get(url) as res:
+        return res.status, res.headers.get("Cache-Control", ""), await res.read()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_edges_serve_the_origins_ll_hls_each_request_asked_of_the_origin_once(
+    cluster: Cluster, publisher: WhipPublisher
+) -> None:
+    """An edge relays the origin's LL-HLS as a CDN would: the same playlists and part names on
+    every edge (a player moved between edges goes on), one upstream request however many players
+    block on the next part, parts that decode at their rung's size."""
+    edge1, edge2 = cluster.edges
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        status, cache, body = await fetch(http, f"{edge1.base}/hls/live/index.m3u8")
+        assert status == 200 and cache.startswith("public"), (status, cache, body[:200])
+        assert body == (await fetch(http, f"{cluster.origin.base}/hls/live/index.m3u8"))[2]
+        status, _, body = await fetch(http, f"{edge1.base}/hls/nosuch/index.m3u8")
+        assert status == 404 and b"nosuch" in body, body
+        playlist = (await fetch(http, f"{edge1.base}/hls/live/240p/index.m3u8"))[2].decode()
+        hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', playlist)
+        assert hint is not None, playlist[-500:]
+        name = hint.group(1)
+        msn, part = (int(n) for n in name.split("-", 1)[1].removesuffix(".m4s").split("."))
+        before = await relay_counters(http, edge1)
+        blocking = f"/hls/live/240p/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+        answers = await asyncio.gather(*(fetch(http, f"{edge1.base}{blocking}") for _ in range(200)))
+        assert {a[0] for a in answers} == {200} and len({a[2] for a in answers}) == 1
+        assert f'URI="{name}"'.encode() in answers[0][2]  # the part the players waited for is there
+        parts = await asyncio.gather(*(fetch(http, f"{edge1.base}/hls/live/240p/{name}") for _ in range(50)))
+        assert {p[0] for p in parts} == {200} and len({p[2] for p in parts}) == 1 and "immutable" in parts[0][1]
+        after = await relay_counters(http, edge1)
+        asked = after["upstream_requests"] - before["upstream_requests"]
+        assert asked <= 2, (before, after)  # the blocking answer once, the part once (250 requests)
+        init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', answers[0][2].decode())
+        assert init is not None
+        init_body = (await fetch(http, f"{edge1.base}/hls/live/240p/{init.group(1)}"))[2]
+        independent = [line for line in answers[0][2].decode().splitlines() if "INDEPENDENT=YES" in line]
+        first = re.search(r'URI="([^"]+)"', independent[-1]) if independent else None
+        assert first is not None, "a part that starts on a keyframe"
+        status, _, key_part = await fetch(http, f"{edge1.base}/hls/live/240p/{first.group(1)}")
+        assert status == 200
+        with av.open(io.BytesIO(init_body + key_part)) as container:
+            sizes = {(f.width, f.height) for f in container.decode(video=0)}
+        assert sizes == {SIZES["240p"]}, sizes
+        # The other edge and the origin name and serve the same part, byte for byte.
+        for base in (edge2.base, cluster.origin.base):
+            status, _, data = await fetch(http, f"{base}/hls/live/240p/{name}")
+            assert status == 200 and data == parts[0][2]
+        async with http.get(f"{edge1.base}/metrics") as res:
+            assert "livecart_edge_hls_upstream_requests" in await res.text()
+        print(f"250 requests to edge1 for the next part: {asked} to the origin; counters {after}")
 
 
 @pytest.mark.asyncio(loop_scope="module")
