@@ -320,6 +320,98 @@ def parse_card_action(text: str) -> UpsertCard | CardCommand:
     raise BadMessage("action must be upsert (with card) or show, hide, delete (with id)")
 
 
+# ---- between nodes: an edge and its origin, on the pull's data channel --------------------------
+MAX_EDGE_COMMENTS = 64  # comments in one edge_talk message (an edge sends more messages when busier)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeComment:
+    """One comment an edge's viewer posted, with who posted it (the edge checked the viewer's
+    token) and `ref`, the edge's id for the viewer, which the origin's reply names."""
+
+    ref: str
+    sub: str
+    name: str
+    role: str
+    guest: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeTalk:
+    """Edge -> origin, on a pull's `cards` channel, at most every 100 ms while its viewers talk:
+    their `comments` (each with the poster's `ref`, `sub`, `name`, `role`, `guest` and `text`) and
+    the `likes` and `gifts` they tapped since the last one, summed. The origin owns the
+    conversation: it checks, numbers, stamps, stores and shows these as its own viewers' posts."""
+
+    type: ClassVar[str] = "edge_talk"
+    comments: tuple[EdgeComment, ...] = ()
+    likes: int = 0
+    gifts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToViewers:
+    """Origin -> edge: replies for single viewers of that edge, `items` being `[ref, message]` pairs
+    (a `comment` echo with `mine`, or the `error` refusing it), passed on as they are."""
+
+    type: ClassVar[str] = "to_viewers"
+    items: tuple[tuple[str, str], ...]
+
+
+def encode_edge_talk(talk: EdgeTalk) -> str:
+    return json.dumps(
+        {
+            "type": EdgeTalk.type,
+            "comments": [dataclasses.astuple(c) for c in talk.comments],
+            "likes": talk.likes,
+            "gifts": dict(talk.gifts),
+        },
+        separators=(",", ":"),
+    )
+
+
+def encode_to_viewers(items: list[tuple[str, str]]) -> str:
+    return json.dumps({"type": ToViewers.type, "items": items}, separators=(",", ":"))
+
+
+def _count(value: object, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise BadMessage(f"a count is a whole number from 0 to {limit}")
+    return value
+
+
+def parse_edge_talk(text: str) -> EdgeTalk:
+    """An edge's ``edge_talk``; BadMessage for anything else."""
+    message = _object(text)
+    if message.get("type") != EdgeTalk.type:
+        raise BadMessage("an edge sends edge_talk")
+    raw, gifts = message.get("comments", []), message.get("gifts", {})
+    if not isinstance(raw, list) or len(raw) > MAX_EDGE_COMMENTS or not isinstance(gifts, dict):
+        raise BadMessage(f"edge_talk has a list of at most {MAX_EDGE_COMMENTS} comments and a gifts object")
+    comments = []
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 6 and isinstance(item[4], bool)
+                and all(isinstance(v, str) for i, v in enumerate(item) if i != 4)):  # fmt: skip
+            raise BadMessage("an edge comment is [ref, sub, name, role, guest, text]")
+        comments.append(EdgeComment(*item))
+    return EdgeTalk(
+        tuple(comments),
+        _count(message.get("likes", 0), 10**9),
+        {str(k): _count(v, 10**9) for k, v in gifts.items()},
+    )
+
+
+def parse_to_viewers(message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The origin's ``to_viewers`` (already JSON-decoded); BadMessage when it is not one."""
+    items = message.get("items")
+    if not isinstance(items, list) or not all(
+        isinstance(i, list) and len(i) == 2 and all(isinstance(v, str) for v in i) for i in items
+    ):
+        raise BadMessage("to_viewers has items: [[ref, message], ...]")
+    return [(ref, text) for ref, text in items]
+
+
 def _fields(cls: type[Any]) -> str:
     return ", ".join(f"`{f.name}`" for f in dataclasses.fields(cls))
 
@@ -338,6 +430,8 @@ def protocol_markdown() -> str:
         rows.append(f"| viewer -> server | `{viewer_cls.type}` | {_fields(viewer_cls)} | {_doc(viewer_cls)} |")
     for peer_cls, fields in ((UpsertCard, "`action`, `card`"), (CardCommand, "`action`, `id`")):
         rows.append(f"| publisher -> server | (none) | {fields} | {_doc(peer_cls)} |")
+    rows.append(f"| edge -> origin | `{EdgeTalk.type}` | {_fields(EdgeTalk)} | {_doc(EdgeTalk)} |")
+    rows.append(f"| origin -> edge | `{ToViewers.type}` | {_fields(ToViewers)} | {_doc(ToViewers)} |")
     return "\n".join(rows) + "\n"
 
 

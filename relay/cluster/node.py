@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relay.cluster.directory import Directory, DirectoryUnavailable, LocalDirectory
-from relay.cluster.hls_relay import HlsRelay
+from relay.cluster.hls_relay import HlsRelay, OriginUnavailable
 from relay.cluster.linger import PullLinger
 from relay.cluster.nodes import EdgeChooser, NodeLoad, Redirect, Role, alive, route_viewer, viewers_elsewhere
+from relay.cluster.origin_proxy import Answer, ask_origin
 from relay.config import Config
 from relay.errors import LimitReached
 from relay.sessions.admission import Kind
@@ -187,6 +188,12 @@ class ClusterNode:
         """This node's load as routing sees it: its viewers right now (not at its last beat)."""
         viewers = self.registry.admission.count(Kind.VIEWER)
         return NodeLoad(self.node_id, self.role, self.url, now, viewers=viewers)
+
+    async def ask_origin(self, origin: str, method: str, path_qs: str, headers: dict[str, str], body: bytes) -> Answer:
+        """Relay one HTTP request to ``origin`` (relay.cluster.origin_proxy)."""
+        if self._http is None:
+            raise OriginUnavailable("this edge is starting")
+        return await ask_origin(self._http, origin, method, path_qs, headers, body)
 
     async def origin_url(self, stream: str) -> str:
         """The base URL of ``stream``'s origin: from the directory, or the last one seen while the

@@ -25,7 +25,7 @@ from relay.cluster.redis_directory import RedisDirectory
 from relay.config import Config
 from relay.errors import StreamBusy
 from relay.http.cards_api import cards_routes
-from relay.http.cluster_api import CLUSTER, cluster_routes, edge_card_writes, redirect_to, redirect_to_url
+from relay.http.cluster_api import CLUSTER, cluster_routes, edge_writes_to_origin, redirect_to, redirect_to_url
 from relay.http.deadlines import HeaderDeadlines
 from relay.http.framing import CONSOLE_POLICY, player_policy
 from relay.http.hls_api import edge_hls_routes, hls_routes
@@ -255,7 +255,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     first = [deadlines.mark_started] if deadlines is not None else []
     middlewares = [*first, status_middleware, cors_middleware, error_middleware]
     if config.cluster.role == "edge":
-        middlewares.append(edge_card_writes)
+        middlewares.append(edge_writes_to_origin)
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[CLIENT_LIMIT] = ClientLimiter(config.limits.posts_per_s_per_ip, config.limits.posts_burst)

@@ -20,8 +20,9 @@ from aiohttp import web
 
 from relay.cluster.node import ClusterNode
 from relay.cluster.nodes import NodeLoad
+from relay.cluster.origin_proxy import MAX_BODY as MAX_RELAYED_BODY
 from relay.errors import StreamNotFound
-from relay.http.input import check_bearer, read_body
+from relay.http.input import check_bearer, read_body, read_limited
 from relay.http.middleware import Handler
 from relay.sessions.pullserve import parse_rungs
 
@@ -72,22 +73,31 @@ async def api_cluster(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CLUSTER].snapshot())
 
 
+TALK = (["comments"], ["likes"], ["moderation"])
+
+
 @web.middleware
-async def edge_card_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """On an edge, the host API's card writes and orders go to the origin (307), which owns the catalogue."""
+async def edge_writes_to_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On an edge, what the origin owns is the origin's: the host API's card writes and orders
+    are redirected there (307), and the conversation's HTTP API (posting, the host's list,
+    deletions, moderation) is relayed there (relay.cluster.origin_proxy says why not redirected),
+    but for the host's live feed, redirected. Viewers' data-channel talk goes on the pull."""
     node = request.app.get(CLUSTER)
     path = request.path
-    if (
-        node is not None
-        and node.role == "edge"
-        and request.method in ("POST", "DELETE")
-        and path.startswith("/api/streams/")
-        and ("/cards" in path or path.endswith("/orders"))
-    ):
-        stream = path.split("/")[3]
+    if node is None or node.role != "edge" or not path.startswith("/api/streams/") or request.method == "OPTIONS":
+        return await handler(request)
+    parts = path.split("/")
+    stream, talk = parts[3], parts[4:5] in TALK
+    writes_cards = request.method in ("POST", "DELETE") and ("/cards" in path or path.endswith("/orders"))
+    if writes_cards or (talk and path.endswith("/comments/events")):
         origin = await node.origin_url(stream)
         query = f"?{request.query_string}" if request.query_string else ""
         return web.Response(status=307, headers={"Location": f"{origin.rstrip('/')}{path}{query}"})
+    if talk:
+        body = await read_limited(request, MAX_RELAYED_BODY)
+        origin = await node.origin_url(stream)
+        answer = await node.ask_origin(origin, request.method, request.path_qs, dict(request.headers), body)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     return await handler(request)
 
 

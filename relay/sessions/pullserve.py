@@ -107,7 +107,7 @@ async def open_pull(
             on_end=on_end,
             stop_media=lambda: _detach_all(stream, session_id, rungs),
             greeting=lambda: [stream.state_message(), encode(stream.cards.board.snapshot())],
-            on_message=lambda _session, _text: None,  # an edge sends nothing we act on (yet)
+            on_message=stream.on_edge_message,  # its viewers' comments and likes
             expects_channel=True,
             identity=Identity(sub=f"edge:{node}", name=node, role="viewer", guest=False),
             node=node,

@@ -34,6 +34,8 @@ from relay.messages import (
     StreamPhase,
     StreamState,
     encode,
+    encode_to_viewers,
+    parse_edge_talk,
     parse_viewer_message,
 )
 from relay.sessions.analytics import SessionStats
@@ -50,6 +52,7 @@ from transcode.pipeline import StreamTranscoder
 log = logging.getLogger(__name__)
 
 MAX_VIEWER_MESSAGE = 1024  # a viewer only ever sends small control messages
+MAX_EDGE_MESSAGE = 64 * 1024  # an edge's edge_talk (relay.talk.forward keeps them under half that)
 
 
 class Publisher(Protocol):
@@ -70,13 +73,18 @@ class Publisher(Protocol):
 
 class FrameSource(Protocol):
     """Where an edge's frames come from instead of a transcoder: its pull of the origin
-    (``relay.sessions.upstream``). Keyframe requests go to it; it reports the rungs it carries."""
+    (``relay.sessions.upstream``). Keyframe requests go to it; it reports the rungs it carries;
+    the viewers' comments and likes go through it to the origin, which owns the conversation."""
 
     sizes: dict[str, tuple[int, int]]
 
     def request_keyframe(self, rung: str) -> None: ...
 
     def stats(self) -> list[EncoderStats]: ...
+
+    def comment(self, viewer_id: str, who: Identity, text: object) -> None: ...
+
+    def like(self, count: object, gift: object = None) -> None: ...
 
 
 class Stream:
@@ -163,6 +171,7 @@ class Stream:
         self._refused_gone = 0  # retransmissions refused to viewers that have left
         self.pull_keyframe_requests = 0  # PLI/FIR from pulling edges
         self.bad_viewer_messages = 0  # data-channel messages from viewers that meant nothing
+        self.bad_edge_messages = 0  # pull-channel messages from edges that meant nothing
         self.cards = CardFeed(
             config.name,
             board or CardBoard(),
@@ -481,10 +490,16 @@ class Stream:
                 raise BadMessage("viewers send short JSON text")
             request = parse_viewer_message(text)
             if isinstance(request, PostComment):
-                self.talk.post(viewer.identity, request.text, echo=viewer.send)
+                if self.upstream is not None:  # an edge: the origin decides, its echo comes back
+                    self.upstream.comment(viewer.id, viewer.identity, request.text)
+                else:
+                    self.talk.post(viewer.identity, request.text, echo=viewer.send)
                 return
             if isinstance(request, Like):
-                self.talk.like(request.count, request.gift)
+                if self.upstream is not None:
+                    self.upstream.like(request.count, request.gift)
+                else:
+                    self.talk.like(request.count, request.gift)
                 return
             if isinstance(request, BuyClick):
                 self.analytics.click(viewer.id, request.card, time.monotonic())
@@ -504,6 +519,26 @@ class Stream:
             # Already on that rung: no switch will be announced, so say it now (e.g. "auto" chosen
             # while the policy wants the current rung).
             viewer.send(self._rendition_message(viewer.id, self.fanout.rung_of(viewer.id) or target))
+
+    def on_edge_message(self, pull: ViewerSession, text: str | bytes) -> None:
+        """A message on an edge's pull channel (origin side): its viewers' talk (``edge_talk``),
+        answered with ``to_viewers``. Never raises; what makes no sense is counted and logged."""
+        try:
+            if isinstance(text, bytes) or len(text) > MAX_EDGE_MESSAGE:
+                raise BadMessage(f"an edge sends JSON text of at most {MAX_EDGE_MESSAGE} bytes")
+            talk = parse_edge_talk(text)
+        except BadMessage as exc:
+            self.bad_edge_messages += 1
+            log.warning("stream %s: a message from %s made no sense: %s", self.name, pull.label, exc.reason)
+            return
+        self.talk.from_edge(talk, lambda items: pull.send(encode_to_viewers(items)))
+
+    def to_viewers(self, items: list[tuple[str, str]]) -> None:
+        """Replies for single viewers (edge side: the origin's echoes of their comments)."""
+        for ref, message in items:
+            viewer = self.viewers.get(ref)
+            if viewer is not None:
+                viewer.send(message)
 
     def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
         abr = self.rungs.abr_of(viewer_id)
@@ -609,6 +644,7 @@ class Stream:
             "viewer_keyframe_requests": self.viewer_keyframe_requests,
             "join_keyframe_requests": self.fanout.keyframe_requests,
             "bad_viewer_messages": self.bad_viewer_messages,
+            "bad_edge_messages": self.bad_edge_messages,
             "audio_frames_dropped": self.transcoder.audio_frames_dropped,
             "aac_frames_dropped": self.transcoder.aac_frames_dropped,
             "aac_encode_ms": self.transcoder.aac_encode_ms,

@@ -41,7 +41,11 @@ from ingest.receiver import VideoReceiver
 from ingest.session import PeerSession
 from relay.cards.board import CardEvent
 from relay.cards.card import parse_card
+from relay.identity import Identity
+from relay.messages import ErrorMessage, ToViewers, encode, parse_to_viewers
 from relay.sessions.stream import Stream
+from relay.talk.comments import CommentRefused
+from relay.talk.forward import EdgeTalkBuffer
 from transcode.frames import EncodedFrame, EncoderStats
 
 log = logging.getLogger(__name__)
@@ -169,6 +173,11 @@ class EdgeUpstream:
         self.origin: str | None = None
         self.pulls = 0  # pulls negotiated (1 unless one broke and was made again)
         self.last_error: str | None = None
+        # The viewers' comments and likes, on their way to the origin (relay.talk.forward).
+        self.talk = EdgeTalkBuffer()
+        self._channel: Any = None  # the current pull's data channel (None between pulls)
+        self._flush: asyncio.TimerHandle | None = None
+        self.talk_lost = 0  # comments refused because the pull broke before they were sent
 
     # ---- what the stream sees: its publisher and its frame source ----------------------------
     @property
@@ -186,6 +195,7 @@ class EdgeUpstream:
             "pulls": self.pulls,
             "connected": self._connection is not None and self._connection.connected,
             "last_error": self.last_error,
+            "talk": {"comments_forwarded": self.talk.forwarded, "comments_lost": self.talk_lost},
             "rungs": {rung: r.stats()._asdict() for rung, r in self._receivers.items()},
         }
 
@@ -201,6 +211,48 @@ class EdgeUpstream:
             out.append(EncoderStats(rung, width, height, c.frames, c.frames, 0, 0, c.keyframes, 0, c.bytes, 0.0))
         return out
 
+    # ---- the conversation: the origin owns it; this edge forwards its viewers' part -------------
+    def comment(self, viewer_id: str, who: Identity, text: object) -> None:
+        if self._channel is None:
+            raise CommentRefused("comments are paused: this server is reconnecting to the stream's origin", 503, 1.0)
+        self.talk.comment(viewer_id, who, text)
+        self._schedule_talk()
+
+    def like(self, count: object, gift: object = None) -> None:
+        if self._channel is None:
+            raise CommentRefused("likes are paused: this server is reconnecting to the stream's origin", 503, 1.0)
+        self.talk.like(count, gift)
+        self._schedule_talk()
+
+    def _schedule_talk(self) -> None:
+        if self._flush is not None:
+            return
+        loop = asyncio.get_running_loop()
+        when = self.talk.next_due(loop.time())
+        if when is not None:
+            self._flush = loop.call_at(when, self._send_talk)
+
+    def _send_talk(self) -> None:
+        self._flush = None
+        channel = self._channel
+        if channel is None or channel.readyState in ("closing", "closed"):
+            self._talk_broke("the connection to the stream's origin broke")
+            return
+        loop = asyncio.get_running_loop()
+        if channel.readyState != "open":  # the pull's channel is still opening: again in a moment
+            self._flush = loop.call_later(self.talk.interval_s, self._send_talk)
+            return
+        for message in self.talk.due(loop.time()):
+            channel.send(message)
+        self._schedule_talk()  # whatever came in meanwhile
+
+    def _talk_broke(self, reason: str) -> None:
+        """The pull broke with talk still waiting: each poster hears that it was not posted."""
+        refs = self.talk.drop()
+        self.talk_lost += len(refs)
+        error = encode(ErrorMessage(f"your comment was not posted ({reason}); try again", 503))
+        self.stream.to_viewers([(ref, error) for ref in dict.fromkeys(refs)])
+
     # ---- lifetime -----------------------------------------------------------------------------
     def start(self) -> None:
         self.stream.use_upstream(self)
@@ -210,6 +262,9 @@ class EdgeUpstream:
     async def close(self, reason: str) -> None:
         """Stop pulling (the last viewer left long enough ago, or the node stops)."""
         task, self._task = self._task, None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -292,6 +347,7 @@ class EdgeUpstream:
             self.sizes = dict(sizes)
             self.stream.on_upstream_rungs(self.sizes)
         self._connection = connection
+        self._channel = channel
         connection.start()
         log.info("%s: pulling %s from %s", self.label, ", ".join(sizes), origin)
         try:
@@ -299,6 +355,9 @@ class EdgeUpstream:
             log.info("%s: the pull ended (%s); pulling again", self.label, connection.reason)
         finally:
             self._connection = None
+            self._channel = None
+            if self.talk.waiting:
+                self._talk_broke("the connection to the stream's origin broke")
             await connection.close("pull stopped")
             if location is not None:
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
@@ -342,10 +401,12 @@ class EdgeUpstream:
                     float(message["sent_at"]),
                 )
                 self.stream.cards.mirror(event)
+            elif kind == ToViewers.type:
+                self.stream.to_viewers(parse_to_viewers(message))
             elif kind == "bye":
                 if self._connection is not None:
                     self._connection.close_soon(f"the origin said bye: {message.get('reason')}")
             elif kind not in ("rendition", "clock", "error"):
                 self.stream.broadcast(text)
-        except (ValueError, KeyError, TypeError, AttributeError, LiveCartError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, LiveCartError) as exc:  # BadMessage too
             log.warning("%s: a message from the origin made no sense (%s): %.80s", self.label, exc, text)

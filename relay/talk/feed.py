@@ -18,10 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from relay.errors import SessionNotFound
-from relay.identity import Identity
+from relay.identity import MAX_NAME, ROLES, Identity
 from relay.messages import (
     CommentMessage,
     CommentRemoved,
+    EdgeTalk,
     ErrorMessage,
     LikeTotals,
     OrderNotice,
@@ -159,6 +160,34 @@ class TalkFeed:
 
     def like(self, count: object, gift: object = None) -> None:
         self.likes.add(count, gift)  # raises LikeRefused; broadcast on a tick
+
+    def from_edge(self, talk: EdgeTalk, reply: Callable[[list[tuple[str, str]]], None]) -> None:
+        """An edge's viewers' comments and likes (``relay.talk.forward``), taken as this node's own
+        viewers' are; ``reply`` gets each comment's echo or refusal for the edge to pass on, those
+        decided now in one call, those under review later, one by one."""
+        now_items: list[tuple[str, str]] = []
+        deciding = True
+
+        def answer_to(ref: str) -> Callable[[str], None]:
+            def answer(message: str) -> None:
+                if deciding:
+                    now_items.append((ref, message))
+                else:
+                    reply([(ref, message)])
+
+            return answer
+
+        for item in talk.comments:
+            role = item.role if item.role in ROLES else "viewer"
+            who = Identity(item.sub, item.name[:MAX_NAME], role, item.guest)
+            try:
+                self.post(who, item.text, echo=answer_to(item.ref))
+            except CommentRefused as exc:
+                now_items.append((item.ref, encode(ErrorMessage(exc.reason, exc.status))))
+        self.likes.add_sums(talk.likes, talk.gifts)
+        deciding = False
+        if now_items:
+            reply(now_items)
 
     # ---- moderation -----------------------------------------------------------------------------
     def delete(self, comment_id: int) -> None:

@@ -21,6 +21,14 @@ class LikeRefused(LiveCartError):
     status = 422
 
 
+def check_like(count: object, gift: object = None, max_batch: int = 100) -> None:
+    """Raise ``LikeRefused`` unless ``count`` taps (of ``gift``, when it names one) may be counted."""
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= max_batch:
+        raise LikeRefused(f"a like batch is a whole number from 1 to {max_batch}")
+    if gift is not None and not (isinstance(gift, str) and GIFT.fullmatch(gift)):
+        raise LikeRefused("a gift is named by 1 to 24 lower-case letters, digits, - or _")
+
+
 class LikeTally:
     """Owns one stream's like total, per-gift counts and when totals were last broadcast."""
 
@@ -37,16 +45,26 @@ class LikeTally:
 
     def add(self, count: object, gift: object = None) -> None:
         """Count one batch of taps (a like, or a gift when ``gift`` names one)."""
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.max_batch:
-            raise LikeRefused(f"a like batch is a whole number from 1 to {self.max_batch}")
+        check_like(count, gift, self.max_batch)
+        assert isinstance(count, int)
         if gift is None:
             self.total += count
-        elif isinstance(gift, str) and GIFT.match(gift):
-            self.gifts[gift] = self.gifts.get(gift, 0) + count
         else:
-            raise LikeRefused("a gift is named by 1 to 24 lower-case letters, digits, - or _")
+            assert isinstance(gift, str)
+            self.gifts[gift] = self.gifts.get(gift, 0) + count
         self.batches += 1
         self._changed = True
+
+    def add_sums(self, likes: int, gifts: Mapping[str, int]) -> None:
+        """Count an edge's sums of its viewers' batches (each already checked by ``check_like``
+        there); gift names that are not names are skipped."""
+        self.total += likes
+        for gift, count in gifts.items():
+            if GIFT.fullmatch(gift) and count > 0:
+                self.gifts[gift] = self.gifts.get(gift, 0) + count
+        if likes or gifts:
+            self.batches += 1
+            self._changed = True
 
     def due(self, now: float) -> bool:
         """Whether the totals changed and may be broadcast now (then they count as sent)."""

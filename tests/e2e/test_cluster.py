@@ -209,6 +209,98 @@ async def test_edges_pull_once_and_their_viewers_decode_every_rung_with_the_orig
                 await viewer.stop(http)
 
 
+def talk_items(viewer: WhepViewer) -> list[dict[str, Any]]:
+    """Every comment and error a viewer was sent (the display stream's batches unpacked)."""
+    out: list[dict[str, Any]] = []
+    for message in map(json.loads, viewer.record.messages):
+        if message["type"] in ("comment", "error"):
+            out.append(message)
+        elif message["type"] == "comments":
+            out.extend(message["comments"])
+    return out
+
+
+def says(text: str, *, mine: bool) -> Any:
+    return lambda record: any(
+        m.get("text") == text and m.get("mine") is mine
+        for m in (json.loads(t) for t in record.messages)
+        for m in ([m] if m["type"] == "comment" else m.get("comments", []))
+    )
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_comments_and_likes_on_either_edge_are_one_conversation_owned_by_the_origin(
+    cluster: Cluster, publisher: WhipPublisher
+) -> None:
+    """A comment posted on an edge is checked, numbered and stored by the origin, echoed to its
+    author, shown to the other edge's viewers; a refusal reaches its author only; likes on both
+    edges add up to one exact total everywhere; the conversation's HTTP API on an edge is the
+    origin's (307)."""
+    edge1, edge2 = cluster.edges
+    host = {"Authorization": f"Bearer {PUBLISH_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: all_registered(http, cluster), 20)
+        async with http.get(f"{cluster.origin.base}/api/streams/live/comments", headers=host) as res:
+            before = (await res.json())["likes"]
+        ann, bob = edge_viewer(edge1, "240p", audio=False), edge_viewer(edge2, "240p", audio=False)
+        try:
+            for viewer in (ann, bob):
+                await viewer.start(http)
+            await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 3, 30) for v in (ann, bob)))
+            question, hello, rant = "is the mug dishwasher safe?", "hello from edge two", "x" * 300
+            ann.send(json.dumps({"type": "comment", "text": question}))
+            ann.send(json.dumps({"type": "comment", "text": rant}))  # over the stream's 200 characters
+            bob.send(json.dumps({"type": "comment", "text": hello}))
+            ann.send(json.dumps({"type": "like", "count": 5}))
+            bob.send(json.dumps({"type": "like", "count": 7}))
+            bob.send(json.dumps({"type": "like", "count": 3, "gift": "rose"}))
+
+            await ann.wait_for(says(question, mine=True), 10)  # the author's echo, from the origin
+            await bob.wait_for(says(hello, mine=True), 10)
+            await bob.wait_for(says(question, mine=False), 10)  # the display stream, across edges
+            await ann.wait_for(says(hello, mine=False), 10)
+            await ann.wait_for(lambda r: r.got("error", status=422), 10)
+            assert "200" in next(m["reason"] for m in talk_items(ann) if m["type"] == "error")
+            assert not any(m["type"] == "error" for m in talk_items(bob))
+            assert not any(m.get("text") == rant for v in (ann, bob) for m in talk_items(v))
+            echo = next(m for m in talk_items(ann) if m.get("text") == question and m["mine"])
+            shown = next(m for m in talk_items(bob) if m.get("text") == question and not m["mine"])
+            assert echo["id"] == shown["id"] and echo["pts_ms"] == shown["pts_ms"]  # one comment, the origin's
+
+            likes, roses = before["total"] + 12, before["gifts"].get("rose", 0) + 3
+            for viewer in (ann, bob):
+                await viewer.wait_for(lambda r: r.got("likes", total=likes), 10)
+                totals = [m for m in map(json.loads, viewer.record.messages) if m["type"] == "likes"][-1]
+                assert totals["gifts"].get("rose") == roses
+
+            # The host's list, on the origin and through an edge (relayed with the host key): the same.
+            async with http.get(f"{cluster.origin.base}/api/streams/live/comments", headers=host) as res:
+                listed = await res.json()
+            async with http.get(f"{edge2.base}/api/streams/live/comments", headers=host) as res:
+                assert res.status == 200 and not res.history, await res.text()
+                assert (await res.json())["comments"] == listed["comments"]
+            async with http.get(f"{edge2.base}/api/streams/live/comments") as res:  # no key: the origin's 401
+                assert res.status == 401 and "bearer" in (await res.text()).lower()
+            texts = [c["text"] for c in listed["comments"]]
+            assert question in texts and hello in texts and rant not in texts
+            assert listed["likes"]["total"] == likes
+            # Posting over HTTP on an edge is posting on the origin; its refusals are the origin's.
+            async with http.post(f"{edge1.base}/api/streams/live/comments", json={"text": "posted over http"}) as res:
+                assert res.status == 201 and json.loads(await res.text())["mine"], await res.text()
+            await bob.wait_for(says("posted over http", mine=False), 10)
+            async with http.post(f"{edge1.base}/api/streams/live/comments", json={"text": rant}) as res:
+                assert res.status == 422 and "200" in await res.text()
+            async with http.get(f"{edge1.base}/api/streams/live/comments/events", allow_redirects=False) as res:
+                assert res.status == 307 and res.headers["Location"].startswith(cluster.origin.base)
+            for edge in cluster.edges:
+                pulled = (await get(http, f"{edge.base}/api/streams/live"))["ingest"]
+                assert pulled["talk"]["comments_lost"] == 0
+            assert (await get(http, f"{cluster.origin.base}/api/streams/live"))["bad_edge_messages"] == 0
+        finally:
+            for viewer in (ann, bob):
+                await viewer.stop(http)
+
+
 async def relay_counters(http: aiohttp.ClientSession, edge: Server) -> dict[str, int]:
     data = await get(http, f"{edge.base}/api/streams")
     counters: dict[str, int] = data["cluster"]["hls_relay"]

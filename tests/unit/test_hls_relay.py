@@ -1,6 +1,7 @@
 """The edge's HLS relay against a real (loopback) origin: one upstream request per distinct
 request in flight, cached answers, a departed player does not cancel the others' request, and
-an origin that does not answer is a 502 with the reason, with nothing left running."""
+an origin that does not answer is a 502 with the reason, with nothing left running; and the
+conversation API relayed to the origin (relay.cluster.origin_proxy)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from relay.cluster.hls_relay import HlsRelay, OriginUnavailable
+from relay.cluster.origin_proxy import ask_origin
 
 
 class Origin:
@@ -104,3 +106,34 @@ async def test_an_origin_that_does_not_answer_is_a_502_with_the_reason_and_leave
         assert relay.counters()["upstream_failures"] == 1  # one request for the five
         await relay.close()
     assert len(asyncio.all_tasks()) == before
+
+
+async def test_the_conversation_api_is_relayed_with_its_credentials_and_the_origins_answer() -> None:
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.path_qs, request.headers.get("Authorization"), await request.read()))
+        return web.Response(status=429, text="slow down", headers={"Retry-After": "3", "X-Internal": "no"})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": "Bearer viewer-token", "Content-Type": "application/json", "Cookie": "x"}
+            answer = await ask_origin(http, base, "POST", "/api/streams/s/comments?token=t", headers, b'{"text":"hi"}')
+            assert seen == [("/api/streams/s/comments?token=t", "Bearer viewer-token", b'{"text":"hi"}')]
+            assert (answer.status, answer.body, answer.headers.get("Retry-After")) == (429, b"slow down", "3")
+            assert "X-Internal" not in answer.headers
+    finally:
+        await runner.cleanup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(OriginUnavailable) as gone:
+            await ask_origin(http, f"http://127.0.0.1:{port}", "POST", "/api/streams/s/likes", {}, b"{}")
+    assert gone.value.status == 502

@@ -1,0 +1,105 @@
+"""An edge's side of the conversation: what its viewers post, gathered for the origin (pure:
+``now`` passed in).
+
+The origin owns a stream's conversation (its rules, ids, bans, store, display stream and like
+totals), so a comment posted to an edge must be decided there, once, with every other node's
+comments. An edge forwards its viewers' comments and likes on its pull's data channel: not one
+message each (each is an SCTP send, and an origin has many edges), but one ``edge_talk`` at most
+every ``interval_s`` with the comments posted since (each tagged with the poster's identity,
+which the edge checked, and the viewer's id the origin's reply names) and the likes summed. The
+origin answers each comment (its echo, or the refusal) in a ``to_viewers``; its display stream,
+like totals and deletions reach the edge's viewers as its other broadcasts do.
+
+What the edge itself refuses, at once: a like batch the origin would refuse (the same rule),
+a comment longer than any stream allows, and anything once ``max_waiting`` comments wait (the
+origin is unreachable and the pull is being made again).
+"""
+
+from __future__ import annotations
+
+import json
+
+from relay.identity import Identity
+from relay.messages import MAX_EDGE_COMMENTS, EdgeComment, EdgeTalk, encode_edge_talk
+from relay.talk.comments import CommentRefused
+from relay.talk.likes import check_like
+
+MAX_TEXT_CHARS = 2000  # longer than any stream's max_chars; the origin applies the stream's own
+MAX_MESSAGE_BYTES = 32 * 1024  # an edge_talk stays well inside a data channel message
+
+
+class EdgeTalkBuffer:
+    """Owns the comments and like sums an edge has not forwarded yet, and when it last did."""
+
+    def __init__(self, *, interval_s: float = 0.1, max_waiting: int = 2048) -> None:
+        self.interval_s = interval_s
+        self.max_waiting = max_waiting
+        self._comments: list[EdgeComment] = []
+        self._likes = 0
+        self._gifts: dict[str, int] = {}
+        self._sent_at: float | None = None
+        self.forwarded = 0  # comments handed over in edge_talk messages
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._comments or self._likes or self._gifts)
+
+    def comment(self, ref: str, who: Identity, text: object) -> None:
+        """Keep a viewer's comment for the next ``edge_talk`` (or raise ``CommentRefused``)."""
+        if not isinstance(text, str):
+            raise CommentRefused("a comment needs a text")
+        if len(text) > MAX_TEXT_CHARS:
+            raise CommentRefused(f"a comment has at most {MAX_TEXT_CHARS} characters")
+        if len(self._comments) >= self.max_waiting:
+            raise CommentRefused("the conversation is busy on this server; try again in a moment", 503, 1.0)
+        self._comments.append(EdgeComment(ref, who.sub, who.name, who.role, who.guest, text))
+
+    def like(self, count: object, gift: object = None) -> None:
+        """Add a viewer's like batch to the sums (or raise ``LikeRefused`` as the origin would)."""
+        check_like(count, gift)
+        assert isinstance(count, int)
+        if gift is None:
+            self._likes += count
+        else:
+            assert isinstance(gift, str)
+            self._gifts[gift] = self._gifts.get(gift, 0) + count
+
+    def next_due(self, now: float) -> float | None:
+        """When the waiting talk may be sent (None: nothing waits)."""
+        if not self.waiting:
+            return None
+        return now if self._sent_at is None else max(now, self._sent_at + self.interval_s)
+
+    def due(self, now: float) -> list[str]:
+        """The ``edge_talk`` messages to send now (encoded; several when the comments would not
+        fit one), or none when nothing waits or the last went out less than ``interval_s`` ago."""
+        when = self.next_due(now)
+        if when is None or when > now:
+            return []
+        self._sent_at = now
+        messages: list[str] = []
+        batch: list[EdgeComment] = []
+        size = 0
+        likes, gifts = self._likes, self._gifts
+        for item in self._comments:
+            cost = len(json.dumps(list(_fields(item)))) + 1
+            if batch and (size + cost > MAX_MESSAGE_BYTES or len(batch) >= MAX_EDGE_COMMENTS):
+                messages.append(encode_edge_talk(EdgeTalk(tuple(batch), likes, gifts)))
+                likes, gifts, batch, size = 0, {}, [], 0
+            batch.append(item)
+            size += cost
+        if batch or likes or gifts:
+            messages.append(encode_edge_talk(EdgeTalk(tuple(batch), likes, gifts)))
+        self.forwarded += len(self._comments)
+        self._comments, self._likes, self._gifts = [], 0, {}
+        return messages
+
+    def drop(self) -> list[str]:
+        """Forget what waits (the pull broke): the refs of the viewers whose comments are lost."""
+        refs = [c.ref for c in self._comments]
+        self._comments, self._likes, self._gifts = [], 0, {}
+        return refs
+
+
+def _fields(item: EdgeComment) -> tuple[str, str, str, str, bool, str]:
+    return (item.ref, item.sub, item.name, item.role, item.guest, item.text)
