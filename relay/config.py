@@ -139,7 +139,8 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
-    """This node's part in a cluster: ``all`` (one process, no Redis), ``origin`` or ``edge``."""
+    """This node's part in a cluster: ``all`` (one process, no Redis), ``origin``, ``edge`` or
+    ``relay`` (an edge that edges pull from)."""
 
     role: str = "all"
     url: str | None = None  # redis://HOST:PORT/DB: the directory of nodes and stream origins
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         if key == "loop":
             kwargs["choices"] = ["uvloop", "asyncio"]
         elif key == "role":
-            kwargs["choices"] = ["all", "origin", "edge"]
+            kwargs["choices"] = ["all", "origin", "edge", "relay"]
         elif key == "log_level":
             kwargs["choices"] = ["debug", "info", "warning", "error"]
         elif key == "log_format":
@@ -477,7 +478,10 @@ def _validate(config: Config) -> None:
 def _cluster_problems(c: ClusterConfig) -> list[tuple[bool, str]]:
     clustered = c.role != "all"
     return [
-        (c.role not in ("all", "origin", "edge"), f"cluster role must be all, origin or edge, got {c.role!r}"),
+        (
+            c.role not in ("all", "origin", "edge", "relay"),
+            f"cluster role must be all, origin, edge or relay, got {c.role!r}",
+        ),
         (clustered and not c.url, f"role {c.role} needs the cluster directory: --cluster redis://HOST:PORT/DB"),
         (c.url is not None and not c.url.startswith(("redis://", "rediss://", "unix://")), "cluster url is redis://"),
         (clustered and (c.token is None or len(c.token) < 16), "a cluster needs a token of >= 16 characters"),

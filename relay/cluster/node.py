@@ -23,7 +23,18 @@ import aiohttp
 from relay.cluster.directory import Directory, DirectoryUnavailable, LocalDirectory
 from relay.cluster.hls_relay import HlsRelay, OriginUnavailable
 from relay.cluster.linger import PullLinger
-from relay.cluster.nodes import EdgeChooser, NodeLoad, Redirect, Role, alive, route_viewer, viewers_elsewhere
+from relay.cluster.nodes import (
+    PULLING,
+    ROLES,
+    EdgeChooser,
+    NodeLoad,
+    Redirect,
+    Role,
+    alive,
+    pick_relay,
+    route_viewer,
+    viewers_elsewhere,
+)
 from relay.cluster.origin_proxy import Answer, ask_origin
 from relay.config import Config
 from relay.errors import LimitReached
@@ -45,7 +56,7 @@ class ClusterNode:
     def __init__(self, config: Config, registry: Registry, directory: Directory | None = None) -> None:
         cluster = config.cluster
         self.config = config
-        self.role: Role = "all" if cluster.role not in ("origin", "edge") else cluster.role  # type: ignore[assignment]
+        self.role: Role = cluster.role if cluster.role in ROLES else "all"  # type: ignore[assignment]
         self.registry = registry
         self.directory: Directory = directory or LocalDirectory()
         self.node_id = cluster.node_id or ""
@@ -73,7 +84,7 @@ class ClusterNode:
         if self.role == "all":
             return
         self._http = aiohttp.ClientSession()
-        if self.role == "edge":
+        if self.role in PULLING:
             self.hls = HlsRelay(self._http)
         self._task = asyncio.get_running_loop().create_task(self._beat(), name=f"cluster {self.node_id} heartbeat")
         log.info("cluster: node %s (%s) at %s", self.node_id, self.role, self.url)
@@ -155,7 +166,8 @@ class ClusterNode:
                 self._origins[stream] = node.url
 
     async def _drop_idle_pulls(self) -> None:
-        counts = {name: len(s.viewers) for name, s in self.registry.streams.items()}
+        # A relay's pulls served count as viewers: it keeps its own pull while edges pull from it.
+        counts = {name: len(s.viewers) + len(s.pulls) for name, s in self.registry.streams.items()}
         for name in self.linger.observe(counts, time.monotonic()):
             upstream = self.upstreams.pop(name, None)
             if upstream is not None:
@@ -194,6 +206,16 @@ class ClusterNode:
         if self._http is None:
             raise OriginUnavailable("this edge is starting")
         return await ask_origin(self._http, origin, method, path_qs, headers, body)
+
+    async def upstream_url(self, stream: str) -> str:
+        """Where this node pulls ``stream`` from now: an edge from a live relay when the cluster
+        has one (``relay.cluster.nodes.pick_relay``), else, and always for a relay, the origin."""
+        if self.role == "edge":
+            nodes, dead_after = self.fresh_nodes() or [], self.config.cluster.dead_after_s
+            relay = pick_relay(stream, self.node_id, nodes, time.time(), dead_after)
+            if relay is not None:
+                return relay.url
+        return await self.origin_url(stream)
 
     async def origin_url(self, stream: str) -> str:
         """The base URL of ``stream``'s origin: from the directory, or the last one seen while the
@@ -237,9 +259,10 @@ class ClusterNode:
         return here + viewers_elsewhere(nodes, self.node_id, stream, now, self.config.cluster.dead_after_s)
 
     async def prepare_viewer(self, stream: Stream) -> None:
-        """On an edge, before a viewer of ``stream`` is admitted: pull the stream unless this
-        edge already does (the first viewer's join needs to know the origin; later ones do not)."""
-        if self.role != "edge" or stream.name in self.upstreams:
+        """On an edge, before a viewer of ``stream`` is admitted (on a relay, before an edge's
+        pull): pull the stream unless this node already does (the first viewer's join needs to
+        know the origin; later ones do not)."""
+        if self.role not in PULLING or stream.name in self.upstreams:
             if stream.name in self.upstreams:
                 self.linger.started(stream.name, time.monotonic())
             return
@@ -248,7 +271,7 @@ class ClusterNode:
         token = self.config.cluster.token or ""
         upstream = EdgeUpstream(
             stream,
-            locate=lambda: self.origin_url(stream.name),
+            locate=lambda: self.upstream_url(stream.name),
             token=token,
             node_id=self.node_id,
             http=self._http,

@@ -10,13 +10,17 @@ the viewers it sent to each edge since that edge's last heartbeat as already the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["all", "origin", "edge"]
-ROLES: tuple[Role, ...] = ("all", "origin", "edge")
+Role = Literal["all", "origin", "edge", "relay"]
+ROLES: tuple[Role, ...] = ("all", "origin", "edge", "relay")
+# Nodes that pull their streams rather than ingest them: an edge serves viewers; a relay (an edge
+# that edges pull from: a relay level) serves edges, and viewers only when one is sent to it.
+PULLING: tuple[Role, ...] = ("edge", "relay")
 
 
 class BadNodeRecord(ValueError):
@@ -95,6 +99,23 @@ def is_alive(node: NodeLoad, now: float, dead_after_s: float) -> bool:
 
 def alive(nodes: list[NodeLoad], now: float, dead_after_s: float) -> list[NodeLoad]:
     return [n for n in nodes if is_alive(n, now, dead_after_s)]
+
+
+def pick_relay(stream: str, me: str, nodes: list[NodeLoad], now: float, dead_after_s: float) -> NodeLoad | None:
+    """The relay an edge pulls ``stream`` from (None: no live relay, so it pulls from the origin).
+
+    Rendezvous hashing on (stream, edge, relay): every edge ranks the live relays its own way, so
+    one stream's edges spread evenly over the relays, each edge keeps its relay while that relay
+    lives (a stale load in the directory cannot make them all jump together), and when one dies
+    only its edges move. A relay itself always pulls from the origin (one relay level)."""
+    relays = [n for n in alive(nodes, now, dead_after_s) if n.role == "relay" and n.node_id != me]
+    if not relays:
+        return None
+
+    def rank(node: NodeLoad) -> bytes:
+        return hashlib.blake2b(f"{stream}\0{me}\0{node.node_id}".encode(), digest_size=8).digest()
+
+    return max(relays, key=rank)
 
 
 def viewers_elsewhere(nodes: list[NodeLoad], me: str, stream: str, now: float, dead_after_s: float) -> int:

@@ -20,7 +20,7 @@ from ingest.sdp import advertise_address, check_publish_offer, check_view_offer,
 from ingest.session import PeerSession
 from relay.cluster.directory import Directory, LocalDirectory
 from relay.cluster.node import ClusterNode
-from relay.cluster.nodes import Redirect
+from relay.cluster.nodes import PULLING, Redirect
 from relay.cluster.redis_directory import RedisDirectory
 from relay.config import Config
 from relay.errors import StreamBusy
@@ -104,8 +104,8 @@ async def whip_post(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     limits = request.app[CONFIG].limits
     stream = registry.stream(request.match_info["stream"])
-    if request.app[CLUSTER].role == "edge":
-        raise StreamBusy(f"this node is an edge: publish {stream.name!r} to an origin")
+    if request.app[CLUSTER].role in PULLING:
+        raise StreamBusy(f"this node is an {request.app[CLUSTER].role}: publish {stream.name!r} to an origin")
     check_bearer(request, stream.config.publish_key)
     sdp = await read_body(
         request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
@@ -169,7 +169,7 @@ async def whep_post(request: web.Request) -> web.Response:
     )
     offer = parse_offer(sdp, max_media_sections=limits.max_media_sections)
     check_view_offer(offer)
-    if cluster.role == "edge" and view_codec(offer) == VP8:
+    if cluster.role in PULLING and view_codec(offer) == VP8:
         # An edge forwards the origin's H.264 rungs and has no decoder to feed a VP8 encoder.
         origin = await cluster.origin_url(stream.name)
         return redirect_to_url(request, origin, "the stream's origin", cluster.node_id)
@@ -254,7 +254,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
     """The whole server as an aiohttp application; the registry lives in its cleanup context."""
     first = [deadlines.mark_started] if deadlines is not None else []
     middlewares = [*first, status_middleware, cors_middleware, error_middleware]
-    if config.cluster.role == "edge":
+    if config.cluster.role in PULLING:
         middlewares.append(edge_writes_to_origin)
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
@@ -274,7 +274,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         app[METRICS] = Metrics(lambda: _snapshot(app))
         directory: Directory = RedisDirectory(config.cluster.url) if config.cluster.url else LocalDirectory()
         app[CLUSTER] = ClusterNode(config, registry, directory)  # beats once listening (relay.cli)
-        if config.server.demo and config.cluster.role != "edge":  # an edge pulls its streams
+        if config.server.demo and config.cluster.role not in PULLING:  # an edge pulls its streams
             registry.start_demo(registry.stream("demo"))
         yield
         await app[CLUSTER].close()
@@ -312,7 +312,7 @@ def build_app(config: Config, deadlines: HeaderDeadlines | None = None) -> web.A
         return web.Response(text=openapi, content_type="application/json")
 
     app.router.add_get("/api/openapi.json", openapi_json)
-    if config.cluster.role == "edge":  # an edge relays its origins' LL-HLS, packaged once there
+    if config.cluster.role in PULLING:  # an edge relays its origins' LL-HLS, packaged once there
         edge_hls_routes(
             app,
             lambda request: request.app[REGISTRY].stream(request.match_info["stream"]),

@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from relay.cluster.node import ClusterNode
-from relay.cluster.nodes import NodeLoad
+from relay.cluster.nodes import PULLING, NodeLoad
 from relay.cluster.origin_proxy import MAX_BODY as MAX_RELAYED_BODY
-from relay.errors import StreamNotFound
+from relay.errors import LimitReached, StreamNotFound
 from relay.http.input import check_bearer, read_body, read_limited
 from relay.http.middleware import Handler
 from relay.sessions.pullserve import parse_rungs
@@ -44,10 +44,15 @@ def redirect_to_url(request: web.Request, base_url: str, name: str, me: str) -> 
 async def pull_post(request: web.Request) -> web.Response:
     node = request.app[CLUSTER]
     config, registry = node.config, node.registry
-    if node.role != "origin":
-        raise StreamNotFound(f"node {node.node_id} is an {node.role} node: pull from the stream's origin")
+    if node.role not in ("origin", "relay"):
+        raise StreamNotFound(f"node {node.node_id} is an {node.role} node: pull from the stream's origin or a relay")
     check_bearer(request, config.cluster.token or "")
     stream = registry.stream(request.match_info["stream"])
+    if node.role == "relay":
+        await node.prepare_viewer(stream)
+        if not stream.sizes():
+            reason = f"relay {node.node_id} is still pulling {stream.name!r} from its origin"
+            raise LimitReached(reason, retry_after_s=1)
     limits = config.limits
     sdp = await read_body(
         request, content_type="application/sdp", max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
@@ -61,6 +66,20 @@ async def pull_post(request: web.Request) -> web.Response:
         content_type="application/sdp",
         headers={"Location": f"/cluster/pull/{stream.name}/{session_id}"},
     )
+
+
+async def pull_rungs(request: web.Request) -> web.Response:
+    """``GET /cluster/pull/{stream}``: what a pull of the stream would carry now (the stream as
+    ``/api/streams/{stream}`` shows it). On a relay, asking starts the relay's own pull of the
+    stream, so the asking edge finds it live moments later."""
+    node = request.app[CLUSTER]
+    if node.role not in ("origin", "relay"):
+        raise StreamNotFound(f"node {node.node_id} is an {node.role} node: pull from the stream's origin or a relay")
+    check_bearer(request, node.config.cluster.token or "")
+    stream = node.registry.stream(request.match_info["stream"])
+    if node.role == "relay":
+        await node.prepare_viewer(stream)
+    return web.json_response(stream.snapshot())
 
 
 async def pull_delete(request: web.Request) -> web.Response:
@@ -84,7 +103,7 @@ async def edge_writes_to_origin(request: web.Request, handler: Handler) -> web.S
     but for the host's live feed, redirected. Viewers' data-channel talk goes on the pull."""
     node = request.app.get(CLUSTER)
     path = request.path
-    if node is None or node.role != "edge" or not path.startswith("/api/streams/") or request.method == "OPTIONS":
+    if node is None or node.role not in PULLING or not path.startswith("/api/streams/") or request.method == "OPTIONS":
         return await handler(request)
     parts = path.split("/")
     stream, talk = parts[3], parts[4:5] in TALK
@@ -106,5 +125,6 @@ def cluster_routes(app: web.Application) -> None:
     stream = r"{stream:[A-Za-z0-9_-]{1,64}}"
     session = r"{session:[A-Za-z0-9_-]{1,64}}"
     app.router.add_post(f"/cluster/pull/{stream}", pull_post)
+    app.router.add_get(f"/cluster/pull/{stream}", pull_rungs)
     app.router.add_delete(f"/cluster/pull/{stream}/{session}", pull_delete)
     app.router.add_get("/api/cluster", api_cluster)

@@ -103,7 +103,7 @@ class Registry:
         self.recordings.sweep(time.time())  # retention, once at start (each recording's end does it too)
         # An edge mirrors its origin's cards (relay.sessions.upstream): the catalogue is stored once,
         # on the origin, never per edge.
-        edge = config.cluster.role == "edge"
+        edge = config.cluster.role in ("edge", "relay")
         self.streams: dict[str, Stream] = {
             s.name: Stream(
                 s,
@@ -266,7 +266,7 @@ class Registry:
         """Negotiate a WHEP viewer of ``stream`` on ``rendition``; returns (session id, answer SDP)."""
         stream.check_rendition(rendition)
         codec = view_codec(offer) or H264  # the caller refused offers with neither
-        if codec == VP8 and self.config.cluster.role == "edge":
+        if codec == VP8 and self.config.cluster.role in ("edge", "relay"):
             # An edge only forwards the origin's H.264 rungs; it has no decoder to feed a VP8 encoder.
             raise BadOffer("this edge serves H.264 only: offer H.264, or watch on the stream's origin")
         session_id = new_session_id()

@@ -26,6 +26,7 @@ from relay.messages import (
     BadMessage,
     BuyClick,
     Clock,
+    EdgeTalk,
     ErrorMessage,
     Like,
     PostComment,
@@ -85,6 +86,8 @@ class FrameSource(Protocol):
     def comment(self, viewer_id: str, who: Identity, text: object) -> None: ...
 
     def like(self, count: object, gift: object = None) -> None: ...
+
+    def relay_talk(self, pull_id: str, talk: EdgeTalk) -> list[str]: ...
 
 
 class Stream:
@@ -531,14 +534,27 @@ class Stream:
             self.bad_edge_messages += 1
             log.warning("stream %s: a message from %s made no sense: %s", self.name, pull.label, exc.reason)
             return
+        if self.upstream is not None:  # a relay: the origin decides, further up
+            refused = self.upstream.relay_talk(pull.id, talk)
+            if refused:
+                error = encode(ErrorMessage("comments are paused: this relay is reconnecting to the origin", 503))
+                pull.send(encode_to_viewers([(ref, error) for ref in refused]))
+            return
         self.talk.from_edge(talk, lambda items: pull.send(encode_to_viewers(items)))
 
     def to_viewers(self, items: list[tuple[str, str]]) -> None:
-        """Replies for single viewers (edge side: the origin's echoes of their comments)."""
+        """Replies for single viewers (edge side: the origin's echoes of their comments); on a
+        relay, ``pull/ref`` names a viewer of the edge pulling as ``pull``."""
+        onward: dict[str, list[tuple[str, str]]] = {}
         for ref, message in items:
-            viewer = self.viewers.get(ref)
-            if viewer is not None:
+            pull_id, slash, inner = ref.partition("/")
+            if slash:
+                onward.setdefault(pull_id, []).append((inner, message))
+            elif (viewer := self.viewers.get(ref)) is not None:
                 viewer.send(message)
+        for pull_id, replies in onward.items():
+            if (pull := self.pulls.get(pull_id)) is not None:
+                pull.send(encode_to_viewers(replies))
 
     def on_viewer_feedback(self, viewer_id: str, feedback: Feedback) -> None:
         abr = self.rungs.abr_of(viewer_id)

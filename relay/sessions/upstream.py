@@ -42,7 +42,7 @@ from ingest.session import PeerSession
 from relay.cards.board import CardEvent
 from relay.cards.card import parse_card
 from relay.identity import Identity
-from relay.messages import ErrorMessage, ToViewers, encode, parse_to_viewers
+from relay.messages import EdgeTalk, ErrorMessage, ToViewers, encode, parse_to_viewers
 from relay.sessions.stream import Stream
 from relay.talk.comments import CommentRefused
 from relay.talk.forward import EdgeTalkBuffer
@@ -224,6 +224,15 @@ class EdgeUpstream:
         self.talk.like(count, gift)
         self._schedule_talk()
 
+    def relay_talk(self, pull_id: str, talk: EdgeTalk) -> list[str]:
+        """A relay: talk from the edge pulling as ``pull_id``, passed up with the relay's own;
+        returns the refs it could not take (their viewers are told)."""
+        if self._channel is None:
+            return [c.ref for c in talk.comments]
+        refused = self.talk.add(talk, pull_id)
+        self._schedule_talk()
+        return refused
+
     def _schedule_talk(self) -> None:
         if self._flush is not None:
             return
@@ -293,9 +302,11 @@ class EdgeUpstream:
             delay = min(RETRY_MAX_S, delay * 2)
 
     async def _origin_rungs(self, origin: str) -> dict[str, tuple[int, int]]:
-        """The H.264 rungs the origin encodes now (none while its stream is offline)."""
-        url = f"{origin}/api/streams/{self.stream.name}"
-        async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as res:
+        """The H.264 rungs the origin encodes now (none while its stream is offline); asked with
+        the cluster token, which on a relay also starts the relay's own pull."""
+        url = f"{origin}/cluster/pull/{self.stream.name}"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        async with self._http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as res:
             if res.status != 200:
                 raise ValueError(f"GET {url} -> {res.status}")
             data = await res.json()

@@ -54,6 +54,20 @@ class EdgeTalkBuffer:
             raise CommentRefused("the conversation is busy on this server; try again in a moment", 503, 1.0)
         self._comments.append(EdgeComment(ref, who.sub, who.name, who.role, who.guest, text))
 
+    def add(self, talk: EdgeTalk, prefix: str) -> list[str]:
+        """A relay: an edge's ``edge_talk``, on its way up, each comment's ``ref`` prefixed with
+        ``prefix`` (the edge's pull) so the origin's replies find their way back; returns the
+        refs refused for want of room (the edge tells their viewers)."""
+        room = max(0, self.max_waiting - len(self._comments))
+        taken, refused = talk.comments[:room], talk.comments[room:]
+        self._comments.extend(
+            EdgeComment(f"{prefix}/{c.ref}", c.sub, c.name, c.role, c.guest, c.text) for c in taken
+        )
+        self._likes += talk.likes
+        for gift, count in talk.gifts.items():
+            self._gifts[gift] = self._gifts.get(gift, 0) + count
+        return [c.ref for c in refused]
+
     def like(self, count: object, gift: object = None) -> None:
         """Add a viewer's like batch to the sums (or raise ``LikeRefused`` as the origin would)."""
         check_like(count, gift)

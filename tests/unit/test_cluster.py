@@ -17,6 +17,7 @@ from relay.cluster.nodes import (
     Redirect,
     alive,
     is_alive,
+    pick_relay,
     route_viewer,
     viewers_elsewhere,
 )
@@ -251,3 +252,31 @@ def test_viewers_elsewhere_sums_the_other_live_nodes_counts_of_that_stream(
     ]
     expected = sum(c.get("live", 0) for i, at, c in records if i != "me" and now - at <= DEAD_AFTER)
     assert viewers_elsewhere(nodes, "me", "live", now, DEAD_AFTER) == expected
+
+
+RELAYS = st.lists(st.sampled_from([f"r{i}" for i in range(8)]), min_size=1, unique=True)
+
+
+@given(RELAYS, st.text(min_size=1, max_size=12))
+def test_an_edge_pulls_from_a_live_relay_and_keeps_it_while_it_lives(relays: list[str], stream: str) -> None:
+    nodes = [node(r, "relay") for r in relays] + [node("origin", "origin"), node("e1"), node("e2")]
+    chosen = pick_relay(stream, "e1", nodes, 101.0, DEAD_AFTER)
+    assert chosen is not None and chosen.role == "relay"
+    assert pick_relay(stream, "e1", list(reversed(nodes)), 101.0, DEAD_AFTER) == chosen  # order does not matter
+    others = [n for n in nodes if n.node_id != chosen.node_id and n.node_id != relays[-1]]
+    if chosen.node_id != relays[-1]:  # another relay dying does not move this edge
+        assert pick_relay(stream, "e1", [*others, chosen], 101.0, DEAD_AFTER) == chosen
+    dead = [node(chosen.node_id, "relay", at=90.0), *(n for n in nodes if n.node_id != chosen.node_id)]
+    moved = pick_relay(stream, "e1", dead, 101.0, DEAD_AFTER)
+    assert moved is None if len(relays) == 1 else moved is not None and moved.node_id != chosen.node_id
+    assert pick_relay(stream, "r0", [node("r0", "relay")], 101.0, DEAD_AFTER) is None  # never itself
+
+
+def test_one_streams_edges_spread_over_the_relays() -> None:
+    relays = [node(f"r{i}", "relay") for i in range(4)]
+    counts: dict[str, int] = {}
+    for e in range(400):
+        chosen = pick_relay("live", f"edge-{e}", relays, 101.0, DEAD_AFTER)
+        assert chosen is not None
+        counts[chosen.node_id] = counts.get(chosen.node_id, 0) + 1
+    assert set(counts) == {"r0", "r1", "r2", "r3"} and min(counts.values()) >= 60, counts

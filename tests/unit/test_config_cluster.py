@@ -37,7 +37,7 @@ def test_flags_override_the_toml_and_the_environment(tmp_path: Path) -> None:
         ("", ["--role", "edge"], "needs the cluster directory"),
         ("", ["--role", "origin", "--cluster", "redis://h:1/0"], "token of >= 16"),
         ("", ["--role", "origin", "--cluster", "http://h:1", "--cluster-token", TOKEN], "redis://"),
-        ("[cluster]\nrole = 'boss'\n", [], "role must be all, origin or edge"),
+        ("[cluster]\nrole = 'boss'\n", [], "role must be all, origin, edge or relay"),
         ("", ["--workers", "2"], "--workers needs the cluster directory"),
         ("", ["--workers", "2", "--cluster", "redis://h:1/0"], "--workers needs a cluster token"),
         ("", ["--workers", "2", "--role", "edge", "--cluster", "redis://h:1/0", "--cluster-token", TOKEN], "leave out"),

@@ -131,3 +131,17 @@ def test_an_edge_cannot_smuggle_a_role_or_a_long_name() -> None:
     (comment,) = feed.recent
     assert comment.role == "viewer" and len(comment.name) <= 40
     assert isinstance(talk, EdgeTalk)
+
+
+def test_a_relay_passes_an_edges_talk_up_with_refs_that_find_their_way_back() -> None:
+    edge, relay = EdgeTalkBuffer(), EdgeTalkBuffer(max_waiting=2)
+    for n in range(3):
+        edge.comment(f"v{n}", ANN, f"comment {n}")
+    edge.like(5)
+    edge.like(2, "rose")
+    (message,) = edge.due(0.0)
+    refused = relay.add(parse_edge_talk(message), "pull7")
+    assert refused == ["v2"]  # no room for the third: its viewer is told
+    (up,) = (parse_edge_talk(m) for m in relay.due(0.0))
+    assert [c.ref for c in up.comments] == ["pull7/v0", "pull7/v1"]
+    assert (up.likes, dict(up.gifts)) == (5, {"rose": 2})

@@ -1,0 +1,138 @@
+"""A relay level, with real processes over loopback: Redis, an origin, a relay (an edge that
+edges pull from) and an edge. The edge pulls from the relay, the relay from the origin, once
+each; the edge's viewers decode the publisher's numbered frames, get the origin's cards with the
+same seq and pts_ms, and their comments are the origin's conversation, answered back through
+both levels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from benchmarks.peers import WhepViewer, WhipPublisher
+from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
+from tests.redis_server import RedisServer
+
+TOKEN = "cluster-relay-token-0123456789"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    tmp = tmp_path_factory.mktemp("relay")
+    try:
+        redis = RedisServer(tmp)
+    except FileNotFoundError:
+        pytest.skip("needs Debian's redis-server (./dev.sh test installs it)")
+    redis.start()
+    config = write_config(tmp / "livecart.toml", f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\n')
+    servers: dict[str, Server] = {}
+    try:
+        for name in ("origin", "relay", "edge"):
+            args = ["--config", str(config), "--role", name, "--node-id", name]
+            servers[name] = start_server(args, tmp / f"{name}.log")
+        yield servers
+    finally:
+        codes = {name: stop_server(s) for name, s in servers.items()}
+        redis.stop()
+    for name, server in servers.items():
+        log = server.log()
+        assert codes[name] == 0, f"{name} exited with {codes[name]}\n{log[-3000:]}"
+        assert "Traceback" not in log and "never retrieved" not in log, log[-5000:]
+
+
+async def get(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
+    async with http.get(url, **kwargs) as res:
+        assert res.status == 200, await res.text()
+        return await res.json()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def publisher(nodes: dict[str, Server]) -> Any:
+    origin = nodes["origin"].base
+    async with aiohttp.ClientSession() as http:
+        pub = WhipPublisher(origin, "live", PUBLISH_KEY, width=640, height=360, audio=True, h264=True)
+        await pub.start(http)
+
+        async def ready() -> bool:  # live, and the directory knows every node and the stream's origin
+            stream = await get(http, f"{origin}/api/streams/live")
+            view = await get(http, f"{origin}/api/cluster")
+            alive = {n["node_id"]: n for n in view["nodes"] if n["alive"]}
+            everyone = set(alive) == {"origin", "relay", "edge"}
+            return bool(stream["live"]) and everyone and alive["origin"]["streams"] == ["live"]
+
+        await wait_until(ready, 30)
+        yield pub
+        await pub.stop(http)
+
+
+def viewer_of(edge: Server) -> WhepViewer:
+    viewer = WhepViewer(edge.base, "live", rendition="240p")
+    viewer.url += "&via=test"  # watched where it is posted
+    return viewer
+
+
+async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_and_answers(
+    nodes: dict[str, Server], publisher: WhipPublisher
+) -> None:
+    origin, relay, edge = nodes["origin"].base, nodes["relay"].base, nodes["edge"].base
+    host = {"Authorization": f"Bearer {PUBLISH_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        viewers = [viewer_of(nodes["edge"]) for _ in range(3)]
+        try:
+            for viewer in viewers:
+                await viewer.start(http)
+            await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 30, 40) for v in viewers))
+            at_origin = await get(http, f"{origin}/api/streams/live")
+            rungs = {r["name"]: (r["width"], r["height"]) for r in at_origin["rungs"]}
+            for viewer in viewers:
+                frames = viewer.record.frames
+                assert {(f.width, f.height) for f in frames[-10:]} == {rungs["240p"]}
+                counters = [f.counter for f in frames]  # the publisher's own numbered frames, in order
+                assert counters == sorted(counters) and counters[-1] - counters[0] >= 29, counters
+
+            # One pull per level, whatever the viewer count: origin <- relay <- edge.
+            assert [p["node"] for p in (await get(http, f"{origin}/api/streams/live"))["pulls"]] == ["relay"]
+            assert [p["node"] for p in (await get(http, f"{relay}/api/streams/live"))["pulls"]] == ["edge"]
+            pulled = (await get(http, f"{edge}/api/streams/live"))["ingest"]
+            assert pulled["origin"] == relay and pulled["pulls"] == 1, pulled
+
+            # A card shown on the origin: the same seq and pts_ms two levels down.
+            card = {"id": "mug", "title": "Stoneware mug", "price": "12.50", "currency": "EUR",
+                    "image_url": "/img/mug.jpg", "buy_url": "https://shop.example/mug"}  # fmt: skip
+            async with http.post(f"{origin}/api/streams/live/cards", json=card, headers=host) as res:
+                assert res.status == 200, await res.text()
+            async with http.post(f"{origin}/api/streams/live/cards/mug/show", headers=host) as res:
+                shown = await res.json()
+            for viewer in viewers:
+                await viewer.wait_for(lambda r: r.got("card", seq=shown["seq"]), 10)
+                got = next(m for m in map(json.loads, viewer.record.messages)
+                           if m["type"] == "card" and m["seq"] == shown["seq"])  # fmt: skip
+                assert (got["action"], got["pts_ms"]) == ("show", shown["pts_ms"])
+
+            # A comment on the edge is decided by the origin; the echo and a refusal come back down.
+            ann, bob = viewers[0], viewers[1]
+            ann.send(json.dumps({"type": "comment", "text": "does it come in blue?"}))
+            bob.send(json.dumps({"type": "comment", "text": "y" * 300}))
+            ann.send(json.dumps({"type": "like", "count": 4}))
+
+            def echoed(record: Any) -> bool:
+                return any(m.get("type") == "comment" and m.get("mine") and m["text"] == "does it come in blue?"
+                           for m in map(json.loads, record.messages))  # fmt: skip
+
+            await ann.wait_for(echoed, 10)
+            await bob.wait_for(lambda r: r.got("error", status=422), 10)
+            assert not any(m.get("type") == "error" for m in map(json.loads, ann.record.messages))
+            listed = await get(http, f"{origin}/api/streams/live/comments", headers=host)
+            assert [c["text"] for c in listed["comments"]] == ["does it come in blue?"]
+            for viewer in viewers:
+                await viewer.wait_for(lambda r: r.got("likes", total=4), 10)
+        finally:
+            for viewer in viewers:
+                await viewer.stop(http)
