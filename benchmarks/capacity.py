@@ -13,7 +13,7 @@ A model fed with the costs measured on the development machine (``benchmarks/RES
   whole ladder, ``PULL_MBPS``.
 - The **origin** spends ``ORIGIN_ENCODE_CORES`` on the ladder; what is left of its core feeds
   pulls. A **relay edge** (an edge that other edges pull from: a relay level) spends its core on
-  pulls too. Relay levels are not built yet (issue 13): plans that need one say so.
+  pulls too. One relay level is built (``--role relay``); a plan with two needs what is not.
 
 The README's capacity table is this module's output (a test compares them).
 """
