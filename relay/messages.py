@@ -339,15 +339,20 @@ class EdgeComment:
 
 @dataclass(frozen=True, slots=True)
 class EdgeTalk:
-    """Edge -> origin, on a pull's `cards` channel, at most every 100 ms while its viewers talk:
-    their `comments` (each with the poster's `ref`, `sub`, `name`, `role`, `guest` and `text`) and
-    the `likes` and `gifts` they tapped since the last one, summed. The origin owns the
-    conversation: it checks, numbers, stamps, stores and shows these as its own viewers' posts."""
+    """Edge -> origin, on a pull's `cards` channel, at most every 100 ms while its viewers talk
+    or come and go: their `comments` (each with the poster's `ref`, `sub`, `name`, `role`, `guest`
+    and `text`), the `likes` and `gifts` they tapped since the last one, summed, and for the
+    shop's analytics the edge's `viewers` now (its edges' too, on a relay), the `joins` since the
+    last one and the Buy `clicks` (`[ref, card]`). The origin owns the conversation and the
+    analytics: it takes these as its own viewers'."""
 
     type: ClassVar[str] = "edge_talk"
     comments: tuple[EdgeComment, ...] = ()
     likes: int = 0
     gifts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    viewers: int = 0
+    joins: int = 0
+    clicks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +371,9 @@ def encode_edge_talk(talk: EdgeTalk) -> str:
             "comments": [dataclasses.astuple(c) for c in talk.comments],
             "likes": talk.likes,
             "gifts": dict(talk.gifts),
+            "viewers": talk.viewers,
+            "joins": talk.joins,
+            "clicks": [list(c) for c in talk.clicks],
         },
         separators=(",", ":"),
     )
@@ -395,10 +403,19 @@ def parse_edge_talk(text: str) -> EdgeTalk:
                 and all(isinstance(v, str) for i, v in enumerate(item) if i != 4)):  # fmt: skip
             raise BadMessage("an edge comment is [ref, sub, name, role, guest, text]")
         comments.append(EdgeComment(*item))
+    clicks = message.get("clicks", [])
+    if not isinstance(clicks, list) or len(clicks) > MAX_EDGE_COMMENTS or not all(
+        isinstance(c, list) and len(c) == 2 and all(isinstance(v, str) and 0 < len(v) <= 200 for v in c)
+        for c in clicks
+    ):
+        raise BadMessage(f"edge_talk clicks are at most {MAX_EDGE_COMMENTS} [ref, card] pairs")
     return EdgeTalk(
         tuple(comments),
         _count(message.get("likes", 0), 10**9),
         {str(k): _count(v, 10**9) for k, v in gifts.items()},
+        _count(message.get("viewers", 0), 10**9),
+        _count(message.get("joins", 0), 10**9),
+        tuple((ref, card) for ref, card in clicks),
     )
 
 

@@ -49,6 +49,7 @@ class SessionStats:
         self.comments = 0
         self.likes = 0
         self.orders = 0
+        self._remote: dict[str, int] = {}  # viewers on other nodes, by the pull that reported them
 
     def _advance(self, now: float) -> None:
         if now > self._at:
@@ -79,6 +80,25 @@ class SessionStats:
     def left(self, now: float) -> None:
         self._advance(now)
         self.viewers = max(0, self.viewers - 1)
+
+    def remote(self, source: str, viewers: int, joins: int, now: float) -> None:
+        """Another node's viewers of this stream (an edge's, through its pull): ``viewers`` there
+        now and ``joins`` since its last report. A source seen for the first time may have
+        viewers beyond its joins (its pull was made again): they are present, not new joins."""
+        for _ in range(joins):
+            self.joined(now)
+        self._advance(now)
+        before = self._remote.get(source, 0) + joins
+        self._remote[source] = viewers
+        self.viewers = max(0, self.viewers + viewers - before)
+        self.peak = max(self.peak, self.viewers)
+        minute = self._minute(now)
+        minute.viewers_peak = max(minute.viewers_peak, self.viewers)
+
+    def remote_gone(self, source: str, now: float) -> None:
+        """That node's pull ended: its viewers are no longer counted."""
+        self._advance(now)
+        self.viewers = max(0, self.viewers - self._remote.pop(source, 0))
 
     # ---- cards ------------------------------------------------------------------------------
     def card_shown(self, card_id: str, title: str, now: float) -> None:

@@ -379,7 +379,7 @@ class Registry:
         self.pulls.pop(session.id, None)
         stream = self.streams.get(session.stream)
         if stream is not None:
-            stream.pulls.pop(session.id, None)
+            stream.pull_ended(session.id)
         log.info("%s: pull ended (%s)", session.label, reason)
 
     async def close_pull(self, stream_name: str, session_id: str) -> bool:

@@ -89,6 +89,12 @@ class FrameSource(Protocol):
 
     def relay_talk(self, pull_id: str, talk: EdgeTalk) -> list[str]: ...
 
+    def audience(self, viewers: int, *, joined: bool) -> None: ...
+
+    def click(self, viewer_id: str, card: str) -> None: ...
+
+    def below_gone(self, pull_id: str) -> None: ...
+
 
 class Stream:
     """Owns one stream's transcoder and fan-out; tracks who publishes, who watches which rung.
@@ -467,6 +473,8 @@ class Stream:
         rung = self.rungs.add(viewer.id, rendition)
         self.viewers[viewer.id] = viewer
         self.analytics.joined(time.monotonic())
+        if self.upstream is not None:  # an edge: the origin's analytics count its viewers too
+            self.upstream.audience(len(self.viewers), joined=True)
         if codec == VP8:
             self._vp8_viewers.add(viewer.id)
             self.transcoder.want_vp8(rung)
@@ -478,6 +486,8 @@ class Stream:
         if viewer is not None:
             self._refused_gone += viewer.tracks.video.repair.refused
             self.analytics.left(time.monotonic())
+            if self.upstream is not None:
+                self.upstream.audience(len(self.viewers), joined=False)
         self._vp8_viewers.discard(viewer_id)
         self.rungs.remove(viewer_id)
         self._reported_loss.pop(viewer_id, None)
@@ -506,6 +516,8 @@ class Stream:
                 return
             if isinstance(request, BuyClick):
                 self.analytics.click(viewer.id, request.card, time.monotonic())
+                if self.upstream is not None:
+                    self.upstream.click(viewer.id, request.card)
                 return
             target = self.rungs.choose(viewer.id, request.name)
         except BadMessage:
@@ -541,6 +553,19 @@ class Stream:
                 pull.send(encode_to_viewers([(ref, error) for ref in refused]))
             return
         self.talk.from_edge(talk, lambda items: pull.send(encode_to_viewers(items)))
+        now = time.monotonic()
+        self.analytics.remote(pull.id, talk.viewers, talk.joins, now)
+        for ref, card in talk.clicks:
+            self.analytics.click(f"{pull.id}/{ref}", card, now)
+
+    def pull_ended(self, pull_id: str) -> None:
+        """An edge's pull of this stream ended: its viewers leave the analytics (on a relay, the
+        counts it passes up)."""
+        self.pulls.pop(pull_id, None)
+        if self.upstream is not None:
+            self.upstream.below_gone(pull_id)
+        else:
+            self.analytics.remote_gone(pull_id, time.monotonic())
 
     def to_viewers(self, items: list[tuple[str, str]]) -> None:
         """Replies for single viewers (edge side: the origin's echoes of their comments); on a

@@ -224,6 +224,23 @@ class EdgeUpstream:
         self.talk.like(count, gift)
         self._schedule_talk()
 
+    def audience(self, viewers: int, *, joined: bool) -> None:
+        """This edge's viewers of the stream changed: the origin's analytics hear it."""
+        self.talk.audience(viewers, joined=joined)
+        if self._channel is not None:
+            self._schedule_talk()
+
+    def click(self, viewer_id: str, card: str) -> None:
+        self.talk.clicked(viewer_id, card)
+        if self._channel is not None:
+            self._schedule_talk()
+
+    def below_gone(self, pull_id: str) -> None:
+        """A relay: the edge pulling as ``pull_id`` left."""
+        self.talk.below_gone(pull_id)
+        if self._channel is not None:
+            self._schedule_talk()
+
     def relay_talk(self, pull_id: str, talk: EdgeTalk) -> list[str]:
         """A relay: talk from the edge pulling as ``pull_id``, passed up with the relay's own;
         returns the refs it could not take (their viewers are told)."""
@@ -360,6 +377,7 @@ class EdgeUpstream:
         self._connection = connection
         self._channel = channel
         connection.start()
+        self._schedule_talk()  # the audience (and anything said meanwhile) for the new pull
         log.info("%s: pulling %s from %s", self.label, ", ".join(sizes), origin)
         try:
             await connection.ended.wait()

@@ -39,10 +39,36 @@ class EdgeTalkBuffer:
         self._gifts: dict[str, int] = {}
         self._sent_at: float | None = None
         self.forwarded = 0  # comments handed over in edge_talk messages
+        # The shop's analytics: this node's viewers, and on a relay each edge's (by its pull).
+        self._viewers = 0
+        self._below: dict[str, int] = {}
+        self._sent_viewers = 0
+        self._joins = 0
+        self._clicks: list[tuple[str, str]] = []
+
+    @property
+    def viewers(self) -> int:
+        """What the next ``edge_talk`` says this node's viewers are (its edges' included)."""
+        return self._viewers + sum(self._below.values())
 
     @property
     def waiting(self) -> bool:
-        return bool(self._comments or self._likes or self._gifts)
+        return bool(
+            self._comments or self._likes or self._gifts or self._joins or self._clicks
+        ) or self.viewers != self._sent_viewers
+
+    def audience(self, viewers: int, *, joined: bool) -> None:
+        """This node's viewer count changed (``joined``: by a viewer's arrival)."""
+        self._viewers = viewers
+        self._joins += joined
+
+    def clicked(self, ref: str, card: str) -> None:
+        if len(self._clicks) < self.max_waiting:
+            self._clicks.append((ref, card[:200]))
+
+    def below_gone(self, prefix: str) -> None:
+        """A relay: the edge pulling as ``prefix`` left; its viewers are no longer counted here."""
+        self._below.pop(prefix, None)
 
     def comment(self, ref: str, who: Identity, text: object) -> None:
         """Keep a viewer's comment for the next ``edge_talk`` (or raise ``CommentRefused``)."""
@@ -66,6 +92,10 @@ class EdgeTalkBuffer:
         self._likes += talk.likes
         for gift, count in talk.gifts.items():
             self._gifts[gift] = self._gifts.get(gift, 0) + count
+        self._below[prefix] = talk.viewers
+        self._joins += talk.joins
+        for ref, card in talk.clicks:
+            self.clicked(f"{prefix}/{ref}", card)
         return [c.ref for c in refused]
 
     def like(self, count: object, gift: object = None) -> None:
@@ -91,27 +121,43 @@ class EdgeTalkBuffer:
         if when is None or when > now:
             return []
         self._sent_at = now
-        messages: list[str] = []
-        batch: list[EdgeComment] = []
+        batches: list[list[EdgeComment]] = [[]]
         size = 0
-        likes, gifts = self._likes, self._gifts
         for item in self._comments:
             cost = len(json.dumps(list(_fields(item)))) + 1
-            if batch and (size + cost > MAX_MESSAGE_BYTES or len(batch) >= MAX_EDGE_COMMENTS):
-                messages.append(encode_edge_talk(EdgeTalk(tuple(batch), likes, gifts)))
-                likes, gifts, batch, size = 0, {}, [], 0
-            batch.append(item)
+            if batches[-1] and (size + cost > MAX_MESSAGE_BYTES or len(batches[-1]) >= MAX_EDGE_COMMENTS):
+                batches.append([])
+                size = 0
+            batches[-1].append(item)
             size += cost
-        if batch or likes or gifts:
-            messages.append(encode_edge_talk(EdgeTalk(tuple(batch), likes, gifts)))
+        clicks = [self._clicks[i : i + MAX_EDGE_COMMENTS] for i in range(0, len(self._clicks), MAX_EDGE_COMMENTS)]
+        viewers = self.viewers
+        messages = []
+        for index in range(max(len(batches), len(clicks))):
+            first = index == 0  # the sums and the joins go once
+            messages.append(
+                encode_edge_talk(
+                    EdgeTalk(
+                        tuple(batches[index]) if index < len(batches) else (),
+                        self._likes if first else 0,
+                        self._gifts if first else {},
+                        viewers,
+                        self._joins if first else 0,
+                        tuple(clicks[index]) if index < len(clicks) else (),
+                    )
+                )
+            )
         self.forwarded += len(self._comments)
         self._comments, self._likes, self._gifts = [], 0, {}
+        self._joins, self._clicks, self._sent_viewers = 0, [], viewers
         return messages
 
     def drop(self) -> list[str]:
         """Forget what waits (the pull broke): the refs of the viewers whose comments are lost."""
         refs = [c.ref for c in self._comments]
         self._comments, self._likes, self._gifts = [], 0, {}
+        self._clicks = []
+        self._sent_viewers = -1  # the next pull is told the whole audience again
         return refs
 
 

@@ -133,6 +133,31 @@ async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_
             assert [c["text"] for c in listed["comments"]] == ["does it come in blue?"]
             for viewer in viewers:
                 await viewer.wait_for(lambda r: r.got("likes", total=4), 10)
+
+            # The shop's analytics on the origin count the viewers two levels down, and their clicks.
+            bob.send(json.dumps({"type": "click", "card": "mug"}))
+            seen: list[Any] = []
+
+            async def counted() -> bool:
+                stats = await get(http, f"{origin}/api/streams/live/stats", headers=host)
+                seen[:] = [stats["viewers"], stats["cards"]]
+                mug = next((c for c in stats["cards"] if c["id"] == "mug"), None)
+                return stats["viewers"]["now"] == 3 and mug is not None and mug["clicks"] == 1
+
+            try:
+                await wait_until(counted, 10)
+            except TimeoutError:
+                raise AssertionError(f"the origin's stats: {seen}") from None
+            viewers_seen = seen[0]
+            assert viewers_seen["joins"] == 3 and viewers_seen["peak"] == 3, viewers_seen
+            mug = next(c for c in seen[1] if c["id"] == "mug")
+            assert mug["impressions"] == 3 and mug["clickers"] == 1, mug
         finally:
             for viewer in viewers:
                 await viewer.stop(http)
+
+        async def all_left() -> bool:
+            stats = await get(http, f"{origin}/api/streams/live/stats", headers=host)
+            return bool(stats["viewers"]["now"] == 0)
+
+        await wait_until(all_left, 10)

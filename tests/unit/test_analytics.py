@@ -73,3 +73,37 @@ def test_the_counts_match_a_model_that_remembers_everything(events: list[tuple[f
     timeline = report["timeline"]
     assert sum(m["comments"] for m in timeline) == comments  # type: ignore[union-attr]
     assert sum(m["likes"] for m in timeline) == likes  # type: ignore[union-attr]
+
+
+KINDS = st.sampled_from(["join", "leave", "report", "gone"])
+REMOTE = st.lists(st.tuples(KINDS, st.sampled_from(["p1", "p2", "p3"]), st.integers(0, 5)), max_size=60)
+
+
+@given(REMOTE)
+def test_other_nodes_viewers_count_as_their_reports_say_and_leave_with_their_pull(
+    events: list[tuple[str, str, int]],
+) -> None:
+    """Edges report (viewers now, joins since) through their pulls; a pull that ends takes its
+    viewers with it; a pull made again reports viewers it already had, which are not new joins."""
+    stats = SessionStats(0.0)
+    present: dict[str, int] = {}  # what each edge has now
+    pending: dict[str, int] = {}  # joins not reported yet
+    reported: dict[str, int] = {}  # what the server counts for each edge
+    joins = 0
+    for t, (kind, source, n) in enumerate(events, start=1):
+        if kind == "join":
+            present[source] = present.get(source, 0) + n
+            pending[source] = pending.get(source, 0) + n
+        elif kind == "leave":
+            present[source] = max(0, present.get(source, 0) - n)
+            pending[source] = min(pending.get(source, 0), present[source])
+        elif kind == "report":
+            stats.remote(source, present.get(source, 0), pending.get(source, 0), float(t))
+            joins += pending.pop(source, 0)
+            reported[source] = present.get(source, 0)
+        else:
+            stats.remote_gone(source, float(t))
+            reported.pop(source, None)
+        assert stats.viewers == sum(reported.values())
+        assert stats.joins == joins
+        assert stats.peak >= stats.viewers

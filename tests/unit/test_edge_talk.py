@@ -66,7 +66,8 @@ def test_the_edge_refuses_at_once_what_the_origin_would_and_a_full_buffer() -> N
     with pytest.raises(CommentRefused) as refused:
         buffer.comment("v3", ANN, "c")
     assert refused.value.status == 503
-    assert buffer.drop() == ["v1", "v2"] and not buffer.waiting
+    assert buffer.drop() == ["v1", "v2"]
+    assert [parse_edge_talk(m).comments for m in buffer.due(0.0)] == [()]  # only the audience, for the next pull
 
 
 @pytest.mark.parametrize(
@@ -145,3 +146,25 @@ def test_a_relay_passes_an_edges_talk_up_with_refs_that_find_their_way_back() ->
     (up,) = (parse_edge_talk(m) for m in relay.due(0.0))
     assert [c.ref for c in up.comments] == ["pull7/v0", "pull7/v1"]
     assert (up.likes, dict(up.gifts)) == (5, {"rose": 2})
+
+
+def test_the_audience_goes_up_with_the_talk_and_a_relay_adds_its_edges() -> None:
+    edge, relay = EdgeTalkBuffer(), EdgeTalkBuffer()
+    edge.audience(1, joined=True)
+    edge.audience(2, joined=True)
+    edge.clicked("v1", "mug")
+    (message,) = edge.due(0.0)
+    talk = parse_edge_talk(message)
+    assert (talk.viewers, talk.joins, talk.clicks) == (2, 2, (("v1", "mug"),))
+    assert not edge.waiting
+    edge.audience(1, joined=False)
+    assert edge.waiting and parse_edge_talk(edge.due(1.0)[0]).viewers == 1
+
+    relay.audience(3, joined=True)
+    relay.add(talk, "pullA")
+    (up,) = (parse_edge_talk(m) for m in relay.due(0.0))
+    assert (up.viewers, up.joins, up.clicks) == (5, 3, (("pullA/v1", "mug"),))
+    relay.below_gone("pullA")
+    assert parse_edge_talk(relay.due(1.0)[0]).viewers == 3
+    relay.drop()  # the pull broke: the next one is told the whole audience again
+    assert relay.waiting and parse_edge_talk(relay.due(2.0)[0]).viewers == 3
