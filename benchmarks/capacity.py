@@ -94,16 +94,18 @@ def check(p: Plan) -> None:
 def table(counts: list[int]) -> str:
     rows = [
         "| viewers (720p) | leaf edges (cores) | relay levels (edges per level) | pulls on the origin "
-        "| origin to its pulls | edges to viewers |",
-        "|---|---|---|---|---|---|",
+        "| origin to its pulls | each relay level to the next | edges to viewers |",
+        "|---|---|---|---|---|---|---|",
     ]
     for count in counts:
         p = plan(count)
         check(p)
         relays = "none" if not p.relay_levels else f"{len(p.relay_levels)} ({', '.join(map(str, p.relay_levels))})"
+        below = [*p.relay_levels[1:], p.leaves]  # the nodes each relay level feeds
+        onward = ", ".join(f"{n * PULL_MBPS / 1000:,.1f} Gbit/s" for n in below) if p.relay_levels else "-"
         rows.append(
             f"| {count:,} | {p.leaves:,} x {p.per_edge} viewers | {relays} | {p.origin_pulls} "
-            f"| {p.origin_mbps:,.0f} Mbit/s | {p.egress_gbps:,.0f} Gbit/s |"
+            f"| {p.origin_mbps:,.0f} Mbit/s | {onward} | {p.egress_gbps:,.0f} Gbit/s |"
         )
     return "\n".join(rows) + "\n"
 

@@ -143,6 +143,7 @@ class ClusterNode:
         ttl = self.config.cluster.dead_after_s
         while True:
             await self.heartbeat_once(ttl)
+            self._check_sources()
             await self._drop_idle_pulls()
             await asyncio.sleep(interval)
 
@@ -164,6 +165,24 @@ class ClusterNode:
         for node in self._nodes:
             for stream in node.streams if node.role == "origin" else ():
                 self._origins[stream] = node.url
+
+    def _check_sources(self) -> None:
+        """A pull whose source (a relay, or the origin) the directory no longer lists as alive is
+        made again now, from another relay or the origin; a pull served to a node the directory
+        no longer lists is ended (nothing is decided on a stale list)."""
+        nodes = self.fresh_nodes()
+        if nodes is None:
+            return
+        living = alive(nodes, time.time(), self.config.cluster.dead_after_s)
+        ids = {n.node_id for n in living}
+        settled = time.monotonic() - self.config.cluster.dead_after_s  # a new node may not be listed yet
+        for pull in list(self.registry.pulls.values()):
+            if pull.node not in ids and pull.opened_at < settled:
+                pull.close_soon(f"its node {pull.node} is gone from the directory")
+        live = {n.url for n in living}
+        for upstream in self.upstreams.values():
+            if upstream.connected and upstream.origin is not None and upstream.origin not in live:
+                upstream.source_lost(f"its source {upstream.origin} is gone from the directory")
 
     async def _drop_idle_pulls(self) -> None:
         # A relay's pulls served count as viewers: it keeps its own pull while edges pull from it.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ class PullSession(ViewerSession):
     def __init__(self, *args: Any, node: str, rungs: dict[str, tuple[int, int]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.node = node  # the edge that pulls (what it said in its request)
+        self.opened_at = time.monotonic()
         self.rungs = dict(rungs)  # rung -> size when the pull began: a change ends the pull
 
     def member(self, rung: str) -> str:

@@ -179,6 +179,10 @@ class EdgeUpstream:
         self._flush: asyncio.TimerHandle | None = None
         self.talk_lost = 0  # comments refused because the pull broke before they were sent
 
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.connected
+
     # ---- what the stream sees: its publisher and its frame source ----------------------------
     @property
     def label(self) -> str:
@@ -198,6 +202,12 @@ class EdgeUpstream:
             "talk": {"comments_forwarded": self.talk.forwarded, "comments_lost": self.talk_lost},
             "rungs": {rung: r.stats()._asdict() for rung, r in self._receivers.items()},
         }
+
+    def source_lost(self, reason: str) -> None:
+        """The node this pull comes from is gone (the directory says so): pull again at once
+        rather than wait for ICE to notice (up to tens of seconds when its machine vanishes)."""
+        if self._connection is not None:
+            self._connection.close_soon(reason)
 
     def request_keyframe(self, rung: str) -> None:
         receiver = self._receivers.get(rung)

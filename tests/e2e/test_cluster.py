@@ -246,7 +246,10 @@ async def test_comments_and_likes_on_either_edge_are_one_conversation_owned_by_t
         try:
             for viewer in (ann, bob):
                 await viewer.start(http)
-            await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 3, 30) for v in (ann, bob)))
+            # Watching, with the data channel open (its snapshot arrived: frames may come first).
+            await asyncio.gather(
+                *(v.wait_for(lambda r: len(r.frames) >= 3 and r.got("snapshot"), 30) for v in (ann, bob))
+            )
             question, hello, rant = "is the mug dishwasher safe?", "hello from edge two", "x" * 300
             ann.send(json.dumps({"type": "comment", "text": question}))
             ann.send(json.dumps({"type": "comment", "text": rant}))  # over the stream's 200 characters

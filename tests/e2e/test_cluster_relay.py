@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +45,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server
         redis.stop()
     for name, server in servers.items():
         log = server.log()
-        assert codes[name] == 0, f"{name} exited with {codes[name]}\n{log[-3000:]}"
+        killed = name == "relay" and codes[name] == -signal.SIGKILL  # the last test kills it
+        assert codes[name] == 0 or killed, f"{name} exited with {codes[name]}\n{log[-3000:]}"
         assert "Traceback" not in log and "never retrieved" not in log, log[-5000:]
 
 
@@ -88,7 +91,10 @@ async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_
         try:
             for viewer in viewers:
                 await viewer.start(http)
-            await asyncio.gather(*(v.wait_for(lambda r: len(r.frames) >= 30, 40) for v in viewers))
+            # Watching, with the data channel open (its snapshot arrived: frames may come first).
+            await asyncio.gather(
+                *(v.wait_for(lambda r: len(r.frames) >= 30 and r.got("snapshot"), 40) for v in viewers)
+            )
             at_origin = await get(http, f"{origin}/api/streams/live")
             rungs = {r["name"]: (r["width"], r["height"]) for r in at_origin["rungs"]}
             for viewer in viewers:
@@ -161,3 +167,39 @@ async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_
             return bool(stats["viewers"]["now"] == 0)
 
         await wait_until(all_left, 10)
+
+
+async def test_when_the_relay_dies_the_edge_pulls_from_the_origin_and_its_viewer_watches_on(
+    nodes: dict[str, Server], publisher: WhipPublisher
+) -> None:
+    """Runs last: it SIGKILLs the relay. The directory stops listing it within dead_after_s (5 s);
+    the edge then pulls from the origin at once, and its viewer, still connected, gets the
+    publisher's frames again without re-joining."""
+    origin, edge = nodes["origin"].base, nodes["edge"].base
+    async with aiohttp.ClientSession() as http:
+        viewer = viewer_of(nodes["edge"])
+        try:
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 10, 30)
+            assert (await get(http, f"{edge}/api/streams/live"))["ingest"]["origin"] == nodes["relay"].base
+            nodes["relay"].proc.send_signal(signal.SIGKILL)
+            nodes["relay"].proc.wait(5)
+            killed_at, before = time.monotonic(), len(viewer.record.frames)
+
+            async def from_origin() -> bool:
+                return bool((await get(http, f"{edge}/api/streams/live"))["ingest"]["origin"] == origin)
+
+            await wait_until(from_origin, 15)
+            await viewer.wait_for(lambda r: len(r.frames) >= before + 30, 20)
+            resumed = next(f.at for f in viewer.record.frames[before:])
+            counters = [f.counter for f in viewer.record.frames[before:]]
+            assert counters == sorted(counters), counters  # the publisher's frames, in order
+
+            async def relay_pull_ended() -> bool:  # the origin ends the dead relay's pull too
+                at_origin = await get(http, f"{origin}/api/streams/live")
+                return [p["node"] for p in at_origin["pulls"]] == ["edge"]
+
+            await wait_until(relay_pull_ended, 10)
+            print(f"viewer's first frame after the relay died: {resumed - killed_at:.1f} s")
+        finally:
+            await viewer.stop(http)
