@@ -364,6 +364,35 @@ class ToViewers:
     items: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Bans:
+    """Origin -> edge (and relay -> edge): viewers the host banned (`banned` true) or let back
+    (false), by `subs`, so that an edge refuses their joins as the origin does; the whole list on
+    a pull's open, in pieces, then each change. Never sent to viewers."""
+
+    type: ClassVar[str] = "bans"
+    subs: tuple[str, ...]
+    banned: bool = True
+
+
+BANS_PER_MESSAGE = 500
+
+
+def encode_bans(subs: list[str], banned: bool = True) -> list[str]:
+    """``Bans`` messages for ``subs``, at most BANS_PER_MESSAGE each (none for none)."""
+    return [
+        json.dumps({"type": Bans.type, "subs": subs[i : i + BANS_PER_MESSAGE], "banned": banned}, separators=(",", ":"))
+        for i in range(0, len(subs), BANS_PER_MESSAGE)
+    ]
+
+
+def parse_bans(message: Mapping[str, Any]) -> Bans:
+    subs, banned = message.get("subs"), message.get("banned", True)
+    if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs) or not isinstance(banned, bool):
+        raise BadMessage("bans has subs (a list of strings) and banned (true or false)")
+    return Bans(tuple(subs), banned)
+
+
 def encode_edge_talk(talk: EdgeTalk) -> str:
     return json.dumps(
         {
@@ -449,6 +478,7 @@ def protocol_markdown() -> str:
         rows.append(f"| publisher -> server | (none) | {fields} | {_doc(peer_cls)} |")
     rows.append(f"| edge -> origin | `{EdgeTalk.type}` | {_fields(EdgeTalk)} | {_doc(EdgeTalk)} |")
     rows.append(f"| origin -> edge | `{ToViewers.type}` | {_fields(ToViewers)} | {_doc(ToViewers)} |")
+    rows.append(f"| origin -> edge | `{Bans.type}` | {_fields(Bans)} | {_doc(Bans)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -108,7 +108,11 @@ async def open_pull(
             setup_timeout_s=setup_timeout_s,
             on_end=on_end,
             stop_media=lambda: _detach_all(stream, session_id, rungs),
-            greeting=lambda: [stream.state_message(), encode(stream.cards.board.snapshot())],
+            greeting=lambda: [
+                stream.state_message(),
+                encode(stream.cards.board.snapshot()),
+                *stream.talk.bans_for_nodes(),
+            ],
             on_message=stream.on_edge_message,  # its viewers' comments and likes
             expects_channel=True,
             identity=Identity(sub=f"edge:{node}", name=node, role="viewer", guest=False),

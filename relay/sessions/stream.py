@@ -200,6 +200,7 @@ class Stream:
             pts_ms=self.pts_ms,
             broadcast=self.broadcast,
             on_screen_titles=lambda: [c.title for c in self.cards.board.on_screen()],
+            tell_nodes=self.to_pulls,
             reviewer=None
             if config.chat_review is None
             else Reviewer(
@@ -382,6 +383,11 @@ class Stream:
     def _state(self) -> StreamState:
         state = self.state
         return StreamState(self.name, state == "live", state)
+
+    def to_pulls(self, message: str) -> None:
+        """Send one message to the edges pulling this stream only (never to viewers)."""
+        for pull in self.pulls.values():
+            pull.send(message)
 
     def broadcast(self, message: str) -> None:
         """Send one serialised message (``relay.messages.encode``) to every viewer."""

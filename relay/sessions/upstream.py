@@ -42,7 +42,7 @@ from ingest.session import PeerSession
 from relay.cards.board import CardEvent
 from relay.cards.card import parse_card
 from relay.identity import Identity
-from relay.messages import EdgeTalk, ErrorMessage, ToViewers, encode, parse_to_viewers
+from relay.messages import Bans, EdgeTalk, ErrorMessage, ToViewers, encode, parse_bans, parse_to_viewers
 from relay.sessions.stream import Stream
 from relay.talk.comments import CommentRefused
 from relay.talk.forward import EdgeTalkBuffer
@@ -440,6 +440,8 @@ class EdgeUpstream:
                     float(message["sent_at"]),
                 )
                 self.stream.cards.mirror(event)
+            elif kind == Bans.type:
+                self.stream.talk.mirror_bans(parse_bans(message))
             elif kind == ToViewers.type:
                 self.stream.to_viewers(parse_to_viewers(message))
             elif kind == "bye":

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from relay.errors import SessionNotFound
 from relay.identity import MAX_NAME, ROLES, Identity
 from relay.messages import (
+    Bans,
     CommentMessage,
     CommentRemoved,
     EdgeTalk,
@@ -27,6 +28,7 @@ from relay.messages import (
     LikeTotals,
     OrderNotice,
     encode,
+    encode_bans,
     encode_batch,
 )
 from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
@@ -66,8 +68,10 @@ class TalkFeed:
         on_screen_titles: Callable[[], list[str]],
         display_per_s: int = 10,
         reviewer: Reviewer | None = None,
+        tell_nodes: Callable[[str], None] | None = None,
     ) -> None:
         self.stream = stream
+        self._tell_nodes = tell_nodes  # the edges pulling this stream hear of bans
         self.policy = CommentPolicy(rules)
         self.display = DisplaySampler(display_per_s)
         self.likes = LikeTally()
@@ -203,10 +207,29 @@ class TalkFeed:
     def ban(self, sub: str) -> None:
         self.policy.ban(sub)
         self._actions.append((time.time(), "ban", sub, None))
+        self._tell(sub, banned=True)
 
     def unban(self, sub: str) -> None:
         self.policy.unban(sub)
         self._actions.append((time.time(), "unban", sub, None))
+        self._tell(sub, banned=False)
+
+    def _tell(self, sub: str, *, banned: bool) -> None:
+        if self._tell_nodes is not None:
+            for message in encode_bans([sub], banned):
+                self._tell_nodes(message)
+
+    def bans_for_nodes(self) -> list[str]:
+        """The whole ban list, for an edge's pull as it opens."""
+        return encode_bans(sorted(self.policy.banned))
+
+    def mirror_bans(self, bans: Bans) -> None:
+        """An edge: the origin's bans, applied here (joins refused) and passed on to its edges."""
+        for sub in bans.subs:
+            (self.policy.ban if bans.banned else self.policy.unban)(sub)
+        if self._tell_nodes is not None:
+            for message in encode_bans(list(bans.subs), bans.banned):
+                self._tell_nodes(message)
 
     def mute(self, sub: str, seconds: float) -> None:
         now = time.time()

@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.identity import Identity
-from relay.messages import BadMessage, EdgeTalk, encode_to_viewers, parse_edge_talk, parse_to_viewers
+from relay.messages import (
+    BadMessage,
+    Bans,
+    EdgeTalk,
+    encode_to_viewers,
+    parse_bans,
+    parse_edge_talk,
+    parse_to_viewers,
+)
 from relay.talk.comments import CommentRefused, CommentRules
 from relay.talk.feed import TalkFeed
 from relay.talk.forward import MAX_MESSAGE_BYTES, EdgeTalkBuffer
@@ -168,3 +176,27 @@ def test_the_audience_goes_up_with_the_talk_and_a_relay_adds_its_edges() -> None
     assert parse_edge_talk(relay.due(1.0)[0]).viewers == 3
     relay.drop()  # the pull broke: the next one is told the whole audience again
     assert relay.waiting and parse_edge_talk(relay.due(2.0)[0]).viewers == 3
+
+
+def test_bans_reach_the_edges_whole_on_open_then_each_change_and_edges_pass_them_on() -> None:
+    told: list[str] = []
+    origin = TalkFeed("s", CommentRules(), store=None, store_pool=None, pts_ms=lambda: 0, broadcast=lambda m: None,
+                      on_screen_titles=list, tell_nodes=told.append)  # fmt: skip
+    for n in range(1203):
+        origin.policy.ban(f"u-{n}")
+    opening = origin.bans_for_nodes()
+    assert len(opening) == 3 and all(len(m) < 64 * 1024 for m in opening)  # in pieces
+    origin.ban("u-late")
+    origin.unban("u-7")
+    assert [parse_bans(json.loads(m)) for m in told] == [Bans(("u-late",), True), Bans(("u-7",), False)]
+
+    onward: list[str] = []
+    edge = TalkFeed("s", CommentRules(), store=None, store_pool=None, pts_ms=lambda: 0, broadcast=lambda m: None,
+                    on_screen_titles=list, tell_nodes=onward.append)  # fmt: skip
+    for message in [*opening, *told]:
+        edge.mirror_bans(parse_bans(json.loads(message)))
+    assert edge.policy.banned == origin.policy.banned and edge.policy.is_banned("u-late")
+    assert not edge.policy.is_banned("u-7") and len(onward) == len(opening) + 2  # a relay tells its edges
+    for bad in ({"subs": "u-1"}, {"subs": [1]}, {"subs": ["u"], "banned": "yes"}):
+        with pytest.raises(BadMessage):
+            parse_bans(bad)
