@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 import pytest_asyncio
 
@@ -22,6 +23,7 @@ from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, w
 from tests.redis_server import RedisServer
 
 TOKEN = "cluster-relay-token-0123456789"
+SECRET = "vip-viewer-secret-0123456789abcdef"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
@@ -33,7 +35,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server
     except FileNotFoundError:
         pytest.skip("needs Debian's redis-server (./dev.sh test installs it)")
     redis.start()
-    config = write_config(tmp / "livecart.toml", f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\n')
+    config = write_config(
+        tmp / "livecart.toml",
+        f'[streams.vip]\npublish_key = "{PUBLISH_KEY}"\nviewer_secret = "{SECRET}"\n'
+        f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\n',
+    )
     servers: dict[str, Server] = {}
     try:
         for name in ("origin", "relay", "edge"):
@@ -167,6 +173,56 @@ async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_
             return bool(stats["viewers"]["now"] == 0)
 
         await wait_until(all_left, 10)
+
+
+def vip_viewer(edge: Server, sub: str) -> WhepViewer:
+    claims = {"aud": "vip", "exp": int(time.time()) + 600, "sub": sub, "name": sub}
+    viewer = WhepViewer(edge.base, "vip", rendition="240p", audio=False)
+    viewer.url += f"&via=test&token={jwt.encode(claims, SECRET, algorithm='HS256')}"
+    return viewer
+
+
+async def test_a_viewer_banned_on_the_origin_cannot_join_an_edge_two_levels_down(nodes: dict[str, Server]) -> None:
+    origin, edge = nodes["origin"].base, nodes["edge"]
+    host = {"Authorization": f"Bearer {PUBLISH_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        pub = WhipPublisher(origin, "vip", PUBLISH_KEY, width=320, height=180, audio=False, h264=True)
+        await pub.start(http)
+        ann = vip_viewer(edge, "u-ann")
+        try:
+            async def registered() -> bool:
+                view = await get(http, f"{origin}/api/cluster")
+                return any(n["node_id"] == "origin" and "vip" in n["streams"] for n in view["nodes"])
+
+            await wait_until(registered, 30)
+            await ann.start(http)  # the edge pulls vip through the relay
+            await ann.wait_for(lambda r: len(r.frames) >= 5 and r.got("snapshot"), 30)
+            async with http.post(f"{origin}/api/streams/vip/moderation", json={"action": "ban", "sub": "u-bob"},
+                                 headers=host) as res:  # fmt: skip
+                assert res.status == 200, await res.text()
+            seen: list[str] = []
+
+            async def refused() -> bool:  # the ban travels origin -> relay -> edge on the pulls
+                bob = vip_viewer(edge, "u-bob")
+                try:
+                    await bob.start(http)
+                except RuntimeError as exc:
+                    seen[:] = [str(exc)]
+                    return "403" in str(exc) and "banned" in str(exc)
+                finally:
+                    await bob.stop(http)
+                return False
+
+            await wait_until(refused, 5)
+            cat = vip_viewer(edge, "u-cat")  # anyone else still joins
+            try:
+                await cat.start(http)
+                await cat.wait_for(lambda r: len(r.frames) >= 3, 20)
+            finally:
+                await cat.stop(http)
+        finally:
+            await ann.stop(http)
+            await pub.stop(http)
 
 
 async def test_when_the_relay_dies_the_edge_pulls_from_the_origin_and_its_viewer_watches_on(
