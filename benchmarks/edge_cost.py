@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.loadviewer import LoadViewer
-from benchmarks.pull_cost import TOKEN, _cpu_s, _free_port, _registered, _start
+from benchmarks.pull_cost import _cpu_s, _registered, _start, redis_cluster
 
 RENDITION = "480p"
 CONFIG = "[limits]\nposts_per_s_per_ip = 10000\nposts_burst = 10000\n"  # the load comes from one address
@@ -89,15 +88,9 @@ def _all_in_one(tmp: Path, viewers: int, seconds: float) -> tuple[float, float, 
 def _edge(tmp: Path, viewers: int, seconds: float) -> tuple[float, float, float, float]:
     tmp.mkdir(parents=True)
     (tmp / "livecart.toml").write_text(CONFIG)
-    port = _free_port()
-    redis = subprocess.Popen(
-        ["taskset", "-c", "1", "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
     config = ["--config", str(tmp / "livecart.toml")]
-    cluster = [*config, "--cluster", f"redis://127.0.0.1:{port}/0", "--cluster-token", TOKEN]
-    procs = []
-    try:
+    with redis_cluster("1") as (joining, procs):
+        cluster = [*config, *joining]
         origin_proc, origin = _start(tmp, "origin", ["--demo", "--role", "origin", *cluster], "1")
         procs.append(origin_proc)
         edge_proc, edge = _start(tmp, "edge", ["--role", "edge", *cluster], "0")
@@ -109,13 +102,6 @@ def _edge(tmp: Path, viewers: int, seconds: float) -> tuple[float, float, float,
 
         asyncio.run(ready())
         return asyncio.run(_steps(edge, edge_proc.pid, viewers, seconds, via=True))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(15)
-        redis.terminate()
-        redis.wait(10)
 
 
 def main() -> None:

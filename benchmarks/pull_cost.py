@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +119,32 @@ async def steps(origin: str, origin_pid: int, edges: list[str], seconds: float) 
     return rows
 
 
-def run(edges: int, seconds: float) -> list[tuple[str, float, float]]:
-    tmp = Path(tempfile.mkdtemp(prefix="pull-cost-"))
+@contextlib.contextmanager
+def redis_cluster(redis_core: str | None = None) -> Iterator[tuple[list[str], list[subprocess.Popen[str]]]]:
+    """Debian's ``redis-server`` on a free loopback port (pinned to ``redis_core`` where
+    ``taskset`` exists): yields the ``livecart serve`` flags that join it, and a list for the
+    node processes started meanwhile; every one of them and Redis are stopped at the end."""
     port = _free_port()
+    pin = ["taskset", "-c", redis_core] if redis_core is not None and shutil.which("taskset") else []
     redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""], stdout=subprocess.DEVNULL
+        [*pin, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""], stdout=subprocess.DEVNULL
     )
-    cluster = ["--cluster", f"redis://127.0.0.1:{port}/0", "--cluster-token", TOKEN]
-    cores = os.cpu_count() or 1
     procs: list[subprocess.Popen[str]] = []
     try:
+        yield ["--cluster", f"redis://127.0.0.1:{port}/0", "--cluster-token", TOKEN], procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(15)
+        redis.terminate()
+        redis.wait(10)
+
+
+def run(edges: int, seconds: float) -> list[tuple[str, float, float]]:
+    tmp = Path(tempfile.mkdtemp(prefix="pull-cost-"))
+    cores = os.cpu_count() or 1
+    with redis_cluster() as (cluster, procs):
         origin_proc, origin = _start(tmp, "origin", ["--demo", "--role", "origin", *cluster], "0")
         procs.append(origin_proc)
         bases = []
@@ -136,13 +154,6 @@ def run(edges: int, seconds: float) -> list[tuple[str, float, float]]:
             procs.append(proc)
             bases.append(base)
         return asyncio.run(steps(origin, origin_proc.pid, bases, seconds))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(15)
-        redis.terminate()
-        redis.wait(10)
 
 
 def report(rows: list[tuple[str, float, float]]) -> str:

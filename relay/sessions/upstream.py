@@ -237,19 +237,16 @@ class EdgeUpstream:
     def audience(self, viewers: int, *, joined: bool) -> None:
         """This edge's viewers of the stream changed: the origin's analytics hear it."""
         self.talk.audience(viewers, joined=joined)
-        if self._channel is not None:
-            self._schedule_talk()
+        self._schedule_talk()
 
     def click(self, viewer_id: str, card: str) -> None:
         self.talk.clicked(viewer_id, card)
-        if self._channel is not None:
-            self._schedule_talk()
+        self._schedule_talk()
 
     def below_gone(self, pull_id: str) -> None:
         """A relay: the edge pulling as ``pull_id`` left."""
         self.talk.below_gone(pull_id)
-        if self._channel is not None:
-            self._schedule_talk()
+        self._schedule_talk()
 
     def relay_talk(self, pull_id: str, talk: EdgeTalk) -> list[str]:
         """A relay: talk from the edge pulling as ``pull_id``, passed up with the relay's own;
@@ -261,7 +258,9 @@ class EdgeUpstream:
         return refused
 
     def _schedule_talk(self) -> None:
-        if self._flush is not None:
+        """Send what waits when it is due, on the current pull (between pulls, it waits for the
+        next one, which schedules it)."""
+        if self._flush is not None or self._channel is None:
             return
         loop = asyncio.get_running_loop()
         when = self.talk.next_due(loop.time())

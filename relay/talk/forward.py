@@ -17,6 +17,7 @@ origin is unreachable and the pull is being made again).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from relay.identity import Identity
@@ -124,7 +125,7 @@ class EdgeTalkBuffer:
         batches: list[list[EdgeComment]] = [[]]
         size = 0
         for item in self._comments:
-            cost = len(json.dumps(list(_fields(item)))) + 1
+            cost = len(json.dumps(dataclasses.astuple(item))) + 1
             if batches[-1] and (size + cost > MAX_MESSAGE_BYTES or len(batches[-1]) >= MAX_EDGE_COMMENTS):
                 batches.append([])
                 size = 0
@@ -160,6 +161,3 @@ class EdgeTalkBuffer:
         self._sent_viewers = -1  # the next pull is told the whole audience again
         return refs
 
-
-def _fields(item: EdgeComment) -> tuple[str, str, str, str, bool, str]:
-    return (item.ref, item.sub, item.name, item.role, item.guest, item.text)

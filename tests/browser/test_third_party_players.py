@@ -21,6 +21,7 @@ from benchmarks.peers import WhipPublisher
 from tests.browser.conftest import KEY
 from tests.e2e.conftest import Server
 from tests.e2e.helpers import INTEROP, node_with
+from tests.local_http import serving
 
 PAGES = Path(__file__).resolve().parent / "pages"
 DECODED = """async () => {
@@ -47,15 +48,8 @@ async def player_origin() -> AsyncIterator[str]:
     app.router.add_get("/", page)
     app.router.add_get("/favicon.ico", no_icon)
     app.router.add_static("/whip-whep", INTEROP / "node_modules" / "whip-whep")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 async def test_medooze_whip_whep_plays_from_another_origin_with_trickle_and_delete(

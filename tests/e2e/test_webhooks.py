@@ -14,6 +14,7 @@ from aiohttp import web
 
 from benchmarks.peers import WhepViewer, WhipPublisher
 from tests.e2e.conftest import start_server, stop_server, write_config
+from tests.local_http import serving
 
 KEY = "webhook-test-key-0123456789"
 
@@ -37,13 +38,8 @@ async def hook() -> AsyncIterator[tuple[Hook, str]]:
     recorder = Hook()
     app = web.Application()
     app.router.add_post("/{name}", recorder.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield recorder, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield recorder, base
 
 
 def _config(tmp: Path, hooks: str) -> Path:

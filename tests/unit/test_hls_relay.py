@@ -6,7 +6,6 @@ conversation API relayed to the origin (relay.cluster.origin_proxy)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from relay.cluster.hls_relay import HlsRelay, OriginUnavailable
 from relay.cluster.origin_proxy import ask_origin
+from tests.local_http import free_port, serving
 
 
 class Origin:
@@ -43,16 +43,11 @@ async def origin() -> AsyncIterator[tuple[Origin, str]]:
     state = Origin()
     app = web.Application()
     app.router.add_get("/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield state, f"http://127.0.0.1:{port}"
-    finally:
-        state.release.set()
-        await runner.cleanup()
+    async with serving(app) as base:
+        try:
+            yield state, base
+        finally:
+            state.release.set()  # held requests end before the server does
 
 
 async def test_concurrent_blocking_reloads_are_one_upstream_request_and_then_cached(origin: tuple[Origin, str]) -> None:
@@ -87,9 +82,7 @@ async def test_concurrent_blocking_reloads_are_one_upstream_request_and_then_cac
 
 
 async def test_an_origin_that_does_not_answer_is_a_502_with_the_reason_and_leaves_nothing_running() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
 
     async def where() -> str:
         return f"http://127.0.0.1:{port}"
@@ -117,23 +110,14 @@ async def test_the_conversation_api_is_relayed_with_its_credentials_and_the_orig
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as base:
         async with aiohttp.ClientSession() as http:
             headers = {"Authorization": "Bearer viewer-token", "Content-Type": "application/json", "Cookie": "x"}
             answer = await ask_origin(http, base, "POST", "/api/streams/s/comments?token=t", headers, b'{"text":"hi"}')
             assert seen == [("/api/streams/s/comments?token=t", "Bearer viewer-token", b'{"text":"hi"}')]
             assert (answer.status, answer.body, answer.headers.get("Retry-After")) == (429, b"slow down", "3")
             assert "X-Internal" not in answer.headers
-    finally:
-        await runner.cleanup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     async with aiohttp.ClientSession() as http:
         with pytest.raises(OriginUnavailable) as gone:
-            await ask_origin(http, f"http://127.0.0.1:{port}", "POST", "/api/streams/s/likes", {}, b"{}")
+            await ask_origin(http, f"http://127.0.0.1:{free_port()}", "POST", "/api/streams/s/likes", {}, b"{}")
     assert gone.value.status == 502
