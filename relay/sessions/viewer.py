@@ -149,6 +149,8 @@ class ViewerSession(PeerSession):
 
     def _stopping(self) -> None:
         self._stop_media()  # no packet leaves for this viewer once its close has begun
+        for link in self.links.values():  # the fan-out closed those it used; a spare one goes too
+            link.close()
 
     async def _ended(self, reason: str) -> None:
         await self._on_end(self, reason)
