@@ -34,6 +34,8 @@ from relay.media.twcc import DELTA_US, NOT_RECEIVED, TccFeedback, merged
 
 CAP = 1.5  # the estimate stays within this factor of what was acknowledged or probed
 ACKED_WINDOW_S = 0.5
+CONGESTED_S = 0.5  # see SendSideEstimator.congested
+DELIVERED_WINDOW_S = 0.25  # what arrived lately (delivered_bps): the link's rate while it drops packets
 GROUP_S = 0.005  # packets sent within 5 ms of a group's first are one group
 TREND_GROUPS = 20
 SMOOTHING = 0.9
@@ -422,6 +424,24 @@ class SendSideEstimator:
             return None
         return self._acked_bytes * 8 / ACKED_WINDOW_S
 
+    def delivered_bps(self, window_s: float = DELIVERED_WINDOW_S) -> float | None:
+        """What arrived over the last ``window_s`` of arrival times (None before there is that much).
+
+        On a link that drops packets the queue in front of it is full, so this is what the link
+        carries now, while the estimate may still lag: a probe lifted it moments ago, or the
+        half-second acknowledged window still holds the rate from before a drop. Within a
+        batch's bytes of the truth (a batch counts at its last arrival)."""
+        newest = self._newest_arrival
+        if newest is None or self._oldest_arrival is None or newest - self._oldest_arrival < window_s:
+            return None
+        since = newest - window_s
+        total = 0.0
+        for at, octets in reversed(self._acked):
+            if at < since:
+                break
+            total += octets
+        return total * 8 / window_s
+
     def probe_bps(self, now: float) -> float | None:
         if self._probe_bps is None or now - self._probe_bps[1] > PROBE_VALID_S:
             return None
@@ -462,6 +482,16 @@ class SendSideEstimator:
 
     def recently_decreased(self, now: float, within_s: float) -> bool:
         return self._last_decrease is not None and now - self._last_decrease < within_s
+
+    def congested(self, now: float) -> bool:
+        """Whether the link is in the way now: a queue building, loss, or a decrease just made.
+
+        Only briefly after a decrease (``CONGESTED_S``): a keyframe's burst on a link with a
+        quarter to spare builds a queue for a moment and the estimate falls to 85 % of what
+        arrives, then climbs back; counted as congestion for longer, that blip alone would move
+        the viewer down a rung the link carries (seen: 480p on 1.5 Mbit/s).
+        """
+        return self.signal == "overuse" or self.loss > LOSS_LOW or self.recently_decreased(now, CONGESTED_S)
 
 
 def _tail_bps(slices: list[tuple[float, float, float]]) -> float | None:

@@ -176,6 +176,7 @@ class AbrPolicy:
         *,
         repairs_refused: bool = False,
         congested: bool = True,
+        delivered_bps: float | None = None,
     ) -> str | None:
         """A send-side estimate and the loss it saw: the new rung when the choice changes, else None.
 
@@ -184,6 +185,8 @@ class AbrPolicy:
         ``congested``: the estimator saw a queue build or loss lately. Without that, an estimate
         under the rung's rate only says the encoder sent less for a while (the estimate follows
         what is acknowledged when nothing is in the way), which is no reason to go down.
+        ``delivered_bps``: what arrived over the last quarter second. Under heavy loss the queue
+        in front of the link is full and that is the link's rate: the rung aimed for fits it.
         """
         index = self._index()
         need = self.need_bps(index)
@@ -204,8 +207,13 @@ class AbrPolicy:
             if since_change is not None and since_change < self._down_hold_s:
                 return None
             self._low_since = None
-            # Under heavy loss the estimate lags what arrives: aim for what got through.
-            usable = estimate_bps * (1 - loss) if loss > SEND_DOWN_LOSS else estimate_bps
+            # Under heavy loss the estimate lags what arrives: aim for what got through, and for
+            # no more than the link delivered lately (a probe may have lifted the estimate).
+            usable = estimate_bps
+            if loss > SEND_DOWN_LOSS:
+                usable *= 1 - loss
+                if delivered_bps is not None:
+                    usable = min(usable, delivered_bps)
             fits = [i for i in range(len(self.rungs)) if self.need_bps(i) * UP_MARGIN <= usable]
             target = max(index + 1, fits[0] if fits else lowest)
             self.reason = (

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.media.bwe import LOSS_LOW
 from relay.media.fanout import Fanout
 from relay.media.twcc import BadFeedback, parse_feedback
 from relay.sessions.rungs import RungChoice
@@ -32,7 +31,6 @@ PROBE_S = 0.06  # short, so a failed probe queues little (and overflows no queue
 # 600 kbit/s link. 16 kB is 140 ms at that rate, and still 60 ms for 720p's 3.2 Mbit/s.
 PROBE_MIN_BYTES = 16_000
 WIRE_OVERHEAD = 1.06  # RTP, extension and SRTP bytes on top of the encoder's output
-CONGESTED_S = 2.0  # an estimate decreased (delay or loss) this recently says the link is in the way
 REFUSED_DOWN = 0.10  # repairs refused above this share of packets sent, two seconds running: go down
 
 
@@ -143,9 +141,14 @@ class SendSideControl:
         tracks.video.repair.set_rate(estimate, now)
         if not self._rungs.is_auto(viewer_id) or self._fanout.is_switching(viewer_id):
             return
-        congested = bwe.signal == "overuse" or bwe.recently_decreased(now, CONGESTED_S) or bwe.loss > LOSS_LOW
+        congested = bwe.congested(now)
         decision = abr.on_estimate(
-            estimate, bwe.loss, now, repairs_refused=viewer_id in self._pressure, congested=congested
+            estimate,
+            bwe.loss,
+            now,
+            repairs_refused=viewer_id in self._pressure,
+            congested=congested,
+            delivered_bps=bwe.delivered_bps(),
         )
         decision = self._rungs.auto_decision(viewer_id, decision)
         if decision is not None:

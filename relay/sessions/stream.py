@@ -364,6 +364,7 @@ class Stream:
             viewer.close_soon(f"send failed: {reason}")
 
     def _on_switched(self, viewer_id: str, rung: str) -> None:
+        log.debug("viewer %s/%s: now on %s", self.name, viewer_id[:8], rung)
         viewer = self.viewers.get(viewer_id)
         if viewer is not None:
             # The clock first: the switch's first frame is already on its way, and a player holds

@@ -153,10 +153,6 @@ def _frozen(rec: list[dict[str, float]], start: float, end: float) -> float:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(
-    os.environ.get("LIVECART_SHAPED") != "1",
-    reason="issue 18 acceptance, not met yet in a clean-clone run (1.52 s frozen vs 1.0): run with LIVECART_SHAPED=1",
-)
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: ./dev.sh test installs it")
 async def test_auto_settles_per_link_and_follows_a_lifted_and_a_dropped_limit(net: Net, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright

@@ -340,8 +340,10 @@ async def test_at_the_limit_publishers_get_503_naming_it_and_every_admitted_publ
                 return all(any(r["frames_out"] > 10 for r in streams[p.url.rsplit("/", 1)[1]]["rungs"]) for p in live)
 
             await wait_until(all_live, 20)
-            print(f"viewers {len(viewers) + leaving}, left {leaving}, refused {len(refused)}, "
-                  f"publishers live {len(live)} of 3, {results}")
+            print(
+                f"viewers {len(viewers) + leaving}, left {leaving}, refused {len(refused)}, "
+                f"publishers live {len(live)} of 3, {results}"
+            )
         finally:
             await asyncio.gather(*(p.stop(http) for p in live), return_exceptions=True)
             await _leave_all(http, viewers)

@@ -124,6 +124,15 @@ def test_a_probe_on_a_narrow_link_comes_back_at_what_the_link_has_left() -> None
     assert bwe.estimate_bps is not None and bwe.estimate_bps < 2_000_000
 
 
+def test_what_a_dropping_link_delivers_is_its_rate_whatever_is_sent() -> None:
+    for link_bps, media_bps in ((600_000, 2_600_000), (1_500_000, 4_000_000), (600_000, 900_000)):
+        bwe = SendSideEstimator()
+        run(bwe, Link(link_bps, queue_s=0.2), media_bps, 3.0)
+        delivered = bwe.delivered_bps()
+        assert bwe.loss > 0.1 and delivered is not None, (bwe.loss, delivered)
+        assert 0.85 * link_bps <= delivered <= 1.15 * link_bps, (link_bps, media_bps, delivered)
+
+
 def test_loss_brings_the_estimate_down() -> None:
     bwe = SendSideEstimator()
     link = Link(50_000_000)
