@@ -30,6 +30,7 @@ NOMINAL_FLOOR = 0.9  # a rung costs at least this share of its nominal rate, its
 UP_MARGIN = 1.2  # ... and move to a rung only with this much to spare
 DEEP_LOW = 0.75  # an estimate this far under the rung's rate moves down at once
 LOW_HOLD_S = 0.7  # otherwise it must stay under for this long
+UNDER_ACKED = 0.95  # ... and, while nothing is lost, under this share of what arrives
 SEND_DOWN_LOSS = 0.10  # loss that transport-cc reports (repairs hide it from the picture, not the link)
 UP_HOLD_S = 2.0  # no move up within this long of the last change
 # Probes run at this times the higher rung's rate: a browser's arrival times are noisy by 10 %
@@ -177,6 +178,7 @@ class AbrPolicy:
         repairs_refused: bool = False,
         congested: bool = True,
         delivered_bps: float | None = None,
+        acked_bps: float | None = None,
     ) -> str | None:
         """A send-side estimate and the loss it saw: the new rung when the choice changes, else None.
 
@@ -185,6 +187,8 @@ class AbrPolicy:
         ``congested``: the estimator saw a queue build or loss lately. Without that, an estimate
         under the rung's rate only says the encoder sent less for a while (the estimate follows
         what is acknowledged when nothing is in the way), which is no reason to go down.
+        ``acked_bps``: what arrived over the last half second. Without loss, an estimate under
+        the rung's rate moves the viewer only while it is also under this (a queue building).
         ``delivered_bps``: what arrived over the last quarter second. Under heavy loss the queue
         in front of the link is full and that is the link's rate: the rung aimed for fits it.
         """
@@ -196,6 +200,12 @@ class AbrPolicy:
             self._last_up = None  # the move up held: probing is cheap again
             self._probe_backoff_s = PROBE_BACKOFF_S
         low = congested and estimate_bps < need * STAY_MARGIN
+        if low and acked_bps is not None and loss <= self._up_loss:
+            # Nothing lost and the estimate not under what arrives: the link carries what is sent
+            # (an estimate bouncing between 85 % of the acknowledged rate and the rate itself is a
+            # noisy receiver's clock, seen in Chromium on a busy machine, not a queue that builds;
+            # a queue that builds keeps the estimate under it).
+            low = estimate_bps < acked_bps * UNDER_ACKED
         if not low:
             self._low_since = None
         elif self._low_since is None:

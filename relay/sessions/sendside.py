@@ -149,6 +149,7 @@ class SendSideControl:
             repairs_refused=viewer_id in self._pressure,
             congested=congested,
             delivered_bps=bwe.delivered_bps(),
+            acked_bps=bwe.acked_bps,
         )
         decision = self._rungs.auto_decision(viewer_id, decision)
         if decision is not None:
