@@ -57,7 +57,9 @@ class RtpCounter:
         self._count(data, plaintext=False)
 
     def _count(self, data: bytes, plaintext: bool) -> None:
-        if len(data) < 12:
+        # RTP and RTCP only (RFC 7983's first byte 128..191): the same socket carries STUN
+        # (consent checks) and DTLS (the data channel), which are neither counted nor verified.
+        if len(data) < 12 or not 127 < data[0] < 192:
             return
         _, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
         if 192 <= b1 <= 223:  # RTCP (sender reports): not counted
