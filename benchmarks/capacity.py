@@ -12,10 +12,18 @@ A model fed with the costs measured on the development machine (``benchmarks/RES
 - A **pull** costs the node it pulls from ``PULL_CORES`` (the upper of two runs) and carries the
   whole ladder, ``PULL_MBPS``.
 - The **origin** spends ``ORIGIN_ENCODE_CORES`` on the ladder; what is left of its core feeds
-  pulls. A **relay edge** (an edge that other edges pull from: a relay level) spends its core on
-  pulls too. One relay level is built (``--role relay``); a plan with two needs what is not.
+  pulls. A **relay** (``--role relay --relay-level n``: a node that the level below pulls from)
+  spends its core on pulls too.
+- **Pulls are spread by rendezvous hashing** (``relay.cluster.nodes.pick_relay``), not dealt out
+  evenly: with n pullers over m relays a relay gets Binomial(n, 1/m) of them, and the busiest
+  one, not the average, must fit its core. A level is therefore sized so that the chance that
+  any of its relays gets more pulls than a core feeds is under ``RISK`` (a Poisson tail, which
+  is a little wider than the binomial's). The origin is not hashed to: every level-1 relay
+  pulls from it.
 
-The README's capacity table is this module's output (a test compares them).
+The README's capacity table is this module's output (a test compares them), and
+``benchmarks.capacity_sim`` runs the plans through a simulation of every node's queue, with the
+real hash choosing each puller's relay.
 """
 
 from __future__ import annotations
@@ -33,6 +41,41 @@ PULL_MBPS = 4.3  # one pull: the default ladder and the audio, with RTP overhead
 ORIGIN_ENCODE_CORES = 0.33  # the default ladder's encoders (pull_cost idle, the upper run)
 VIEWER_MBPS = {"480p": 1.14, "720p": 2.8}  # per viewer, with audio and overhead (bench; 720p from the ladder)
 PACKETS_VS_480P = {"480p": 1.0, "720p": 1.8}  # 720p: ~260 video + 50 audio packets/s, 480p: 173 measured
+RISK = 0.01  # the chance, per level, that hashing gives some relay more pulls than its core feeds
+
+
+def busiest(pullers: int, relays: int) -> int:
+    """Pulls on the busiest of ``relays`` hashed to by ``pullers``, but for a ``RISK`` chance: the
+    smallest k with relays * P(X > k) <= RISK, X ~ Poisson(pullers / relays). The tail is summed
+    from far above the mean down (in logs: a large mean underflows exp(-mean))."""
+    mean = pullers / relays
+
+    def pmf(i: int) -> float:
+        return math.exp(-mean + i * math.log(mean) - math.lgamma(i + 1))
+
+    k = math.ceil(mean + 12 * math.sqrt(mean) + 12)  # the tail above this is far below RISK
+    tail = 0.0  # P(X > k)
+    while k > math.ceil(mean) and relays * (tail + pmf(k)) <= RISK:
+        tail += pmf(k)
+        k -= 1
+    return min(k, pullers)
+
+
+MIN_RELAYS = 2  # per level: when one dies, its pullers move to a sibling, not up to a level that is full
+
+
+def relays_for(pullers: int) -> int:
+    """The fewest relays (at least ``MIN_RELAYS``) over which hashing ``pullers`` leaves every
+    relay within its budget."""
+    cap = pulls_per_node(origin=False)
+    lo, hi = max(MIN_RELAYS, math.ceil(pullers / cap)), max(MIN_RELAYS, pullers)  # busiest(n, n) fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if busiest(pullers, mid) <= cap:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +109,7 @@ def plan(viewers: int, rung: str = "720p") -> Plan:
     levels: list[int] = []
     below = leaves  # nodes that need a pull at the level being planned
     while below > pulls_per_node(origin=True):
-        below = math.ceil(below / pulls_per_node(origin=False))
+        below = relays_for(below)
         levels.insert(0, below)
     return Plan(
         viewers,
@@ -87,13 +130,13 @@ def check(p: Plan) -> None:
     assert ORIGIN_ENCODE_CORES + p.origin_pulls * PULL_CORES <= LOAD + 1e-9
     tiers = [p.origin_pulls, *p.relay_levels, p.leaves]
     for parents, children in itertools.pairwise(tiers[1:]):
-        assert math.ceil(children / parents) <= pulls_per_node(origin=False)
+        assert busiest(children, parents) <= pulls_per_node(origin=False)
     assert tiers[1] <= p.origin_pulls if p.relay_levels else p.origin_pulls == p.leaves
 
 
 def table(counts: list[int]) -> str:
     rows = [
-        "| viewers (720p) | leaf edges (cores) | relay levels (edges per level) | pulls on the origin "
+        "| viewers (720p) | leaf edges (cores) | relay levels (relays per level) | pulls on the origin "
         "| origin to its pulls | each relay level to the next | edges to viewers |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -137,6 +137,9 @@ class ServerConfig:
     embed_origins: tuple[str, ...] = ("*",)
 
 
+MAX_RELAY_LEVEL = 4  # four levels of ~100 pulls each already reach 10^8 edges
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """This node's part in a cluster: ``all`` (one process, no Redis), ``origin``, ``edge`` or
@@ -151,6 +154,7 @@ class ClusterConfig:
     dead_after_s: float = 5.0  # a node silent this long is dead (its Redis entry expires too)
     pull_grace_s: float = 10.0  # an edge keeps pulling a stream this long after its last viewer left
     workers: int = 1  # > 1: this machine runs one origin and workers-1 edges, one per core (relay/cluster/workers.py)
+    relay_level: int = 1  # a relay at level n pulls from a relay at level n-1 (level 1: from the origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +241,14 @@ _OPTIONS: tuple[_Option, ...] = (
     ("transcode", "max_width", "--max-width", "LIVECART_MAX_WIDTH", int, "largest rendition width"),
     ("transcode", "max_height", "--max-height", "LIVECART_MAX_HEIGHT", int, "largest rendition height"),
     ("transcode", "fps", "--fps", "LIVECART_FPS", int, "encoded frame rate"),
-    ("cluster", "role", "--role", "LIVECART_ROLE", str, "all (one process), origin (ingest) or edge (viewers)"),
+    (
+        "cluster",
+        "role",
+        "--role",
+        "LIVECART_ROLE",
+        str,
+        "all (one process), origin (ingest), edge (viewers) or relay (what edges pull from)",
+    ),
     ("cluster", "url", "--cluster", "LIVECART_CLUSTER", str, "Redis URL of the cluster directory, redis://HOST:PORT/DB"),
     ("cluster", "node_id", "--node-id", "LIVECART_NODE_ID", str, "this node's name in the cluster"),
     ("cluster", "advertise_url", "--advertise-url", "LIVECART_ADVERTISE_URL", str, "URL others reach this node at"),
@@ -249,6 +260,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "LIVECART_WORKERS",
         int,
         "processes on this machine: one origin and N-1 edges, one per core (needs --cluster)",
+    ),
+    (
+        "cluster",
+        "relay_level",
+        "--relay-level",
+        "LIVECART_RELAY_LEVEL",
+        int,
+        f"a relay's level, 1..{MAX_RELAY_LEVEL}: level n pulls from level n-1, level 1 from the origin",
     ),
     ("hls", "enabled", "--hls", "LIVECART_HLS", lambda text: _truthy(text), "serve LL-HLS at /hls/{stream}/ (1 or 0)"),
     ("recording", "enabled", "--record", "LIVECART_RECORD", lambda text: _truthy(text), "record each session (1 or 0)"),
@@ -489,6 +508,11 @@ def _cluster_problems(c: ClusterConfig) -> list[tuple[bool, str]]:
         (c.dead_after_s < 2 * c.heartbeat_s, "cluster dead_after_s must be at least twice heartbeat_s"),
         (c.pull_grace_s < 0, f"cluster pull_grace_s must be >= 0, got {c.pull_grace_s}"),
         (c.workers < 1, f"workers must be at least 1, got {c.workers}"),
+        (
+            not 1 <= c.relay_level <= MAX_RELAY_LEVEL,
+            f"relay_level must be 1..{MAX_RELAY_LEVEL}, got {c.relay_level}",
+        ),
+        (c.relay_level > 1 and c.role != "relay", "relay_level is for --role relay"),
         (c.workers > 1 and not c.url, "--workers needs the cluster directory the workers meet in: --cluster redis://..."),
         (c.workers > 1 and clustered, "--workers runs its own origin and edges: leave out --role"),
         (

@@ -61,6 +61,7 @@ class ClusterNode:
         self.directory: Directory = directory or LocalDirectory()
         self.node_id = cluster.node_id or ""
         self.url = cluster.advertise_url or ""
+        self.level = cluster.relay_level if self.role == "relay" else 0
         self.chooser = EdgeChooser(cluster.dead_after_s)
         self.linger = PullLinger(cluster.pull_grace_s)
         self.upstreams: dict[str, EdgeUpstream] = {}
@@ -87,7 +88,8 @@ class ClusterNode:
         if self.role in PULLING:
             self.hls = HlsRelay(self._http)
         self._task = asyncio.get_running_loop().create_task(self._beat(), name=f"cluster {self.node_id} heartbeat")
-        log.info("cluster: node %s (%s) at %s", self.node_id, self.role, self.url)
+        level = f", level {self.level}" if self.role == "relay" else ""
+        log.info("cluster: node %s (%s%s) at %s", self.node_id, self.role, level, self.url)
 
     async def close(self) -> None:
         """Stop beating, stop every pull, and leave the directory (best effort)."""
@@ -136,6 +138,7 @@ class ClusterNode:
             bytes_per_s=(sent - sent_then) / max(1e-6, mono - bytes_at),
             streams=held,
             stream_viewers=per_stream,
+            level=self.level,
         )
 
     async def _beat(self) -> None:
@@ -218,7 +221,7 @@ class ClusterNode:
     def load_now(self, now: float) -> NodeLoad:
         """This node's load as routing sees it: its viewers right now (not at its last beat)."""
         viewers = self.registry.admission.count(Kind.VIEWER)
-        return NodeLoad(self.node_id, self.role, self.url, now, viewers=viewers)
+        return NodeLoad(self.node_id, self.role, self.url, now, viewers=viewers, level=self.level)
 
     async def ask_origin(self, origin: str, method: str, path_qs: str, headers: dict[str, str], body: bytes) -> Answer:
         """Relay one HTTP request to ``origin`` (relay.cluster.origin_proxy)."""
@@ -227,11 +230,13 @@ class ClusterNode:
         return await ask_origin(self._http, origin, method, path_qs, headers, body)
 
     async def upstream_url(self, stream: str) -> str:
-        """Where this node pulls ``stream`` from now: an edge from a live relay when the cluster
-        has one (``relay.cluster.nodes.pick_relay``), else, and always for a relay, the origin."""
-        if self.role == "edge":
+        """Where this node pulls ``stream`` from now (``relay.cluster.nodes.pick_relay``): an edge
+        from a live relay of the deepest level, a relay at level n from one under n, and either
+        from the origin when no relay fits (always so for a level-1 relay)."""
+        if self.role in PULLING:
             nodes, dead_after = self.fresh_nodes() or [], self.config.cluster.dead_after_s
-            relay = pick_relay(stream, self.node_id, nodes, time.time(), dead_after)
+            below = self.level if self.role == "relay" else None
+            relay = pick_relay(stream, self.node_id, nodes, time.time(), dead_after, below=below)
             if relay is not None:
                 return relay.url
         return await self.origin_url(stream)

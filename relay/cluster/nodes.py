@@ -40,6 +40,7 @@ class NodeLoad:
     bytes_per_s: float = 0.0  # media it sent to viewers
     streams: tuple[str, ...] = ()  # origin: streams it ingests; edge: streams it pulls
     stream_viewers: tuple[tuple[str, int], ...] = ()  # (stream, viewers) for each stream it serves
+    level: int = 0  # a relay's level (1: pulls from the origin; n: from level n-1); 0 for the other roles
 
     def to_json(self) -> str:
         return json.dumps(
@@ -53,6 +54,7 @@ class NodeLoad:
                 "bytes_per_s": round(self.bytes_per_s, 1),
                 "streams": list(self.streams),
                 "stream_viewers": dict(self.stream_viewers),
+                "level": self.level,
             },
             separators=(",", ":"),
         )
@@ -70,6 +72,9 @@ class NodeLoad:
             per_stream = data.get("stream_viewers", {})
             if not isinstance(per_stream, dict) or not all(isinstance(k, str) for k in per_stream):
                 raise BadNodeRecord("stream_viewers must map stream names to counts")
+            level = int(data.get("level", 1 if role == "relay" else 0))  # a record from before levels
+            if role == "relay" and level < 1:
+                raise BadNodeRecord(f"a relay's level is 1 or more, got {level}")
             return NodeLoad(
                 node_id=data["node_id"],
                 role=role,
@@ -80,6 +85,7 @@ class NodeLoad:
                 bytes_per_s=float(data.get("bytes_per_s", 0.0)),
                 streams=tuple(streams),
                 stream_viewers=tuple(sorted((k, int(v)) for k, v in per_stream.items())),
+                level=level if role == "relay" else 0,
             )
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, BadNodeRecord):
@@ -101,21 +107,32 @@ def alive(nodes: list[NodeLoad], now: float, dead_after_s: float) -> list[NodeLo
     return [n for n in nodes if is_alive(n, now, dead_after_s)]
 
 
-def pick_relay(stream: str, me: str, nodes: list[NodeLoad], now: float, dead_after_s: float) -> NodeLoad | None:
-    """The relay an edge pulls ``stream`` from (None: no live relay, so it pulls from the origin).
+def pick_relay(
+    stream: str, me: str, nodes: list[NodeLoad], now: float, dead_after_s: float, *, below: int | None = None
+) -> NodeLoad | None:
+    """The relay a node pulls ``stream`` from (None: no live relay fits, so it pulls from the origin).
 
-    Rendezvous hashing on (stream, edge, relay): every edge ranks the live relays its own way, so
-    one stream's edges spread evenly over the relays, each edge keeps its relay while that relay
-    lives (a stale load in the directory cannot make them all jump together), and when one dies
-    only its edges move. A relay itself always pulls from the origin (one relay level)."""
-    relays = [n for n in alive(nodes, now, dead_after_s) if n.role == "relay" and n.node_id != me]
+    An edge (``below`` None) pulls from the deepest relay level that has a live relay; a relay at
+    level n (``below`` = n) from the deepest live level under n. Levels strictly fall on the way
+    to the origin, so pulls never form a loop, and a level that has lost all its relays is skipped
+    (its pullers go one level up) rather than cutting its subtree off. Within the chosen level,
+    rendezvous hashing on (stream, puller, relay): every puller ranks the relays its own way, so
+    one stream's pullers spread evenly over them, each keeps its relay while that relay lives (a
+    stale load in the directory cannot make them all jump together), and when one dies only its
+    pullers move."""
+    relays = [
+        n
+        for n in alive(nodes, now, dead_after_s)
+        if n.role == "relay" and n.node_id != me and (below is None or n.level < below)
+    ]
     if not relays:
         return None
+    deepest = max(n.level for n in relays)
 
     def rank(node: NodeLoad) -> bytes:
         return hashlib.blake2b(f"{stream}\0{me}\0{node.node_id}".encode(), digest_size=8).digest()
 
-    return max(relays, key=rank)
+    return max((n for n in relays if n.level == deepest), key=rank)
 
 
 def viewers_elsewhere(nodes: list[NodeLoad], me: str, stream: str, now: float, dead_after_s: float) -> int:

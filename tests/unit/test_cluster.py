@@ -26,8 +26,11 @@ from relay.sessions.upstream import Unwrap
 DEAD_AFTER = 5.0
 
 
-def node(node_id: str, role: str = "edge", *, at: float = 100.0, viewers: int = 0, cpu: float = 0.0) -> NodeLoad:
-    return NodeLoad(node_id, role, f"http://{node_id}:8080", at, viewers=viewers, cpu=cpu)  # type: ignore[arg-type]
+def node(
+    node_id: str, role: str = "edge", *, at: float = 100.0, viewers: int = 0, cpu: float = 0.0, level: int = 0
+) -> NodeLoad:
+    level = level or (1 if role == "relay" else 0)
+    return NodeLoad(node_id, role, f"http://{node_id}:8080", at, viewers=viewers, cpu=cpu, level=level)  # type: ignore[arg-type]
 
 
 # ---- node records -------------------------------------------------------------------------------
@@ -49,6 +52,16 @@ def test_a_node_record_survives_the_directory_round_trip(
     )  # fmt: skip
     again = NodeLoad.from_json(load.to_json())
     assert again == load
+
+
+@given(st.integers(1, 4))
+def test_a_relays_level_survives_the_round_trip_and_an_old_record_is_level_one(level: int) -> None:
+    load = node("r", "relay", level=level)
+    assert NodeLoad.from_json(load.to_json()) == load
+    old = '{"node_id": "r", "role": "relay", "url": "http://r:8080", "at": 100.0}'
+    assert NodeLoad.from_json(old) == node("r", "relay", level=1)
+    with pytest.raises(BadNodeRecord):
+        NodeLoad.from_json('{"node_id": "r", "role": "relay", "url": "u", "at": 0, "level": 0}')
 
 
 @pytest.mark.parametrize(
@@ -270,6 +283,44 @@ def test_an_edge_pulls_from_a_live_relay_and_keeps_it_while_it_lives(relays: lis
     moved = pick_relay(stream, "e1", dead, 101.0, DEAD_AFTER)
     assert moved is None if len(relays) == 1 else moved is not None and moved.node_id != chosen.node_id
     assert pick_relay(stream, "r0", [node("r0", "relay")], 101.0, DEAD_AFTER) is None  # never itself
+
+
+TIERS = st.lists(
+    st.tuples(st.sampled_from([f"r{i}" for i in range(10)]), st.integers(1, 4), st.booleans()),
+    unique_by=lambda t: t[0],
+)
+
+
+@given(TIERS, st.text(min_size=1, max_size=8), st.integers(0, 4))
+def test_pulls_go_to_the_deepest_live_level_below_the_puller_and_never_loop(
+    tiers: list[tuple[str, int, bool]], stream: str, puller_level: int
+) -> None:
+    """An edge (level 0 here, meaning "below every level") pulls from the deepest live level; a
+    relay at level n from the deepest live level under n; following the picks from any node
+    reaches the origin (None) in at most as many hops as there are levels."""
+    nodes = [node(r, "relay", level=lvl, at=100.0 if up else 90.0) for r, lvl, up in tiers]
+    live = [(r, lvl) for r, lvl, up in tiers if up]
+    below = None if puller_level == 0 else puller_level
+    chosen = pick_relay(stream, "me", nodes, 101.0, DEAD_AFTER, below=below)
+    fitting = [lvl for r, lvl in live if below is None or lvl < below]
+    if not fitting:
+        assert chosen is None
+    else:
+        assert chosen is not None and chosen.level == max(fitting)
+    hops, at = 0, chosen
+    while at is not None:
+        hops += 1
+        assert hops <= 4
+        nxt = pick_relay(stream, at.node_id, nodes, 101.0, DEAD_AFTER, below=at.level)
+        assert nxt is None or nxt.level < at.level
+        at = nxt
+
+
+def test_a_level_that_lost_its_relays_is_skipped_not_cut_off() -> None:
+    nodes = [node("a1", "relay", level=1), node("b2", "relay", level=2, at=80.0), node("c3", "relay", level=3)]
+    assert pick_relay("s", "c3", nodes, 101.0, DEAD_AFTER, below=3) == nodes[0]  # level 2 is dead: go to 1
+    assert pick_relay("s", "e", nodes, 101.0, DEAD_AFTER) == nodes[2]  # an edge: the deepest live level
+    assert pick_relay("s", "a1", nodes, 101.0, DEAD_AFTER, below=1) is None  # level 1 pulls from the origin
 
 
 def test_one_streams_edges_spread_over_the_relays() -> None:

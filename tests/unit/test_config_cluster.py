@@ -31,6 +31,13 @@ def test_flags_override_the_toml_and_the_environment(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
+def test_a_relay_takes_its_level_from_the_flag_or_the_toml(tmp_path: Path) -> None:
+    toml = f'[cluster]\nrole = "relay"\nurl = "redis://h:1/0"\ntoken = "{TOKEN}"\nrelay_level = 3\n'
+    assert _load(tmp_path, toml).cluster.relay_level == 3
+    assert _load(tmp_path, toml, "--relay-level", "2").cluster.relay_level == 2
+    assert _load(tmp_path, "").cluster.relay_level == 1
+
+
 @pytest.mark.parametrize(
     ("toml", "flags", "says"),
     [
@@ -42,6 +49,11 @@ def test_flags_override_the_toml_and_the_environment(tmp_path: Path) -> None:
         ("", ["--workers", "2", "--cluster", "redis://h:1/0"], "--workers needs a cluster token"),
         ("", ["--workers", "2", "--role", "edge", "--cluster", "redis://h:1/0", "--cluster-token", TOKEN], "leave out"),
         ("", ["--workers", "0"], "workers must be at least 1"),
+        ("", ["--role", "relay", "--cluster", "redis://h:1/0", "--cluster-token", TOKEN, "--relay-level", "5"],
+         "1..4"),
+        ("[cluster]\nrelay_level = 0\n", [], "relay_level must be 1..4"),
+        ("", ["--role", "edge", "--cluster", "redis://h:1/0", "--cluster-token", TOKEN, "--relay-level", "2"],
+         "for --role relay"),
         ("[cluster]\nheartbeat_s = 3\ndead_after_s = 5\n", [], "at least twice heartbeat_s"),
         ("[cluster]\nlease = 3\n", [], "unknown key 'lease'"),
     ],
