@@ -32,6 +32,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from yarl import URL
 
 from benchmarks.pattern import draw_counter, read_counter
+from relay.messages import split_together as unbatch
 
 
 class PatternVideoTrack(VideoStreamTrack):
@@ -323,8 +324,11 @@ class WhepViewer:
 
             @channel.on("message")
             def _message(message: str | bytes) -> None:
-                self.record.messages.append(message if isinstance(message, str) else message.decode())
-                self.record.message_times.append(time.monotonic())
+                text = message if isinstance(message, str) else message.decode()
+                at = time.monotonic()
+                for one in unbatch(text):  # each message of a batch as if it had come alone
+                    self.record.messages.append(one)
+                    self.record.message_times.append(at)
                 self._changed.set()
 
         self.pc.on("track", self._on_track)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.benchstats import percentile
+from relay.messages import split_together as unbatch
 
 LIKE_BATCH_S = 0.5
 TICK_S = 0.1
@@ -83,6 +84,10 @@ class TalkLoad:
     def on_message(self, at: float, text: str) -> None:
         """A message on a viewer's channel (called by the viewer, at arrival)."""
         self.answered.set()
+        for one in unbatch(text):
+            self._on_one(at, one)
+
+    def _on_one(self, at: float, text: str) -> None:
         if text.startswith('{"type":"comments"'):  # the display stream, batched
             self.counts.display_received += len(json.loads(text)["comments"])
         elif '"type":"comment"' in text:

@@ -139,6 +139,7 @@ function flushPending() {
 }
 
 function onMessage(message) {
+  if (message.type === "batch") return message.messages.forEach(onMessage); // several due at once
   if (talk.onMessage(message)) return;
   if (message.type === "stream") {
     if (message.live) setStatus(video.readyState >= 2 ? "playing" : "connecting", "Starting…");

@@ -126,7 +126,7 @@ class CommentMessage:
 @dataclass(frozen=True, slots=True)
 class CommentBatch:
     """The viewers' display stream, batched: the `comment`s (each as above, `mine` false) shown in
-    the last half second, in one message rather than one each (every message to every viewer
+    the last second, in one message rather than one each (every message to every viewer
     costs the server a data-channel send)."""
 
     type: ClassVar[str] = "comments"
@@ -139,6 +139,34 @@ def encode_batch(comments: list[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages due at the same moment, in one: the conversation's one-second tick sends its
+    display (`comments` or a `comment`) and the `likes` totals so, one data-channel send per
+    viewer rather than two. Each of `messages` is handled as if it had come alone."""
+
+    type: ClassVar[str] = "batch"
+    messages: tuple[CommentMessage | CommentBatch | LikeTotals, ...]
+
+
+def encode_together(messages: list[str]) -> str:
+    """Messages due at the same moment as one: ``{"type":"batch","messages":[...]}`` (or the one
+    message itself). The conversation's tick sends its display batch and the like totals so,
+    one data-channel send per viewer instead of two; a client handles each inner message as if
+    it had come alone."""
+    if len(messages) == 1:
+        return messages[0]
+    return '{"type":"batch","messages":[' + ",".join(messages) + "]}"
+
+
+def split_together(text: str) -> list[str]:
+    """The messages of an ``encode_together`` batch, each serialised as it would have come alone
+    (a client's side: the test and benchmark viewers use it)."""
+    if not text.startswith('{"type":"batch"'):
+        return [text]
+    return [json.dumps(m, separators=(",", ":")) for m in json.loads(text)["messages"]]
+
+
+@dataclass(frozen=True, slots=True)
 class CommentRemoved:
     """A moderator deleted comment `id`: players remove it from the screen."""
 
@@ -148,7 +176,7 @@ class CommentRemoved:
 
 @dataclass(frozen=True, slots=True)
 class LikeTotals:
-    """The stream's like total and per-gift counts, at most every 500 ms while they change."""
+    """The stream's like total and per-gift counts, once a second (the display's tick) while they change."""
 
     type: ClassVar[str] = "likes"
     total: int
@@ -180,6 +208,7 @@ ServerMessage = (
     | CommentBatch
     | CommentRemoved
     | LikeTotals
+    | Batch
     | OrderNotice
 )
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
@@ -194,6 +223,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     CommentBatch,
     CommentRemoved,
     LikeTotals,
+    Batch,
     OrderNotice,
 )
 
@@ -204,8 +234,10 @@ def _plain(message: ServerMessage) -> dict[str, Any]:
         value = getattr(message, f.name)
         if isinstance(value, Clock):
             value = _plain(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
         elif isinstance(value, tuple):
-            value = [_plain(v) if isinstance(v, CommentMessage) else v for v in value]
+            value = [_plain(v) if isinstance(v, CommentMessage | CommentBatch | LikeTotals) else v for v in value]
         if value is not None or f.name != "clock":
             out[f.name] = value
     return out

@@ -30,6 +30,7 @@ from relay.messages import (
     encode,
     encode_bans,
     encode_batch,
+    encode_together,
 )
 from relay.talk.comments import Comment, CommentPolicy, CommentRefused, CommentRules
 from relay.talk.display import DisplaySampler, NoticeGate, priority
@@ -40,7 +41,7 @@ from relay.talk.store import TalkStore
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-DISPLAY_BATCH_S = 0.5  # viewers get the display stream's comments in one message this often
+DISPLAY_BATCH_S = 1.0  # viewers get the display stream's comments and the like totals in one message this often
 HOST_QUEUE_EVENTS = 1024  # a host console further behind than this is cut off (it reconnects)
 RECENT = 200  # comments kept in memory for the host console's first page
 ORDER_NOTICE_S = 2.0  # at most one "Ann just bought ..." to viewers this often
@@ -280,17 +281,17 @@ class TalkFeed:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
-            if now >= self._display_at:  # the display stream, one message per half second
+            if now >= self._display_at:  # the display stream and the like totals, once a second
                 self._display_at = now + DISPLAY_BATCH_S
-                shown = [comment_json(c) for c in self.display.due(now)]
-                if len(shown) == 1:
-                    self._broadcast(shown[0])
-                elif shown:
-                    self._broadcast(encode_batch(shown))
-            if self.likes.due(now):
-                message = encode(LikeTotals(self.likes.total, dict(self.likes.gifts)))
-                self._broadcast(message)
-                self._to_hosts(message)
+                due = [comment_json(c) for c in self.display.due(now)]
+                if len(due) > 1:
+                    due = [encode_batch(due)]
+                if self.likes.due(now):
+                    message = encode(LikeTotals(self.likes.total, dict(self.likes.gifts)))
+                    due.append(message)
+                    self._to_hosts(message)
+                if due:  # one data-channel message per viewer per tick, whatever is in it
+                    self._broadcast(encode_together(due))
             try:
                 await self._save()
             except Exception as exc:  # storage trouble must not stop the chat; it is retried next tick

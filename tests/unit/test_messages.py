@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from relay.messages import (
     SERVER_MESSAGES,
     BadMessage,
+    Batch,
     BuyClick,
     Bye,
     CardCommand,
@@ -32,9 +33,11 @@ from relay.messages import (
     UpsertCard,
     encode,
     encode_batch,
+    encode_together,
     parse_card_action,
     parse_viewer_message,
     protocol_markdown,
+    split_together,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -54,6 +57,7 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         LikeTotals(120, {"rose": 3}),
         OrderNotice("scarf", "Silk scarf", "Ann", 1, 4),
         CommentBatch((CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=False),)),
+        Batch((CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6), LikeTotals(3, {}))),
     ]
     assert {type(m) for m in samples} == set(SERVER_MESSAGES)
     for message in samples:
@@ -64,6 +68,10 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
     assert json.loads(encode(Snapshot(3, ()))) == {"type": "snapshot", "seq": 3, "cards": []}
     two = [CommentMessage(9, "Ann", "viewer", "silk?", 1600, 1.6), CommentMessage(10, "Bo", "host", "yes", 1700, 1.7)]
     assert encode_batch([encode(c) for c in two]) == encode(CommentBatch(tuple(two)))
+    parts = [encode(CommentBatch(tuple(two))), encode(LikeTotals(7, {"rose": 1}))]
+    assert encode_together(parts) == encode(Batch((CommentBatch(tuple(two)), LikeTotals(7, {"rose": 1}))))
+    assert split_together(encode_together(parts)) == parts  # each as it would have come alone
+    assert encode_together(parts[:1]) == parts[0] and split_together(parts[0]) == parts[:1]
     assert json.loads(encode(Snapshot(3, (), Clock(2**32 - 1, 630))))["clock"] == {
         "type": "clock",
         "rtp": 2**32 - 1,
