@@ -1,8 +1,10 @@
 // Host console: the stream's catalogue, one click to show or hide a card, viewers per rung, and
-// the full comment feed with its moderation controls (host_talk.js).
+// the full comment feed with its moderation controls (host_talk.js), and the session's numbers
+// with a small chart (host_stats.js).
 import { streamFromPath } from "/static/webrtc.js";
 import { formatPrice } from "/static/format.js";
 import { startHostTalk } from "/static/host_talk.js";
+import { startHostStats } from "/static/host_stats.js";
 
 const stream = streamFromPath();
 const api = `/api/streams/${encodeURIComponent(stream)}`;
@@ -11,9 +13,21 @@ const keyInput = document.getElementById("key");
 keyInput.value = sessionStorage.getItem(`livecart-key-${stream}`) || "";
 const errorEl = document.getElementById("error");
 const talk = startHostTalk({ api, key: () => keyInput.value, onError: (text) => { errorEl.textContent = text; } });
+const stats = startHostStats({
+  api,
+  key: () => keyInput.value,
+  parts: {
+    summary: document.getElementById("stats-summary"),
+    chart: document.getElementById("stats-chart"),
+    cards: document.getElementById("card-stats"),
+  },
+  onError: (text) => { errorEl.textContent = text; },
+});
 keyInput.addEventListener("change", () => {
   sessionStorage.setItem(`livecart-key-${stream}`, keyInput.value);
   talk.follow();
+stats.poll();
+  stats.poll();
 });
 const form = document.getElementById("card-form");
 
@@ -89,3 +103,4 @@ form.addEventListener("submit", async (event) => {
 refresh();
 setInterval(refresh, 2000);
 talk.follow();
+stats.poll();

@@ -82,6 +82,20 @@ async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
             spam = "cheap scarves at my shop"
             await _say(bo, spam)
             await host.locator("#comment-feed li", has_text=spam).wait_for(timeout=10000)
+
+            # The session's numbers on the console: its chart has this minute's comments and likes
+            # as the stats API counts them (2 comments, 5 likes: polled every 5 s).
+            chart_sum = """(series) => [...document.querySelectorAll(`#stats-chart rect[data-series=${series}]`)]
+                .reduce((sum, bar) => sum + Number(bar.dataset.value), 0)"""
+            await host.wait_for_function(f"({chart_sum})('comments') === 2 && ({chart_sum})('likes') === 5",
+                                         timeout=15000)  # fmt: skip
+            async with http.get(f"{web_server.base}/api/streams/live/stats",
+                                headers={"Authorization": f"Bearer {PUBLISH_KEY}"}) as res:  # fmt: skip
+                stats = await res.json()
+            assert (stats["comments"], stats["likes"]) == (2, 5), stats
+            summary = await host.text_content("#stats-summary")
+            assert summary is not None and "2 comments" in summary and "5 likes" in summary, summary
+            assert await host.locator("#stats-chart polyline.line-viewers").count() == 1
             await host.screenshot(path=str(artifacts / "talk-host-console.png"))
             await row.locator("button.delete").click()
             for page in (ann, bo):
