@@ -19,7 +19,7 @@ function minutes(seconds) {
 export function renderStats(stats, { summary, chart, cards }) {
   const v = stats.viewers;
   summary.textContent =
-    `${minutes(stats.elapsed_s)} live · viewers ${v.now} now, ${v.peak} peak, ${v.average} average, ` +
+    `Session ${stats.session}${stats.live ? "" : " (offline)"} · ${minutes(stats.elapsed_s)} · viewers ${v.now} now, ${v.peak} peak, ${v.average} average, ` +
     `${v.joins} joins · ${minutes(v.watch_time_s)} watched · ${stats.comments} comments · ` +
     `${stats.likes} likes · ${stats.orders} orders`;
 

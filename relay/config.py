@@ -51,6 +51,9 @@ class StreamConfig:
     # "auto": an H.264 publisher without B-frames is forwarded as it is on the "source" rung (no
     # re-encode); "off": every rung is transcoded.
     passthrough: str = "off"
+    # The shop's analytics count session by session: offline this long ends a session, and the
+    # next go-live starts a new one (a publisher back sooner continues it; relay.sessions.analytics).
+    session_gap_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +492,8 @@ def _validate(config: Config) -> None:
             problems.append((bad_url, f"stream {stream.name}: chat_review must be an http:// or https:// URL"))
         if not 0.01 <= stream.chat_review_timeout_s <= 10:
             problems.append((True, f"stream {stream.name}: chat_review_timeout_s must be 0.01..10 seconds"))
+        if stream.session_gap_s < 0:
+            problems.append((True, f"stream {stream.name}: session_gap_s must be 0 or more"))
     for bad, message in problems:
         if bad:
             raise ConfigError(message)

@@ -58,9 +58,9 @@ async def post_order(request: web.Request, stream: Stream) -> web.Response:
 
 
 async def get_stats(request: web.Request, stream: Stream) -> web.Response:
-    """The shop's analytics of the stream since the server started it (host key)."""
+    """The shop's analytics of the stream's current session, and the last sessions' (host key)."""
     check_host(request, stream)
-    return web.json_response({"stream": stream.name, **stream.analytics.report(time.monotonic())})
+    return web.json_response({"stream": stream.name, **stream.sessions.report(time.monotonic())})
 
 
 async def card_action(

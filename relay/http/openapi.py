@@ -109,10 +109,23 @@ SCHEMAS: dict[str, Any] = {
     },
     "Stats": {
         "type": "object",
-        "description": "The shop's analytics of the stream since the server started it.",
-        "required": ["stream", "elapsed_s", "viewers", "comments", "likes", "orders", "cards", "timeline"],
+        "description": (
+            "The shop's analytics of the stream's current session (from its go-live; a publisher back within "
+            "5 minutes continues it) and, in `previous`, the last 10 sessions' as they ended."
+        ),
+        "required": [
+            "stream", "session", "live", "elapsed_s", "viewers", "comments", "likes", "orders", "cards", "timeline",
+            "previous",
+        ],
         "properties": {
             "stream": {"type": "string"},
+            "session": {"type": "integer", "description": "1 for the first go-live; 0 before it"},
+            "live": {"type": "boolean"},
+            "previous": {
+                "type": "array",
+                "description": "ended sessions, newest first: each as this object was when it ended",
+                "items": {"type": "object"},
+            },
             "elapsed_s": {"type": "number"},
             "viewers": {
                 "type": "object",

@@ -139,6 +139,18 @@ class SessionStats:
         self.orders += quantity
         self._minute(now).orders += quantity
 
+    def carried_over(self, now: float) -> SessionStats:
+        """A new session's counts, starting ``now`` with the viewers still here (as its first
+        joins) and the cards still on screen (shown to them)."""
+        new = SessionStats(now)
+        new._remote = dict(self._remote)
+        new.viewers = new.peak = new.joins = self.viewers
+        new._minute(now).viewers_peak = self.viewers
+        for card_id, card in self.cards.items():
+            if card.shown_at is not None:
+                new.cards[card_id] = CardStats(card.title, impressions=self.viewers, shown_at=now)
+        return new
+
     # ---- the report -------------------------------------------------------------------------
     def report(self, now: float) -> dict[str, object]:
         self._advance(now)
@@ -183,3 +195,50 @@ class SessionStats:
                 for i, m in sorted(self.minutes.items())
             ],
         }
+
+
+SESSION_GAP_S = 300.0  # offline this long ends a session: the next go-live starts a new one
+PAST_SESSIONS = 10  # ended sessions' reports kept per stream
+
+
+class Sessions:
+    """A stream's analytics, session by session (pure: ``now`` passed in, monotonic seconds).
+
+    A session starts when the stream goes live for the first time, or again after being offline
+    for ``gap_s`` or more; a publisher that comes back sooner (OBS after a network blip, a phone
+    switching networks) continues the session it left. An ended session's report is the one it
+    had when the stream went offline; the last ``PAST_SESSIONS`` are kept. Viewers still
+    connected when a new session starts (waiting on the offline page) are its first joins, and
+    cards still on screen are shown to them.
+    """
+
+    def __init__(self, now: float, gap_s: float = SESSION_GAP_S) -> None:
+        self.gap_s = gap_s
+        self.current = SessionStats(now)
+        self.number = 0  # 0 until the stream first goes live
+        self.past: list[dict[str, object]] = []  # newest first
+        self._offline: tuple[float, dict[str, object]] | None = None  # since when, and the report then
+        self._live = False
+
+    def went_live(self, now: float) -> bool:
+        """The stream is live: True when that starts a new session."""
+        if self._live:
+            return False
+        self._live = True
+        offline, self._offline = self._offline, None
+        if self.number and offline is not None and now - offline[0] < self.gap_s:
+            return False  # back in time: the same session goes on
+        if self.number and offline is not None:
+            self.past.insert(0, {"session": self.number, "live": False, **offline[1]})
+            del self.past[PAST_SESSIONS:]
+        self.current = self.current.carried_over(now)
+        self.number += 1
+        return True
+
+    def went_offline(self, now: float) -> None:
+        if self._live:
+            self._live = False
+            self._offline = (now, self.current.report(now))
+
+    def report(self, now: float) -> dict[str, object]:
+        return {"session": self.number, "live": self._live, **self.current.report(now), "previous": self.past}

@@ -39,7 +39,7 @@ from relay.messages import (
     parse_edge_talk,
     parse_viewer_message,
 )
-from relay.sessions.analytics import SessionStats
+from relay.sessions.analytics import Sessions, SessionStats
 from relay.sessions.rungs import RungChoice, ladder_for, ladder_rung, rung_for_codec
 from relay.sessions.sendside import SendSideControl
 from relay.sessions.viewer import ViewerSession
@@ -190,7 +190,8 @@ class Stream:
             deliver=self.broadcast,
             on_event=self._on_card,
         )
-        self.analytics = SessionStats(time.monotonic())  # the shop's counts (GET .../stats)
+        # The shop's counts, session by session (GET .../stats).
+        self.sessions = Sessions(time.monotonic(), gap_s=config.session_gap_s)
         self._talk_seen = (0, 0)  # comments accepted and likes counted at the last analytics tick
         self.talk = TalkFeed(
             config.name,
@@ -237,6 +238,11 @@ class Stream:
     def live(self) -> bool:
         """A publisher holds the stream (sending, or still connecting): what admission counts."""
         return self.publisher is not None
+
+    @property
+    def analytics(self) -> SessionStats:
+        """The current session's counts."""
+        return self.sessions.current
 
     @property
     def state(self) -> StreamPhase:
@@ -408,6 +414,8 @@ class Stream:
         if was != self.state:
             log.info("stream %s is %s", self.name, self.state)
             self.broadcast(self.state_message())
+        if was == "live" and self.state != "live":
+            self.sessions.went_offline(time.monotonic())
 
     def _on_media(self) -> None:
         """The publisher's first video frame: only now is the stream live."""
@@ -415,6 +423,8 @@ class Stream:
             self._media = True
             log.info("stream %s is live", self.name)
             self.broadcast(self.state_message())
+            if self.sessions.went_live(time.monotonic()):
+                log.info("stream %s: analytics session %d starts", self.name, self.sessions.number)
 
     # ---- viewers --------------------------------------------------------------------------------
     def greeting(self, viewer: ViewerSession) -> list[str]:

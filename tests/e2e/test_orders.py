@@ -22,8 +22,9 @@ HOST = {"Authorization": f"Bearer {PUBLISH_KEY}"}
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("orders")
-    server = start_server(["--config", str(write_config(tmp / "livecart.toml", "[hls]\nenabled = false\n"))],
-                          tmp / "server.log")  # fmt: skip
+    # "shows": every go-live starts a new analytics session (no gap in which a publisher continues one).
+    extra = f'[hls]\nenabled = false\n[streams.shows]\npublish_key = "{PUBLISH_KEY}"\nsession_gap_s = 0\n'
+    server = start_server(["--config", str(write_config(tmp / "livecart.toml", extra))], tmp / "server.log")
     yield server
     assert stop_server(server) == 0
     log = server.log()
@@ -101,3 +102,57 @@ async def test_orders_count_the_stock_down_for_viewers_until_it_is_sold_out(shop
         finally:
             await viewer.stop(http)
             await publisher.stop(http)
+
+
+async def test_the_stats_start_over_each_session_and_keep_the_last_ones(shop: Server) -> None:
+    """A publisher goes live, a comment and likes are counted, it stops; the next go-live is
+    session 2 (this stream's gap is 0): it counts from zero, with the viewer who waited as its
+    first join, and session 1's numbers are under ``previous``."""
+    stats_url = f"{shop.base}/api/streams/shows/stats"
+
+    async def stats(http: aiohttp.ClientSession) -> Any:
+        async with http.get(stats_url, headers=HOST) as res:
+            assert res.status == 200, await res.text()
+            return await res.json()
+
+    async with aiohttp.ClientSession() as http:
+        assert (await stats(http))["session"] == 0  # never live yet
+        first = WhipPublisher(shop.base, "shows", PUBLISH_KEY, width=320, height=240, audio=False)
+        await first.start(http)
+        viewer = WhepViewer(shop.base, "shows", audio=False, read_pattern=False)
+        second: WhipPublisher | None = None
+        try:
+            await viewer.start(http)
+            await viewer.wait_for(lambda r: len(r.frames) >= 1, 20)
+            async with http.post(f"{shop.base}/api/streams/shows/comments", json={"text": "Welcome!"},
+                                 headers=HOST) as res:  # fmt: skip
+                assert res.status in (200, 201), await res.text()
+            async with http.post(f"{shop.base}/api/streams/shows/likes", json={"count": 4}, headers=HOST) as res:
+                assert res.status == 204, await res.text()
+
+            async def counted() -> bool:
+                now = await stats(http)
+                return bool(now["session"] == 1 and now["comments"] == 1 and now["likes"] == 4)
+
+            await wait_until(counted, 10)
+            await first.stop(http)
+            await wait_until(lambda: _is(stats(http), live=False), 10)
+            second = WhipPublisher(shop.base, "shows", PUBLISH_KEY, width=320, height=240, audio=False)
+            await second.start(http)
+            await wait_until(lambda: _is(stats(http), session=2), 20)
+            now = await stats(http)
+            assert (now["comments"], now["likes"], now["live"]) == (0, 0, True), now
+            assert (now["viewers"]["now"], now["viewers"]["joins"]) == (1, 1), now["viewers"]
+            (ended,) = now["previous"]
+            assert (ended["session"], ended["comments"], ended["likes"]) == (1, 1, 4), ended
+            assert ended["viewers"]["joins"] == 1 and ended["live"] is False
+        finally:
+            await viewer.stop(http)
+            for pub in (first, second):
+                if pub is not None:
+                    await pub.stop(http, delete=False)
+
+
+async def _is(report: Any, **fields: object) -> bool:
+    got = await report
+    return all(got[k] == v for k, v in fields.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.sessions.analytics import SessionStats
+from relay.sessions.analytics import PAST_SESSIONS, Sessions, SessionStats
 
 EVENTS = st.lists(
     st.tuples(
@@ -107,3 +107,54 @@ def test_other_nodes_viewers_count_as_their_reports_say_and_leave_with_their_pul
         assert stats.viewers == sum(reported.values())
         assert stats.joins == joins
         assert stats.peak >= stats.viewers
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+EVENTS = st.lists(st.tuples(st.booleans(), st.floats(0.1, 900)), max_size=40)  # (live?, seconds later)
+
+
+@given(EVENTS)
+def test_a_session_starts_on_the_first_go_live_and_after_an_offline_gap_only(events: list[tuple[bool, float]]) -> None:
+    sessions, now = Sessions(0.0, gap_s=300.0), 0.0
+    expected, live, offline_at = 0, False, None
+    for goes_live, later in events:
+        now += later
+        if goes_live:
+            started = sessions.went_live(now)
+            new = not live and (expected == 0 or (offline_at is not None and now - offline_at >= 300.0))
+            assert started == new
+            expected += new
+            if not live:
+                offline_at = None
+            live = True
+        else:
+            sessions.went_offline(now)
+            if live:
+                offline_at = now
+            live = False
+        assert sessions.number == expected
+    assert len(sessions.past) == min(PAST_SESSIONS, max(0, expected - 1))
+    assert [p["session"] for p in sessions.past] == list(range(expected - 1, expected - 1 - len(sessions.past), -1))
+
+
+def test_a_new_session_counts_from_zero_with_the_viewers_still_here_and_a_blip_continues_it() -> None:
+    sessions = Sessions(0.0, gap_s=300.0)
+    assert sessions.went_live(10.0) and sessions.number == 1
+    stats = sessions.current
+    for t in (11.0, 12.0, 13.0):
+        stats.joined(t)
+    stats.card_shown("scarf", "Silk scarf", 14.0)
+    stats.commented(5, 15.0)
+    sessions.went_offline(20.0)
+    assert not sessions.went_live(80.0)  # back within the gap: the same session, its counts kept
+    assert sessions.current is stats and sessions.report(81.0)["comments"] == 5
+    sessions.went_offline(100.0)
+    stats.left(150.0)  # leaves while the stream is offline: not in the ended session's report
+    assert sessions.went_live(500.0) and sessions.number == 2
+    report = sessions.report(501.0)
+    assert (report["comments"], report["session"], report["live"]) == (0, 2, True)
+    assert report["viewers"] == {"now": 2, "peak": 2, "average": 2.0, "joins": 2, "watch_time_s": 2.0}
+    assert [(c["id"], c["impressions"]) for c in report["cards"]] == [("scarf", 2)]  # still on screen
+    (ended,) = report["previous"]
+    assert (ended["session"], ended["comments"]) == (1, 5)
+    assert ended["viewers"]["now"] == 3 and ended["elapsed_s"] == 90.0  # as it was when it went offline
