@@ -9,6 +9,9 @@ import { startHostStats } from "/static/host_stats.js";
 const stream = streamFromPath();
 const api = `/api/streams/${encodeURIComponent(stream)}`;
 document.getElementById("stream-name").textContent = stream;
+// The watch page itself (it starts muted), on the lowest rung: the video and the cards as viewers get them
+// (it is a viewer, and counts as one).
+document.getElementById("preview").src = `/watch/${encodeURIComponent(stream)}?rendition=240p`;
 const keyInput = document.getElementById("key");
 keyInput.value = sessionStorage.getItem(`livecart-key-${stream}`) || "";
 const errorEl = document.getElementById("error");

@@ -1,13 +1,14 @@
 // The host console's conversation: every accepted comment as it arrives (the SSE feed at
 // /comments/events, read with fetch because EventSource cannot send the key), the like total,
 // and per comment the moderation controls: delete it (gone for every viewer), mute its author
-// for 5 minutes, ban its author.
+// for 5 minutes, ban its author; and every order the shop reports, as it comes in.
 const KEEP = 300; // comments listed; the oldest go first
 
 export function startHostTalk({ api, key, onError }) {
   const list = document.getElementById("comment-feed");
   const likesEl = document.getElementById("host-likes");
   const stateEl = document.getElementById("feed-state");
+  const ordersEl = document.getElementById("order-feed");
   const subs = new Map(); // comment id -> author's sub (from the listing; the feed adds it too)
   let reader = null;
   let retry = null;
@@ -60,6 +61,22 @@ export function startHostTalk({ api, key, onError }) {
     if (message.type === "comment") add(message);
     else if (message.type === "comment_removed") list.querySelector(`[data-id="${message.id}"]`)?.remove();
     else if (message.type === "likes") likesEl.textContent = String(message.total);
+    else if (message.type === "order") addOrder(message);
+  }
+
+  function addOrder(order) {
+    ordersEl.querySelector(".empty")?.remove();
+    const li = document.createElement("li");
+    li.className = "feed-order";
+    li.dataset.card = order.card;
+    const left = order.stock === null ? "" : order.stock === 0 ? " · sold out" : ` · ${order.stock} left`;
+    li.append(
+      Object.assign(document.createElement("span"), { className: "muted", textContent: `${new Date().toLocaleTimeString()} ` }),
+      Object.assign(document.createElement("b"), { textContent: order.buyer }),
+      ` bought ${order.quantity} × ${order.title}${left}`,
+    );
+    ordersEl.prepend(li);
+    while (ordersEl.children.length > KEEP) ordersEl.lastElementChild.remove();
   }
 
   async function follow() {

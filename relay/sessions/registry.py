@@ -448,8 +448,8 @@ class Registry:
                 "per_viewer": fd.fds_per_viewer,
                 "per_publisher": fd.fds_per_publisher,
                 # What sessions not yet connected may still open (their sockets, the fast path's dup).
-                "pending": admission.pending_fds(),
-                "viewers_room": fd.sessions_allowed(process["open_fds"] + admission.pending_fds(), Kind.VIEWER),
+                "pending": (pending := admission.pending_fds()),
+                "viewers_room": fd.sessions_allowed(process["open_fds"] + pending, Kind.VIEWER),
             },
         }
 

@@ -135,10 +135,27 @@ async def test_orders_show_as_social_proof_and_count_the_stock_down_to_sold_out(
                 assert res.status == 200
             stock = page.locator(".card[data-id='scarf'] .card-stock")
             await stock.filter(has_text="Only 2 left").wait_for(timeout=10000)
+
+            # The host console: its preview is the watch page (video and card as viewers see them),
+            # and orders are listed as they come in.
+            console = await browser.new_page(viewport={"width": 1100, "height": 1400})
+            await console.goto(f"{web_server.base}/host/live")
+            await console.fill("#key", PUBLISH_KEY)
+            await console.dispatch_event("#key", "change")
+            await console.wait_for_function("document.getElementById('feed-state').textContent === 'live'",
+                                            timeout=10000)  # fmt: skip
+            preview = next(f for f in console.frames if "/watch/live" in f.url)
+            await preview.wait_for_function("document.getElementById('video').videoHeight === 240", timeout=15000)
+            await preview.locator(".card[data-id='scarf']").wait_for(state="visible", timeout=10000)
+
             async with http.post(f"{base}/orders", json={"card_id": "scarf", "buyer": "Ann"}) as res:
                 assert res.status == 200, await res.text()
             await page.wait_for_function(SHOWS, arg="Ann just bought Silk scarf", timeout=10000)
             await stock.filter(has_text="Only 1 left · 1 sold").wait_for(timeout=10000)
+            ordered = console.locator("#order-feed li", has_text="Ann bought 1 × Silk scarf · 1 left")
+            await ordered.wait_for(timeout=10000)
+            await console.screenshot(path=str(artifacts / "orders-host-console.png"))
+            await console.close()
             await page.screenshot(path=str(artifacts / "orders-viewer.png"))
 
             # Buy opens the shop (served here by the test) and counts in the shop's analytics.
