@@ -1,7 +1,7 @@
 // The host console's conversation: every accepted comment as it arrives (the SSE feed at
 // /comments/events, read with fetch because EventSource cannot send the key), the like total,
 // and per comment the moderation controls: delete it (gone for every viewer), mute its author
-// for 5 minutes, ban its author; and every order the shop reports, as it comes in.
+// for 5 minutes, ban its author, pin it above the viewers' comments; and every order the shop reports, as it comes in.
 const KEEP = 300; // comments listed; the oldest go first
 
 export function startHostTalk({ api, key, onError }) {
@@ -42,6 +42,8 @@ export function startHostTalk({ api, key, onError }) {
       Object.assign(document.createElement("span"), { className: "feed-text", textContent: comment.text }),
       " ",
       button("Delete", "danger delete", () => act("DELETE", `/comments/${comment.id}`)),
+      " ",
+      button("Pin", "secondary pin", () => act(li.classList.contains("pinned") ? "DELETE" : "POST", `/comments/${comment.id}/pin`)),
     );
     if (sub && comment.role === "viewer") {
       li.append(
@@ -62,6 +64,17 @@ export function startHostTalk({ api, key, onError }) {
     else if (message.type === "comment_removed") list.querySelector(`[data-id="${message.id}"]`)?.remove();
     else if (message.type === "likes") likesEl.textContent = String(message.total);
     else if (message.type === "order") addOrder(message);
+    else if (message.type === "comment_pinned") {
+      for (const li of list.querySelectorAll("li.pinned")) {
+        li.classList.remove("pinned");
+        li.querySelector("button.pin").textContent = "Pin";
+      }
+      const li = message.comment && list.querySelector(`[data-id="${message.comment.id}"]`);
+      if (li) {
+        li.classList.add("pinned");
+        li.querySelector("button.pin").textContent = "Unpin";
+      }
+    }
   }
 
   function addOrder(order) {
@@ -90,6 +103,7 @@ export function startHostTalk({ api, key, onError }) {
       const recent = await listing.json();
       list.replaceChildren();
       for (const c of recent.comments) add(c);
+      onEvent({ type: "comment_pinned", comment: recent.comments.find((c) => c.id === recent.pinned) ?? null });
       likesEl.textContent = String(recent.likes.total);
       const res = await fetch(`${api}/comments/events`, { headers: auth() });
       if (!res.ok) throw new Error(`${res.status}: ${(await res.text()).trim()}`);

@@ -3,7 +3,7 @@
 //
 // Comments and likes go on the viewer's data channel when it is open (`send` returns false when
 // it is not: then they are POSTed). Taps are batched, never one message per tap: the server
-// counts them exactly and tells everyone the totals at most twice a second.
+// counts them exactly and tells everyone the totals once a second.
 const MAX_SHOWN = 6; // comments on screen at once; the oldest scrolls away
 const SHOWN_MS = 20000; // a comment leaves the screen after this
 const LIKE_BATCH_MS = 500;
@@ -19,6 +19,7 @@ export function createTalk({ stream, token, send }) {
   const hearts = document.getElementById("hearts");
   const errorEl = document.getElementById("talk-error");
   const viewersEl = document.getElementById("viewers");
+  const pinnedEl = document.getElementById("pinned");
   const headers = { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
   let unsent = 0; // taps not yet sent
   let errorTimer = null;
@@ -45,6 +46,19 @@ export function createTalk({ stream, token, send }) {
     setTimeout(() => li.remove(), SHOWN_MS);
   }
 
+  // The host's pinned comment, above the others until it is unpinned (or deleted).
+  function pin(comment) {
+    pinnedEl.hidden = comment === null;
+    if (comment === null) return pinnedEl.replaceChildren();
+    pinnedEl.dataset.id = String(comment.id);
+    pinnedEl.replaceChildren(
+      Object.assign(document.createElement("span"), { className: "pin-mark", textContent: "Pinned · " }),
+      Object.assign(document.createElement("b"), { textContent: comment.name }),
+      " ",
+      Object.assign(document.createElement("span"), { className: "pinned-text", textContent: comment.text }),
+    );
+  }
+
   // Social proof: "Ann just bought Silk scarf" (the server sends at most one every 2 s).
   function addOrder(order) {
     const li = document.createElement("li");
@@ -65,6 +79,7 @@ export function createTalk({ stream, token, send }) {
     else if (message.type === "comments") message.comments.forEach(addComment); // the display, batched
     else if (message.type === "order") addOrder(message);
     else if (message.type === "comment_removed") list.querySelector(`[data-id="${message.id}"]`)?.remove();
+    else if (message.type === "comment_pinned") pin(message.comment);
     else if (message.type === "likes") likesEl.textContent = String(message.total);
     else if (message.type === "error" && message.status !== 404) showError(message.reason);
     else return false;

@@ -175,6 +175,15 @@ class CommentRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class CommentPinned:
+    """The host pinned `comment` above the comments (to every viewer, and to each viewer that
+    joins while it is pinned), or unpinned it: `comment` null. Deleting a pinned comment unpins it."""
+
+    type: ClassVar[str] = "comment_pinned"
+    comment: CommentMessage | None
+
+
+@dataclass(frozen=True, slots=True)
 class LikeTotals:
     """The stream's like total and per-gift counts, once a second (the display's tick) while they change."""
 
@@ -207,6 +216,7 @@ ServerMessage = (
     | CommentMessage
     | CommentBatch
     | CommentRemoved
+    | CommentPinned
     | LikeTotals
     | Batch
     | OrderNotice
@@ -222,6 +232,7 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     CommentMessage,
     CommentBatch,
     CommentRemoved,
+    CommentPinned,
     LikeTotals,
     Batch,
     OrderNotice,
@@ -232,7 +243,7 @@ def _plain(message: ServerMessage) -> dict[str, Any]:
     out: dict[str, Any] = {"type": message.type}
     for f in dataclasses.fields(message):
         value = getattr(message, f.name)
-        if isinstance(value, Clock):
+        if isinstance(value, Clock | CommentMessage):
             value = _plain(value)
         elif isinstance(value, Mapping):
             value = dict(value)

@@ -204,7 +204,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "CommentList": {
         "type": "object",
-        "required": ["stream", "comments", "likes", "accepted", "refused", "display_dropped", "banned"],
+        "required": ["stream", "comments", "likes", "accepted", "refused", "display_dropped", "banned", "pinned"],
         "properties": {
             "stream": {"type": "string"},
             "comments": {"type": "array", "items": _ref("Comment")},
@@ -213,6 +213,7 @@ SCHEMAS: dict[str, Any] = {
             "refused": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
             "display_dropped": {"type": "integer", "minimum": 0},
             "banned": {"type": "array", "items": {"type": "string"}},
+            "pinned": {"type": "integer", "nullable": True, "description": "the pinned comment's id, if one is"},
         },
     },
     "Likes": {
@@ -453,6 +454,23 @@ def _paths() -> dict[str, Any]:
                 "tags": ["moderation"],
                 "security": HOST,
                 "responses": _text_ok("deleted") | _errors(401, 403, 404),
+            },
+        },
+        f"{base}/comments/{{comment}}/pin": {
+            "parameters": _path_params(COMMENT_PARAM),
+            "post": {
+                "operationId": "pinComment",
+                "summary": "Pin a recent comment above the comments for every viewer (in place of any other)",
+                "tags": ["moderation"],
+                "security": HOST,
+                "responses": _text_ok("pinned") | _errors(401, 403, 404),
+            },
+            "delete": {
+                "operationId": "unpinComment",
+                "summary": "Unpin it (404 when it is not the pinned comment)",
+                "tags": ["moderation"],
+                "security": HOST,
+                "responses": _text_ok("unpinned") | _errors(401, 403, 404),
             },
         },
         f"{base}/comments/events": {

@@ -71,6 +71,7 @@ async def list_comments(request: web.Request, stream: Stream) -> web.Response:
             "refused": talk.policy.refused,
             "display_dropped": talk.display.dropped,
             "banned": sorted(talk.policy.banned),
+            "pinned": talk.pinned_id,
         }
     )
 
@@ -79,6 +80,18 @@ async def delete_comment(request: web.Request, stream: Stream) -> web.Response:
     check_host(request, stream)
     stream.talk.delete(int(request.match_info["comment"]))
     return web.Response(status=200, text="comment deleted\n", content_type="text/plain")
+
+
+async def pin_comment(request: web.Request, stream: Stream) -> web.Response:
+    """``POST .../comments/{id}/pin`` pins it for every viewer (in place of any other);
+    ``DELETE`` unpins it (404 when it is not the pinned one)."""
+    check_host(request, stream)
+    comment_id = int(request.match_info["comment"])
+    if request.method == "DELETE":
+        stream.talk.unpin(comment_id)
+        return web.Response(status=200, text="comment unpinned\n", content_type="text/plain")
+    stream.talk.pin(comment_id)
+    return web.Response(status=200, text="comment pinned\n", content_type="text/plain")
 
 
 async def moderate(request: web.Request, stream: Stream) -> web.Response:
@@ -144,6 +157,8 @@ def talk_routes(app: web.Application, stream_of: Callable[[web.Request], Stream]
     app.router.add_post(f"{base}/comments", bind(post_comment))
     app.router.add_get(f"{base}/comments", bind(list_comments))
     app.router.add_delete(base + r"/comments/{comment:\d{1,12}}", bind(delete_comment))
+    app.router.add_post(base + r"/comments/{comment:\d{1,12}}/pin", bind(pin_comment))
+    app.router.add_delete(base + r"/comments/{comment:\d{1,12}}/pin", bind(pin_comment))
     app.router.add_post(f"{base}/moderation", bind(moderate))
     app.router.add_post(f"{base}/likes", bind(post_like))
     app.router.add_get(f"{base}/comments/events", bind(host_events))

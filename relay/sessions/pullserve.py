@@ -112,6 +112,7 @@ async def open_pull(
                 stream.state_message(),
                 encode(stream.cards.board.snapshot()),
                 *stream.talk.bans_for_nodes(),
+                *([stream.talk.pinned] if stream.talk.pinned is not None else []),
             ],
             on_message=stream.on_edge_message,  # its viewers' comments and likes
             expects_channel=True,

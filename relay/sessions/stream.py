@@ -438,6 +438,8 @@ class Stream:
         else:
             messages += [dataclasses.replace(snapshot, clock=clock), clock]
         out = [encode(m) for m in messages]
+        if self.talk.pinned is not None:
+            out.append(self.talk.pinned)
         rung = viewer.tracks.rung
         if rung is not None:
             # Its first rung took effect before the channel opened (the media path is faster

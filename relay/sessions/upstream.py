@@ -439,6 +439,10 @@ class EdgeUpstream:
                     float(message["sent_at"]),
                 )
                 self.stream.cards.mirror(event)
+            elif kind == "comment_pinned":
+                pinned = message["comment"]
+                self.stream.talk.mirror_pinned(text, None if pinned is None else int(pinned["id"]))
+                self.stream.broadcast(text)
             elif kind == Bans.type:
                 self.stream.talk.mirror_bans(parse_bans(message))
             elif kind == ToViewers.type:

@@ -22,6 +22,7 @@ from relay.identity import MAX_NAME, ROLES, Identity
 from relay.messages import (
     Bans,
     CommentMessage,
+    CommentPinned,
     CommentRemoved,
     EdgeTalk,
     ErrorMessage,
@@ -48,10 +49,12 @@ ORDER_NOTICE_S = 2.0  # at most one "Ann just bought ..." to viewers this often
 MAX_REVIEWS = 256  # comments waiting for the shop's review at once; more are refused (503)
 
 
+def comment_message(comment: Comment, *, mine: bool = False) -> CommentMessage:
+    return CommentMessage(comment.id, comment.name, comment.role, comment.text, comment.pts_ms, comment.at, mine)
+
+
 def comment_json(comment: Comment, *, mine: bool = False) -> str:
-    return encode(
-        CommentMessage(comment.id, comment.name, comment.role, comment.text, comment.pts_ms, comment.at, mine)
-    )
+    return encode(comment_message(comment, mine=mine))
 
 
 class TalkFeed:
@@ -87,6 +90,8 @@ class TalkFeed:
         self._unsaved: list[Comment] = []
         self._actions: list[tuple[float, str, str | None, int | None]] = []
         self.hosts: set[asyncio.Queue[str | None]] = set()
+        self.pinned: str | None = None  # the comment_pinned message while a comment is pinned
+        self.pinned_id: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.reviewer = reviewer
         self._reviews: set[asyncio.Task[None]] = set()
@@ -195,9 +200,33 @@ class TalkFeed:
             reply(now_items)
 
     # ---- moderation -----------------------------------------------------------------------------
+    def pin(self, comment_id: int | None) -> None:
+        """Pin a recent comment above the comments for every viewer (None: unpin)."""
+        comment = None
+        if comment_id is not None:
+            comment = next((c for c in self.recent if c.id == comment_id), None)
+            if comment is None:
+                raise SessionNotFound(f"no recent comment {comment_id} on stream {self.stream!r}")
+        message = encode(CommentPinned(None if comment is None else comment_message(comment)))
+        self.pinned, self.pinned_id = (None, None) if comment is None else (message, comment.id)
+        self._broadcast(message)
+        self._to_hosts(message)
+
+    def unpin(self, comment_id: int) -> None:
+        if self.pinned_id != comment_id:
+            raise SessionNotFound(f"comment {comment_id} is not pinned on stream {self.stream!r}")
+        self.pin(None)
+
+    def mirror_pinned(self, message: str, comment_id: int | None) -> None:
+        """An edge: the origin's pin, kept for the viewers that join here while it holds (the
+        message itself reaches this edge's viewers and edges as every broadcast does)."""
+        self.pinned, self.pinned_id = (None, None) if comment_id is None else (message, comment_id)
+
     def delete(self, comment_id: int) -> None:
         if not any(c.id == comment_id for c in self.recent):
             raise SessionNotFound(f"no recent comment {comment_id} on stream {self.stream!r}")
+        if self.pinned_id == comment_id:
+            self.pin(None)
         self.recent = deque((c for c in self.recent if c.id != comment_id), maxlen=RECENT)
         self.display.remove(comment_id)
         self._actions.append((time.time(), "delete", None, comment_id))

@@ -40,6 +40,10 @@ async def _say(page: Any, text: str) -> None:
     await page.press("#comment-text", "Enter")
 
 
+PINNED = """(text) => { const p = document.getElementById("pinned");
+  return !p.hidden && p.querySelector(".pinned-text")?.textContent === text; }"""
+
+
 async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
     browser: Any, web_server: Server, artifacts: Path
 ) -> None:
@@ -97,9 +101,16 @@ async def test_viewers_comment_and_like_and_the_host_deletes_and_bans(
             assert summary is not None and "2 comments" in summary and "5 likes" in summary, summary
             assert await host.locator("#stats-chart polyline.line-viewers").count() == 1
             await host.screenshot(path=str(artifacts / "talk-host-console.png"))
+            # Pinning the question shows it above the comments on both pages; deleting it unpins it.
+            await row.locator("button.pin").click()
+            for page in (ann, bo):
+                await page.wait_for_function(PINNED, arg=question, timeout=10000)
+            await host.locator("#comment-feed li.pinned", has_text=question).wait_for(timeout=10000)
+            await ann.screenshot(path=str(artifacts / "talk-viewer-pinned.png"))
             await row.locator("button.delete").click()
             for page in (ann, bo):
                 await page.wait_for_function(GONE, arg=question, timeout=10000)
+                await page.wait_for_function("document.getElementById('pinned').hidden", timeout=10000)
             await row.wait_for(state="detached", timeout=10000)
 
             # Banning the spammer from its row: its next comment is refused, and it is told why.

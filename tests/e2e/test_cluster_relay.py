@@ -164,6 +164,25 @@ async def test_an_edge_pulls_through_the_relay_and_its_viewers_get_frames_cards_
             assert viewers_seen["joins"] == 3 and viewers_seen["peak"] == 3, viewers_seen
             mug = next(c for c in seen[1] if c["id"] == "mug")
             assert mug["impressions"] == 3 and mug["clickers"] == 1, mug
+
+            # The host pins it on the origin: every viewer two levels down is told, and so is one
+            # that joins the edge afterwards (the relay and the edge keep the pin for their joiners).
+            question = listed["comments"][0]["id"]  # "does it come in blue?"
+            async with http.post(f"{origin}/api/streams/live/comments/{question}/pin", headers=host) as res:
+                assert res.status == 200, await res.text()
+
+            def pinned(record: Any) -> bool:
+                return any(m.get("type") == "comment_pinned" and (m.get("comment") or {}).get("id") == question
+                           for m in map(json.loads, record.messages))  # fmt: skip
+
+            for viewer in viewers:
+                await viewer.wait_for(pinned, 10)
+            latecomer = viewer_of(nodes["edge"])
+            try:
+                await latecomer.start(http)
+                await latecomer.wait_for(lambda r: r.got("snapshot") and pinned(r), 20)
+            finally:
+                await latecomer.stop(http)
         finally:
             for viewer in viewers:
                 await viewer.stop(http)

@@ -26,7 +26,7 @@ KEY = "openapi-publish-key-0123456789"
 SECRET = "openapi-viewer-secret-0123456789-abcdef"
 HOST_OPS = {
     "upsertCard", "showCard", "hideCard", "deleteCard", "listComments", "deleteComment", "moderate", "mintToken",
-    "reportOrder", "getStats", "deleteRecording",
+    "reportOrder", "getStats", "deleteRecording", "pinComment", "unpinComment",
 }  # fmt: skip
 EXAMPLES = 30  # per operation: ~11 operations, well under a minute on a busy machine
 
@@ -47,7 +47,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 FUZZED = (
     "listCards", "upsertCard", "showCard", "hideCard", "deleteCard", "postComment", "listComments",
-    "deleteComment", "moderate", "postLikes", "mintToken", "reportOrder", "getStats",
+    "deleteComment", "pinComment", "unpinComment", "moderate", "postLikes", "mintToken", "reportOrder", "getStats",
     "listRecordings", "getRecording", "deleteRecording", "getRecordingComments",
 )  # fmt: skip
 STREAMING = ("cardEvents", "commentEvents")  # SSE responses never end: described, not fuzzed

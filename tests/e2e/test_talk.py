@@ -192,6 +192,56 @@ async def test_moderation_filters_limits_deletes_and_bans(talk_server: Server, h
                 await viewer.stop(http)
 
 
+async def test_the_host_pins_a_comment_for_every_viewer_and_late_joiners_and_deleting_it_unpins(
+    talk_server: Server, host: HostFeed
+) -> None:
+    api = f"{talk_server.base}/api/streams/talk"
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def pinned(viewer: WhepViewer) -> object:
+        """The comment this viewer was last told is pinned (None: unpinned; "never": no word)."""
+        told = _messages(viewer, "comment_pinned")
+        return told[-1][1]["comment"] if told else "never"
+
+    async with aiohttp.ClientSession() as http:
+        alice = WhepViewer(talk_server.base, "talk", read_pattern=False, audio=False)
+        late: WhepViewer | None = None
+        try:
+            await _open([alice], http)
+            async with http.post(f"{api}/comments", json={"text": "Free shipping until 9 pm!"}, headers=headers) as res:
+                assert res.status in (200, 201), await res.text()
+            await host.wait(lambda: any(c["text"] == "Free shipping until 9 pm!" for c in host.comments()), 5)
+            comment_id = next(c["id"] for c in host.comments() if c["text"] == "Free shipping until 9 pm!")
+            async with http.post(f"{api}/comments/{comment_id}/pin", headers={"Authorization": "Bearer nope"}) as res:
+                assert res.status in (401, 403)
+            async with http.post(f"{api}/comments/999999/pin", headers=headers) as res:
+                assert res.status == 404 and "no recent comment" in await res.text()
+            async with http.post(f"{api}/comments/{comment_id}/pin", headers=headers) as res:
+                assert res.status == 200, await res.text()
+            await alice.wait_for(lambda r: isinstance(pinned(alice), dict), 5)
+            told = pinned(alice)
+            assert isinstance(told, dict) and (told["id"], told["text"]) == (comment_id, "Free shipping until 9 pm!")
+            async with http.get(f"{api}/comments", headers=headers) as res:
+                assert (await res.json())["pinned"] == comment_id
+
+            late = WhepViewer(talk_server.base, "talk", read_pattern=False, audio=False)
+            await _open([late], http)  # joins while it is pinned: told on open
+            await late.wait_for(lambda r: isinstance(pinned(late), dict), 5)
+            async with http.delete(f"{api}/comments/{comment_id + 1}/pin", headers=headers) as res:
+                assert res.status == 404 and "is not pinned" in await res.text()
+
+            async with http.delete(f"{api}/comments/{comment_id}", headers=headers) as res:
+                assert res.status == 200
+            for viewer in (alice, late):  # deleted: unpinned for everyone
+                await viewer.wait_for(lambda r, v=viewer: pinned(v) is None, 5)
+            async with http.get(f"{api}/comments", headers=headers) as res:
+                assert (await res.json())["pinned"] is None
+        finally:
+            for viewer in (alice, late):
+                if viewer is not None:
+                    await viewer.stop(http)
+
+
 def _token(claims: dict[str, object], secret: str = SECRET, algorithm: str = "HS256") -> str:
     return jwt.encode(
         {"aud": "vip", "exp": int(time.time()) + 600, "sub": "u-1", "name": "Ann"} | claims, secret, algorithm=algorithm

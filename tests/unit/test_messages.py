@@ -20,6 +20,7 @@ from relay.messages import (
     Clock,
     CommentBatch,
     CommentMessage,
+    CommentPinned,
     CommentRemoved,
     ErrorMessage,
     Like,
@@ -54,6 +55,7 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         Bye("server shutting down"),
         CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=True),
         CommentRemoved(9),
+        CommentPinned(CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6)),
         LikeTotals(120, {"rose": 3}),
         OrderNotice("scarf", "Silk scarf", "Ann", 1, 4),
         CommentBatch((CommentMessage(9, "Ann", "viewer", "Is it silk?", 1600, 1.6, mine=False),)),
@@ -66,6 +68,7 @@ def test_every_server_message_encodes_to_compact_json_with_its_type_first() -> N
         decoded = json.loads(text)
         assert next(iter(decoded)) == "type" and decoded["type"] == message.type
     assert json.loads(encode(Snapshot(3, ()))) == {"type": "snapshot", "seq": 3, "cards": []}
+    assert json.loads(encode(CommentPinned(None))) == {"type": "comment_pinned", "comment": None}
     two = [CommentMessage(9, "Ann", "viewer", "silk?", 1600, 1.6), CommentMessage(10, "Bo", "host", "yes", 1700, 1.7)]
     assert encode_batch([encode(c) for c in two]) == encode(CommentBatch(tuple(two)))
     parts = [encode(CommentBatch(tuple(two))), encode(LikeTotals(7, {"rose": 1}))]
