@@ -89,7 +89,8 @@ async def test_orders_count_the_stock_down_for_viewers_until_it_is_sold_out(shop
                     return data
 
             async def clicked() -> bool:
-                return any(c["clicks"] == 1 for c in (await stats())["cards"])
+                report = await stats()  # and watch time counted: tenths of a second, from the go-live
+                return report["viewers"]["watch_time_s"] > 0 and any(c["clicks"] == 1 for c in report["cards"])
 
             await wait_until(clicked, 10)
             report = await stats()
