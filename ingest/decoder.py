@@ -9,6 +9,7 @@ keyframe, since a P-frame after a dropped one would only decode into garbage.
 from __future__ import annotations
 
 import asyncio
+import fractions
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import av
 
 from ingest.jitter import AssembledFrame
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class VideoDecoder:
                     # Everything waiting goes to the thread in one call: after the loop was busy
                     # (a burst of DTLS handshakes), one round trip per frame would leave the
                     # decoder idle between frames and the queue overflowing.
-                    batch = [frame.data for frame in self._pending]
+                    batch = [(frame.data, frame.timestamp) for frame in self._pending]
                     self._pending.clear()
                     try:
                         decoded = await loop.run_in_executor(self._pool, self._decode_all, batch)
@@ -95,14 +98,19 @@ class VideoDecoder:
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _decode_all(self, batch: list[bytes]) -> list[av.VideoFrame]:
-        return [picture for data in batch for picture in self._decode(data)]
+    def _decode_all(self, batch: list[tuple[bytes, int]]) -> list[av.VideoFrame]:
+        return [picture for data, timestamp in batch for picture in self._decode(data, timestamp)]
 
-    def _decode(self, data: bytes) -> list[av.VideoFrame]:
+    def _decode(self, data: bytes, timestamp: int) -> list[av.VideoFrame]:
         if self._codec is None:
             codec = av.CodecContext.create("h264", "r")
             assert isinstance(codec, av.VideoCodecContext)
             # Frame threads would add a frame of delay per thread; the rungs want it now.
             codec.thread_type = "SLICE"
             self._codec = codec
-        return [f for f in self._codec.decode(av.Packet(data)) if isinstance(f, av.VideoFrame)]
+        # The frame's RTP timestamp rides through as its pts (90 kHz): the transcoder keeps the
+        # camera's spacing from it (transcode/timing.py).
+        packet = av.Packet(data)
+        packet.pts = packet.dts = timestamp
+        packet.time_base = VIDEO_TIME_BASE
+        return [f for f in self._codec.decode(packet) if isinstance(f, av.VideoFrame)]

@@ -70,8 +70,7 @@ function setStatus(state, text) {
 }
 
 // ---- cards ------------------------------------------------------------------------------------
-function showCard(card) {
-  hideCard(card.id, true);
+function buildCard(card) {
   // The shop's click-through rate (GET /api/streams/{stream}/stats); the link opens anyway,
   // unless the page embedding us asked to handle Buy itself.
   const el = renderCard(card, (click) => {
@@ -79,6 +78,16 @@ function showCard(card) {
     embed.buy(card);
     if (!embed.buyOpensLink) click.preventDefault();
   });
+  // Fetch and decode the picture now, while the event waits for its frame: decoding it as the
+  // card goes on screen (an SVG above all) held up the page long enough for Chromium to skip
+  // presenting the very frame the card was for.
+  const img = el.querySelector("img");
+  if (img) img.decode().catch(() => {});
+  return el;
+}
+
+function showCard(card, el = buildCard(card)) {
+  hideCard(card.id, true);
   cardsEl.append(el);
   requestAnimationFrame(() => el.classList.add("in"));
   const timer = card.ttl_s ? setTimeout(() => hideCard(card.id), card.ttl_s * 1000) : null;
@@ -98,9 +107,9 @@ function hideCard(id, instant = false) {
 
 function applyEvent(event) {
   const { action, card } = event;
-  if (action === "show") showCard(card);
+  if (action === "show") showCard(card, event.el);
   else if (action === "hide" || action === "delete") hideCard(card.id);
-  else if (action === "update" && shown.has(card.id)) showCard(card);
+  else if (action === "update" && shown.has(card.id)) showCard(card, event.el);
 }
 
 const frameTimes = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
@@ -148,13 +157,14 @@ function onMessage(message) {
   } else if (message.type === "snapshot") {
     for (const id of [...shown.keys()]) hideCard(id, true);
     pending.length = 0;
-    message.cards.forEach(showCard);
+    message.cards.forEach((card) => showCard(card));
     lastSeq = message.seq;
     if (message.clock) addClock(message.clock);
   } else if (message.type === "card") {
     if (message.seq <= lastSeq) return;
     lastSeq = message.seq;
-    pending.push({ ...message, received: Date.now() });
+    const el = message.action === "show" || message.action === "update" ? buildCard(message.card) : undefined;
+    pending.push({ ...message, el, received: Date.now() });
     flushPending();
   } else if (message.type === "clock") {
     addClock(message);
@@ -435,7 +445,24 @@ window.livecartPlayer = {
   get mappings() { return mappings.map((m) => ({ ...m })); },
 };
 
+// Paint one invisible card while the video starts: the first card a page paints (its fonts,
+// their glyphs, the shadow's raster) held Chromium up long enough to skip presenting the frame
+// it was for, which later cards did not.
+function warmCards() {
+  const el = buildCard({ id: "", title: "Warm-up", subtitle: "·", price: "0", currency: "EUR", image_url: "", buy_url: "#", stock: 3, sold: 1, badge: "·" });
+  el.classList.add("in", "warm");
+  // In a box of its own after the cards' (same place, same styles): never taken for a card.
+  const box = Object.assign(document.createElement("div"), { className: "cards" });
+  box.setAttribute("aria-hidden", "true");
+  box.append(el);
+  cardsEl.after(box);
+  const drop = () => box.remove();
+  video.addEventListener("playing", () => requestAnimationFrame(() => requestAnimationFrame(drop)), { once: true });
+  setTimeout(drop, 15000);
+}
+
 window.addEventListener("pagehide", () => endSession(resource, true));
+warmCards();
 setInterval(updateStats, 1000);
 setInterval(loadRenditions, 3000); // also the viewer count
 loadRenditions();

@@ -24,17 +24,28 @@ from transcode.frames import AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ, VP8, VP8_SUFFIX, En
 from transcode.passthrough import PassthroughRung
 from transcode.rendition import SOURCE, Rendition, active_rungs, rung_size
 from transcode.rung import RungEncoder
+from transcode.timing import SourceClock
 
 log = logging.getLogger(__name__)
 
 AUDIO_QUEUE_FRAMES = 25  # 0.5 s of 20 ms frames; older audio is dropped when full
 
 
+def _source_ticks(frame: av.VideoFrame) -> int | None:
+    """The frame's capture time in 90 kHz ticks (its RTP timestamp, from the decoders), if any."""
+    base = frame.time_base
+    if frame.pts is None or base is None:
+        return None
+    return frame.pts * base.numerator * VIDEO_CLOCK_HZ // base.denominator
+
+
 class StreamTranscoder:
     """Owns one stream's rung encoders, the audio encoder, their threads and tasks.
 
-    ``clock()`` returns seconds since the stream started; every output ``pts`` is taken from it
-    when the frame arrives, so timestamps stay continuous across publishers and rungs.
+    ``clock()`` returns seconds since the stream started. A video frame's output ``pts`` is its
+    own capture time (RTP timestamp, or pts) anchored to that clock by ``SourceClock``, the
+    same for the frame on every rung and continuous across publishers; audio is stamped with the
+    clock when it arrives.
     ``on_frame`` receives every encoded frame on the event loop; ``on_rungs`` is told the active
     rungs (name -> encoded size) whenever the source size changes them; ``on_media`` is told
     when a new publisher's first video frame arrives.
@@ -64,6 +75,7 @@ class StreamTranscoder:
         self._encoded_fresh = False  # encoded frames came since the last on_source_started
         self.source: PassthroughRung | None = None
         self._clock = clock
+        self._video_clock = SourceClock()
         self._on_frame = on_frame
         self._on_rungs = on_rungs
         self._on_media = on_media
@@ -107,7 +119,7 @@ class StreamTranscoder:
             return
         if self._source_size != (frame.width, frame.height):
             self._resize(frame.width, frame.height)
-        pts = round(self._clock() * VIDEO_CLOCK_HZ)
+        pts = self._video_clock.stamp(_source_ticks(frame), round(self._clock() * VIDEO_CLOCK_HZ))
         for rung in self.rungs.values():
             rung.offer(frame, pts)
         for rung in self.vp8.values():
@@ -141,7 +153,7 @@ class StreamTranscoder:
         source = self.source
         if self._passthrough and source is not None:
             source.request_upstream = request_keyframe
-            source.forward(frame, round(self._clock() * VIDEO_CLOCK_HZ))
+            source.forward(frame, self._video_clock.stamp(frame.timestamp, round(self._clock() * VIDEO_CLOCK_HZ)))
 
     def _set_passthrough(self, on: bool) -> None:
         if on != self._passthrough:

@@ -27,6 +27,11 @@ from tests.e2e.conftest import Server, start_server, stop_server, write_config
 
 STREAM = "sync"
 FRAME_MS = 1000 / 30
+# Every wait on the page polls on a timer: Playwright's default polls on every animation frame,
+# and with the frame rate unthrottled (below) that is a busy loop in the page, which on 2 cores
+# made Chromium skip presenting video frames (what the card show records happens in the page,
+# so how soon the test notices it does not matter).
+POLL_MS = 50
 
 # Runs before the page's own scripts: records the counter on screen whenever a card is added,
 # and the size of the first frame presented.
@@ -240,13 +245,13 @@ class Sync:
 
             await page.route("**/whep/**", hold_offer)
         await page.goto(f"{self.server.base}/watch/{STREAM}{query}")
-        await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=15000)
+        await page.wait_for_function("document.getElementById('video').videoWidth > 0", polling=POLL_MS, timeout=15000)
         asked = await _join_requests(self.http, self.server) - before
         self.joins[name] = "fresh keyframe" if asked else "cached frames"
         # Chromium skips frames while its playout settles after a join (it presented frames
         # 55 and 109 but not 53 and 105, targets in one run): a card cannot land on a frame
         # never shown, so cards start once a second of video has been presented.
-        await page.wait_for_function("window.__cardSync.presented.length >= 90", timeout=15000)
+        await page.wait_for_function("window.__cardSync.presented.length >= 90", polling=POLL_MS, timeout=15000)
         return page
 
     async def show_cards(self, page: Any, name: str, count: int) -> None:
@@ -255,7 +260,7 @@ class Sync:
             await _card(self.http, self.server, card_id, "create")
             show = Show(name, card_id, await _card(self.http, self.server, card_id, "show"))
             await page.wait_for_function(
-                f"window.__cardSync.shows.some((s) => s.id === {json.dumps(card_id)})", timeout=5000
+                f"window.__cardSync.shows.some((s) => s.id === {json.dumps(card_id)})", polling=POLL_MS, timeout=5000
             )
             recorded = await page.evaluate(f"window.__cardSync.shows.find((s) => s.id === {json.dumps(card_id)})")
             show.counter = int(recorded["counter"])
@@ -319,15 +324,23 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         page = await sync.open("switch", "?rendition=240p")
         assert await page.evaluate("window.__cardSync.firstFrame") == {"width": 426, "height": 240}
         assert await page.evaluate("document.getElementById('rendition').value") == "240p"
-        await page.wait_for_function("document.getElementById('current').dataset.rung === '240p'", timeout=5000)
+        await page.wait_for_function(
+            "document.getElementById('current').dataset.rung === '240p'", polling=POLL_MS, timeout=5000
+        )
         await sync.show_cards(page, "switch-start", 2)
-        await page.wait_for_function("document.getElementById('rendition').options.length > 2", timeout=10000)
+        await page.wait_for_function(
+            "document.getElementById('rendition').options.length > 2", polling=POLL_MS, timeout=10000
+        )
         retimes = []
         for rung, height, count in (("480p", 360, 3), ("240p", 240, 2)):
             known = len(await page.evaluate("window.livecartPlayer.mappings"))
             await page.select_option("#rendition", rung)
-            await page.wait_for_function(f"window.livecartPlayer.mappings.length > {known}", timeout=10000)
-            await page.wait_for_function(f"document.getElementById('video').videoHeight === {height}", timeout=10000)
+            await page.wait_for_function(
+                f"window.livecartPlayer.mappings.length > {known}", polling=POLL_MS, timeout=10000
+            )
+            await page.wait_for_function(
+                f"document.getElementById('video').videoHeight === {height}", polling=POLL_MS, timeout=10000
+            )
             before, after = (await page.evaluate("window.livecartPlayer.mappings"))[-2:]
             retimes.append((rung, (after["rtp"] - after["media_ts"] - before["rtp"] + before["media_ts"]) % 2**32))
             await sync.show_cards(page, f"switch-{rung}", count)
@@ -337,7 +350,7 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         # 4. The SSE fallback: no data channel, cards and this session's clock over SSE.
         page = await sync.open("sse", "?rendition=480p", sse=True)
         session = await page.evaluate("window.livecartPlayer.session")
-        await page.wait_for_function("window.livecartPlayer.mappings.length >= 1", timeout=10000)
+        await page.wait_for_function("window.livecartPlayer.mappings.length >= 1", polling=POLL_MS, timeout=10000)
         await sync.show_cards(page, "sse", 3)
         assert await page.evaluate("window.livecartPlayer.session") == session
         await page.context.close()
@@ -348,7 +361,9 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         await sync.show_cards(page, "before-restart", 1)
         first_session = await page.evaluate("window.livecartPlayer.session")
         await publisher.stop(http)
-        await page.wait_for_function("document.getElementById('status').dataset.state === 'offline'", timeout=15000)
+        await page.wait_for_function(
+            "document.getElementById('status').dataset.state === 'offline'", polling=POLL_MS, timeout=15000
+        )
         async with http.delete(f"{sync_server.base}/whep/{STREAM}/{first_session}") as res:
             assert res.status == 200
         # Counters from 20000 on, so the two publishers' frames never share a counter.
@@ -358,9 +373,12 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         await second.start(http)
         await page.wait_for_function(
             f"window.livecartPlayer.session && window.livecartPlayer.session !== {json.dumps(first_session)}",
+            polling=POLL_MS,
             timeout=20000,
         )
-        await page.wait_for_function("document.getElementById('status').dataset.state === 'playing'", timeout=15000)
+        await page.wait_for_function(
+            "document.getElementById('status').dataset.state === 'playing'", polling=POLL_MS, timeout=15000
+        )
         await reference.wait_for(lambda r: any(f.counter > 20000 for f in r.frames), 15)
         await sync.show_cards(page, "after-restart", 3)
         await page.context.close()
