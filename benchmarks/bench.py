@@ -140,6 +140,7 @@ class Runner:
                 comment_rate=args.comment_rate if talk else 0.0,
                 like_rate=args.like_rate if talk else 0.0,
                 commenters=args.commenters,
+                likers=args.likers,
                 data_channel=args.comment_rate > 0 or args.like_rate > 0,  # the video baseline too
             )
             process = ctx.Process(

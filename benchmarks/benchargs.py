@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--commenters", type=float, default=0.5, help="share of the viewers that comment (0.5)")
     parser.add_argument(
+        "--likers",
+        type=float,
+        default=1.0,
+        help="share of the viewers that tap like, spread evenly over commenters and the others (1.0: all)",
+    )
+    parser.add_argument(
         "--video-baseline",
         action="store_true",
         help="with --comment-rate/--like-rate: run each level with video alone first and report what the "

@@ -65,9 +65,16 @@ class RtpCounter:
         if 192 <= b1 <= 223:  # RTCP (sender reports): not counted
             return
         stream = self.streams.get(ssrc)
+        fresh = stream is None
         if stream is None:
             stream = self.streams[ssrc] = StreamCount((b1 & 0x7F) in self.video_pts, seq, ts)
         stream.add(seq, ts, len(data))
+        if fresh and not plaintext and not stream.video:
+            # libsrtp learns a stream's rollover counter from the first packet it sees: a stream
+            # first sampled after its sequence numbers wrapped (audio, 50 packets a second, is
+            # sampled every few seconds) would fail every later check for a counter off by one.
+            self._decrypt(data)
+            return
         if plaintext:
             self.verified += 1
             if self.first_keyframe_at is None and stream.video and _is_keyframe(RtpPacket.parse(data)):

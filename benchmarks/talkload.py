@@ -68,11 +68,20 @@ class TalkCounts:
     echo_ms: list[float] = field(default_factory=list)  # send -> own echo
 
 
+def likes(i: int, share: float) -> bool:
+    """Whether viewer ``i`` taps like when ``share`` of them do: spread evenly over the indices,
+    so over the commenters (the first ones) and the others alike."""
+    return math.floor((i + 1) * share) > math.floor(i * share)
+
+
 class TalkLoad:
     """Owns the conversation of one worker's viewers: their schedules and what came back."""
 
-    def __init__(self, channels: list[Any], comment_rate: float, like_rate: float, commenters: float) -> None:
+    def __init__(
+        self, channels: list[Any], comment_rate: float, like_rate: float, commenters: float, *, likers: float = 1.0
+    ) -> None:
         self.channels = channels
+        self.likers = likers
         self.comment_rate = comment_rate
         self.like_rate = like_rate
         self.commenters = commenters
@@ -110,7 +119,12 @@ class TalkLoad:
         n = len(self.channels)
         talkers = round(n * self.commenters)
         self._schedules = [
-            TalkSchedule(self.comment_rate if i < talkers else 0.0, self.like_rate, start=start, phase=i / max(1, n))
+            TalkSchedule(
+                self.comment_rate if i < talkers else 0.0,
+                self.like_rate if likes(i, self.likers) else 0.0,
+                start=start,
+                phase=i / max(1, n),
+            )
             for i in range(n)
         ]
         await asyncio.sleep(max(0.0, start - time.monotonic()))

@@ -42,6 +42,7 @@ class WorkerPlan:
     comment_rate: float = 0.0  # comments a second per commenting viewer (0: no conversation)
     like_rate: float = 0.0  # like taps a second per viewer
     commenters: float = 0.5  # the share of viewers that comment
+    likers: float = 1.0  # the share of viewers that tap like
     data_channel: bool = False  # viewers open the "cards" channel (as players do) even when silent
 
     @property
@@ -131,7 +132,9 @@ async def _main(plan: WorkerPlan, queue: Any, commands: Any) -> None:
 
         talk = None
         if plan.talks:
-            talk = TalkLoad([v.channel for v in viewers], plan.comment_rate, plan.like_rate, plan.commenters)
+            talk = TalkLoad(
+                [v.channel for v in viewers], plan.comment_rate, plan.like_rate, plan.commenters, likers=plan.likers
+            )
             for viewer in viewers:
                 viewer.on_message = talk.on_message
         talking = asyncio.ensure_future(talk.run(window_start, window_end, plan.index)) if talk else None

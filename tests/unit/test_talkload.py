@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.talkload import LIKE_BATCH_S, MAX_BATCH, TalkSchedule
+from benchmarks.talkload import LIKE_BATCH_S, MAX_BATCH, TalkSchedule, likes
 
 
 @given(
@@ -34,3 +35,12 @@ def test_comments_and_taps_follow_their_rates_and_batches_lose_no_tap(
     assert schedule.taps - schedule.sent_taps <= like_rate * since_batch + 1
     if schedule.taps > schedule.sent_taps and since_batch >= LIKE_BATCH_S:
         raise AssertionError("taps were due for a batch but not sent")
+
+
+@given(st.integers(1, 2000), st.floats(0, 1))
+def test_the_likers_are_the_share_asked_for_among_commenters_and_the_others(n: int, share: float) -> None:
+    chosen = [i for i in range(n) if likes(i, share)]
+    assert len(chosen) == math.floor(n * share)
+    half = n // 2  # the commenters are the first half
+    among = sum(1 for i in chosen if i < half)
+    assert abs(among - half * share) <= 1
