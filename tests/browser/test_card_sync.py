@@ -387,6 +387,11 @@ async def test_every_card_appears_on_its_frame_for_every_kind_of_viewer(
         skipped = sum((s.presented_target, s.presented_next) != (s.target, s.target + 1) for s in sync.shows)
         late_ms = sorted(ref.late_ms(s) for s in sync.shows)
         print(f"joins: {sync.joins}")
+        async with http.get(f"{sync_server.base}/api/streams/{STREAM}") as res:
+            rungs = (await res.json())["rungs"]
+        print("rung frames in/out/dropped by the server: " + ", ".join(
+            f"{r['name']} {r['frames_in']}/{r['frames_out']}/{r['frames_dropped']}" for r in rungs
+        ))  # fmt: skip
         print(
             f"{len(sync.shows)} card shows on 5 page loads: stream frames late {sorted(late)}; "
             f"ms late min/median/max {late_ms[0]:.0f} / {statistics.median(late_ms):.0f} / {late_ms[-1]:.0f}; "
