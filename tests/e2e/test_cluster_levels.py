@@ -10,14 +10,14 @@ import json
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from benchmarks.peers import WhepViewer, WhipPublisher
-from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
-from tests.redis_server import RedisServer
+from tests.e2e.cluster_nodes import cluster_nodes
+from tests.e2e.cluster_nodes import get_json as get
+from tests.e2e.conftest import PUBLISH_KEY, Server, wait_until
 
 TOKEN = "cluster-levels-token-0123456789"
 NODES = {"origin": ["--role", "origin"], "relay1": ["--role", "relay"],
@@ -27,32 +27,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    tmp = tmp_path_factory.mktemp("levels")
-    try:
-        redis = RedisServer(tmp)
-    except FileNotFoundError:
-        pytest.skip("needs Debian's redis-server (./dev.sh test installs it)")
-    redis.start()
-    config = write_config(tmp / "livecart.toml", f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\n')
-    servers: dict[str, Server] = {}
-    try:
-        for name, role in NODES.items():
-            servers[name] = start_server(["--config", str(config), *role, "--node-id", name], tmp / f"{name}.log")
-        yield servers
-    finally:
-        codes = {name: stop_server(s) for name, s in servers.items()}
-        redis.stop()
-    for name, server in servers.items():
-        log = server.log()
-        killed = name == "relay2" and codes[name] == -signal.SIGKILL  # the test kills it
-        assert codes[name] == 0 or killed, f"{name} exited with {codes[name]}\n{log[-3000:]}"
-        assert "Traceback" not in log and "never retrieved" not in log, log[-5000:]
-
-
-async def get(http: aiohttp.ClientSession, url: str) -> Any:
-    async with http.get(url) as res:
-        assert res.status == 200, await res.text()
-        return await res.json()
+    with cluster_nodes(tmp_path_factory.mktemp("levels"), NODES, token=TOKEN, may_be_killed="relay2") as servers:
+        yield servers  # (the test kills relay2)
 
 
 async def pullers(http: aiohttp.ClientSession, base: str) -> list[str]:

@@ -19,8 +19,9 @@ import pytest
 import pytest_asyncio
 
 from benchmarks.peers import WhepViewer, WhipPublisher
-from tests.e2e.conftest import PUBLISH_KEY, Server, start_server, stop_server, wait_until, write_config
-from tests.redis_server import RedisServer
+from tests.e2e.cluster_nodes import cluster_nodes
+from tests.e2e.cluster_nodes import get_json as get
+from tests.e2e.conftest import PUBLISH_KEY, Server, wait_until
 
 TOKEN = "cluster-relay-token-0123456789"
 SECRET = "vip-viewer-secret-0123456789abcdef"
@@ -29,37 +30,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    tmp = tmp_path_factory.mktemp("relay")
-    try:
-        redis = RedisServer(tmp)
-    except FileNotFoundError:
-        pytest.skip("needs Debian's redis-server (./dev.sh test installs it)")
-    redis.start()
-    config = write_config(
-        tmp / "livecart.toml",
-        f'[streams.vip]\npublish_key = "{PUBLISH_KEY}"\nviewer_secret = "{SECRET}"\n'
-        f'[cluster]\nurl = "{redis.url}"\ntoken = "{TOKEN}"\n',
-    )
-    servers: dict[str, Server] = {}
-    try:
-        for name in ("origin", "relay", "edge"):
-            args = ["--config", str(config), "--role", name, "--node-id", name]
-            servers[name] = start_server(args, tmp / f"{name}.log")
-        yield servers
-    finally:
-        codes = {name: stop_server(s) for name, s in servers.items()}
-        redis.stop()
-    for name, server in servers.items():
-        log = server.log()
-        killed = name == "relay" and codes[name] == -signal.SIGKILL  # the last test kills it
-        assert codes[name] == 0 or killed, f"{name} exited with {codes[name]}\n{log[-3000:]}"
-        assert "Traceback" not in log and "never retrieved" not in log, log[-5000:]
-
-
-async def get(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
-    async with http.get(url, **kwargs) as res:
-        assert res.status == 200, await res.text()
-        return await res.json()
+    roles = {name: ["--role", name] for name in ("origin", "relay", "edge")}
+    vip = f'[streams.vip]\npublish_key = "{PUBLISH_KEY}"\nviewer_secret = "{SECRET}"\n'
+    with cluster_nodes(
+        tmp_path_factory.mktemp("relay"), roles, token=TOKEN, config=vip, may_be_killed="relay"
+    ) as servers:
+        yield servers  # (the last test kills the relay)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
