@@ -78,6 +78,8 @@ def summarise(
         "join_ms_p50": percentile(joins, 50),
         "join_ms_p95": percentile(joins, 95),
         "join_ms_p99": percentile(joins, 99),
+        # p50 / p95 of each step of a join, ms from the POST (see ViewerRow.phases_ms)
+        "join_phases_ms": _phases(joined),
         "delivered_ratio_min": min(delivered) if delivered else None,
         "delivered_ratio_median": percentile(delivered, 50),
         "packets_per_s": packets / wall_s if wall_s else 0.0,
@@ -94,6 +96,17 @@ def summarise(
         "verify_errors": _merge(r.verify_errors for r in joined),
         "window_s": wall_s,
     }
+
+
+PHASES = ("answer", "connected", "first_video_packet", "first_keyframe")
+
+
+def _phases(rows: list[ViewerRow]) -> dict[str, list[float | None]]:
+    out: dict[str, list[float | None]] = {}
+    for i, name in enumerate(PHASES):
+        values = [v for r in rows if r.phases_ms is not None and (v := r.phases_ms[i]) is not None]
+        out[name] = [percentile(values, 50), percentile(values, 95)]
+    return out
 
 
 def _merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -364,6 +377,12 @@ def _print_level(console: Any, label: str, level: Level) -> None:
 
     table.add_row("connected / failed", f"{r['viewers_connected']} / {r['viewers_failed']} {r['failures'] or ''}")
     table.add_row("join ms p50/p95/p99", f"{fmt(r['join_ms_p50'])} / {fmt(r['join_ms_p95'])} / {fmt(r['join_ms_p99'])}")
+    phases = r.get("join_phases_ms") or {}
+    if phases:
+        table.add_row(
+            "  answer / connected / 1st video / keyframe (p50, p95)",
+            " · ".join(f"{fmt(p50)}, {fmt(p95)}" for p50, p95 in phases.values()),
+        )
     table.add_row(
         "delivered min / median", f"{fmt(r['delivered_ratio_min'], '.4f')} / {fmt(r['delivered_ratio_median'], '.4f')}"
     )

@@ -43,6 +43,7 @@ class RtpCounter:
         self.posted_at = posted_at
         self.streams: dict[int, StreamCount] = {}
         self.first_keyframe_at: float | None = None
+        self.first_video_at: float | None = None  # the first video packet, decrypted or not
         self.verified = 0
         self.verify_failed = 0
         self.verify_errors: dict[str, int] = {}  # why decryption or parsing failed -> count
@@ -69,6 +70,8 @@ class RtpCounter:
         if stream is None:
             stream = self.streams[ssrc] = StreamCount((b1 & 0x7F) in self.video_pts, seq, ts)
         stream.add(seq, ts, len(data))
+        if stream.video and self.first_video_at is None:
+            self.first_video_at = time.monotonic()
         if fresh and not plaintext and not stream.video:
             # libsrtp learns a stream's rollover counter from the first packet it sees: a stream
             # first sampled after its sequence numbers wrapped (audio, 50 packets a second, is
@@ -141,6 +144,8 @@ class LoadViewer:
         self.on_message: Any = None  # called with (arrival time.monotonic(), text) when set
         self.channel: Any = None  # the "cards" data channel, when asked for
         self.posted_at = 0.0
+        self.answered_at: float | None = None  # the WHEP answer back
+        self.connected_at: float | None = None  # ICE and DTLS done
         self._tapped: Any = None
 
     async def join(self, http: aiohttp.ClientSession, timeout_s: float) -> None:
@@ -173,6 +178,7 @@ class LoadViewer:
                 if res.status != 201:
                     raise JoinFailed(f"http {res.status}", body.strip()[:200])
                 self.location = str(res.url.join(URL(res.headers.get("Location", ""))))
+            self.answered_at = time.monotonic()
         except aiohttp.ClientError as exc:
             raise JoinFailed("http error", str(exc)) from None
         connected = asyncio.Event()
@@ -180,6 +186,8 @@ class LoadViewer:
         @pc.on("connectionstatechange")
         def _state() -> None:
             if pc.connectionState in ("connected", "failed", "closed"):
+                if pc.connectionState == "connected" and self.connected_at is None:
+                    self.connected_at = time.monotonic()
                 connected.set()
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))

@@ -55,6 +55,9 @@ class ViewerRow:
     joined: bool
     reason: str | None = None
     join_ms: float | None = None
+    # Where a join's time went (ms from the POST): the answer back, ICE and DTLS done, the first
+    # video packet, the first keyframe (None where the viewer never got there).
+    phases_ms: tuple[float | None, float | None, float | None, float | None] | None = None
     delivered: float | None = None
     received: int = 0
     bytes: int = 0
@@ -191,9 +194,20 @@ def _row(viewer: LoadViewer, start: dict[int, tuple[bool, Mark]], wall: float, f
     join_ms = None
     if counter.first_keyframe_at is not None:
         join_ms = (counter.first_keyframe_at - counter.posted_at) * 1000
+
+    def since_post(at: float | None) -> float | None:
+        return None if at is None else (at - counter.posted_at) * 1000
+
+    phases = (
+        since_post(viewer.answered_at),
+        since_post(viewer.connected_at),
+        since_post(counter.first_video_at),
+        since_post(counter.first_keyframe_at),
+    )
     return ViewerRow(
         joined=True,
         join_ms=join_ms,
+        phases_ms=phases,
         delivered=delivered_ratio(windows, reference_rate=1.0),
         received=sum(w.received for w in windows),
         bytes=sum(w.bytes for w in windows),
