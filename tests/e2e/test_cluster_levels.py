@@ -52,7 +52,10 @@ async def test_each_level_pulls_once_from_the_level_above_and_a_dead_level_is_sk
                 alive = {n["node_id"]: n for n in view["nodes"] if n["alive"]}
                 levels = {name: n["level"] for name, n in alive.items()}
                 live = (await get(http, f"{base['origin']}/api/streams/live"))["live"]
-                return bool(live) and levels == {"origin": 0, "relay1": 1, "relay2": 2, "edge": 0}
+                # ... and in the directory: the origin registers its streams at its heartbeat, and
+                # a pull asked for before that gets "no live origin" (a clean-clone CI failure)
+                registered = alive.get("origin", {}).get("streams") == ["live"]
+                return bool(live) and registered and levels == {"origin": 0, "relay1": 1, "relay2": 2, "edge": 0}
 
             await wait_until(ready, 30)
             for name in ("relay2", "edge"):  # the pullers' own node lists, read at their next heartbeat
