@@ -81,10 +81,10 @@ class TalkLoad:
         self, channels: list[Any], comment_rate: float, like_rate: float, commenters: float, *, likers: float = 1.0
     ) -> None:
         self.channels = channels
-        self.likers = likers
         self.comment_rate = comment_rate
         self.like_rate = like_rate
         self.commenters = commenters
+        self.likers = likers
         self.counts = TalkCounts()
         self._sent_at: dict[str, float] = {}
         self._schedules: list[TalkSchedule] = []

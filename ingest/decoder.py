@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import av
 
-from ingest.jitter import AssembledFrame
+from ingest.jitter import VIDEO_CLOCK_HZ, AssembledFrame
 
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-HZ = 90_000
+from transcode.frames import VIDEO_CLOCK_HZ as HZ
+
 WRAP = 1 << 32  # RTP timestamps are 32 bits
 
 
